@@ -1,0 +1,366 @@
+"""What every connector shares: the catalog's Arrow schema, text parsing with quarantine,
+incremental cursors with an overlap window, and the extraction contract.
+
+A connector reads one department system. For a resource it yields bounded
+``pyarrow.RecordBatch`` es in the catalog's schema plus an ``_op`` column
+(``upsert`` or ``delete``); it never writes to the warehouse itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hub.catalog.models import Resource, ResourceField
+
+OP_COLUMN = "_op"
+OP_UPSERT = "upsert"
+OP_DELETE = "delete"
+TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d %H:%M:%S")
+DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d")
+_INTEGER = r"^[+-]?\d{1,18}$"
+_DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
+_TRUE = ("true", "1", "yes", "y", "t", "是")
+_FALSE = ("false", "0", "no", "n", "f", "否")
+
+
+class ConnectorError(RuntimeError):
+    """The source cannot be read as the catalog describes; the message says where and why."""
+
+
+def arrow_type(field_type: str) -> pa.DataType:
+    """The Arrow type of a catalog field type."""
+    if field_type.startswith("decimal("):
+        precision, scale = (int(part) for part in field_type[8:-1].split(","))
+        return pa.decimal128(precision, scale)
+    return {
+        "string": pa.string(),
+        "integer": pa.int64(),
+        "boolean": pa.bool_(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us"),
+    }[field_type]
+
+
+def arrow_schema(resource: Resource, *, with_op: bool = True) -> pa.Schema:
+    """The schema connectors yield for ``resource``: its fields, then ``_op``."""
+    fields = [pa.field(f.name, arrow_type(f.type), nullable=True) for f in resource.fields]
+    if with_op:
+        fields.append(pa.field(OP_COLUMN, pa.string(), nullable=False))
+    return pa.schema(fields)
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    """A short stable hash of column names and types (changes when the schema drifts)."""
+    described = [[f.name, str(f.type)] for f in schema]
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """A source row that could not be parsed into the catalog's schema."""
+
+    origin: str  # file name or page URL
+    line: int  # 1-based line (CSV) or record index (JSON)
+    reason: str
+    raw: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"origin": self.origin, "line": self.line, "reason": self.reason, "raw": self.raw}
+
+
+@dataclass
+class SyncState:
+    """What a connector remembers between runs, committed with the load that used it.
+
+    ``watermark``: the highest cursor value seen (ISO text). ``boundary``: keys and cursor
+    values already landed inside the overlap window, so re-reading the window for late
+    commits does not land the same row twice. ``files``: processed files (sftp).
+    """
+
+    watermark: str | None = None
+    boundary: list[list[str]] = field(default_factory=list)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: int = 0
+    last_reconcile_run: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> SyncState:
+        return cls(**json.loads(text)) if text else cls()
+
+
+class Extraction(Protocol):
+    """One read of one resource. Iterate ``batches()`` once; then read the rest."""
+
+    source: str  # where the rows came from, for the landing manifest (no secrets)
+    quarantined: list[QuarantinedRow]
+    notes: list[str]  # schema drift and other facts for the manifest
+
+    def batches(self) -> Iterator[pa.RecordBatch]: ...
+
+    def next_state(self) -> SyncState:
+        """The state to commit once every batch is loaded."""
+        ...
+
+    def watermark_range(self) -> tuple[str | None, str | None]: ...
+
+
+class Connector(Protocol):
+    def extract(self, resource: Resource, state: SyncState, *, full: bool) -> Extraction:
+        """Start reading ``resource``: everything when ``full``, else what changed since
+        ``state``. Raises ConnectorError when the source does not match the catalog."""
+        ...
+
+    def keys(self, resource: Resource) -> Iterator[pa.RecordBatch]:
+        """Every primary key currently in the source (for delete reconciliation)."""
+        ...
+
+
+# ---------------------------------------------------------------- incremental cursors
+
+
+class IncrementalCursor:
+    """Watermark with an overlap window for late commits.
+
+    Reads start ``overlap`` before the watermark. Rows whose (key, cursor value) were
+    already landed inside the window are dropped, so each version lands exactly once.
+    """
+
+    def __init__(self, resource: Resource, state: SyncState, overlap: timedelta, *, full: bool):
+        if resource.source.cursor is None:
+            raise ConnectorError(f"{resource.code}: incremental reads need source.cursor")
+        self.resource = resource
+        self.cursor = resource.source.cursor
+        self.key_columns = list(resource.primary_key)
+        self.overlap = overlap
+        self.full = full
+        self.old_watermark = None if full else _parse_ts(state.watermark)
+        self.seen = set() if full else {tuple(item) for item in state.boundary}
+        self.max_seen = self.old_watermark
+        self.min_seen: datetime | None = None
+        self.new_boundary: set[tuple[str, ...]] = set()
+
+    @property
+    def since(self) -> datetime | None:
+        """Read rows whose cursor is at or after this (None: read everything)."""
+        return None if self.old_watermark is None else self.old_watermark - self.overlap
+
+    def filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Drop rows already landed; remember the window for the next run."""
+        if batch.num_rows == 0:
+            return batch
+        cursor_values = batch.column(self.cursor)
+        if cursor_values.null_count:
+            raise ConnectorError(
+                f"{self.resource.code}: cursor column {self.cursor!r} has NULL values"
+            )
+        low = pc.min(cursor_values).as_py()
+        high = pc.max(cursor_values).as_py()
+        self.min_seen = low if self.min_seen is None else min(self.min_seen, low)
+        if self.max_seen is None or high > self.max_seen:
+            self.max_seen = high
+        identities = self._identities(batch)
+        keep = [identity not in self.seen for identity in identities]
+        # rows near the top may fall inside the next run's window: remember them
+        window_start = high - self.overlap
+        for identity, value in zip(identities, cursor_values.to_pylist(), strict=True):
+            if value >= window_start:
+                self.new_boundary.add(identity)
+        if all(keep):
+            return batch
+        return batch.filter(pa.array(keep, type=pa.bool_()))
+
+    def _identities(self, batch: pa.RecordBatch) -> list[tuple[str, ...]]:
+        columns = [batch.column(name).to_pylist() for name in (*self.key_columns, self.cursor)]
+        return [tuple(_text(v) for v in row) for row in zip(*columns, strict=True)]
+
+    def next_state(self, previous: SyncState) -> SyncState:
+        watermark = self.max_seen
+        if watermark is None:
+            return SyncState(
+                watermark=previous.watermark,
+                boundary=previous.boundary,
+                files=previous.files,
+                runs=previous.runs + 1,
+                last_reconcile_run=previous.last_reconcile_run,
+            )
+        window_start = _text(watermark - self.overlap)
+        kept = {b for b in (self.seen | self.new_boundary) if b[-1] >= window_start}
+        return SyncState(
+            watermark=_text(watermark),
+            boundary=sorted(list(b) for b in kept),
+            files=previous.files,
+            runs=previous.runs + 1,
+            last_reconcile_run=previous.last_reconcile_run,
+        )
+
+    def watermark_range(self) -> tuple[str | None, str | None]:
+        low = _text(self.min_seen) if self.min_seen is not None else None
+        high = _text(self.max_seen) if self.max_seen is not None else None
+        return low, high
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="microseconds")
+    return "" if value is None else str(value)
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+# ---------------------------------------------------------------- text parsing
+
+
+@dataclass
+class ParsedText:
+    batch: pa.RecordBatch
+    quarantined: list[QuarantinedRow]
+
+
+def parse_text_columns(
+    resource: Resource,
+    columns: dict[str, pa.Array],
+    *,
+    origin: str,
+    lines: Sequence[int],
+    raw_rows: Sequence[str],
+    ops: pa.Array | None = None,
+) -> ParsedText:
+    """Turn text columns (field name -> string array) into the catalog's types.
+
+    Empty strings are NULL. A value that does not parse sends its whole row to
+    quarantine with the field, the value and what was expected; the other rows go on.
+    """
+    num_rows = len(lines)
+    bad_reason: list[str | None] = [None] * num_rows
+    typed: list[pa.Array] = []
+    for spec in resource.fields:
+        text = columns.get(spec.name)
+        if text is None:
+            typed.append(pa.nulls(num_rows, type=arrow_type(spec.type)))
+            continue
+        text = pc.utf8_trim_whitespace(text.cast(pa.string()))
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        values, failed = _parse_field(spec, text)
+        if failed is not None:
+            for index in failed:
+                if bad_reason[index] is None:
+                    bad_reason[index] = (
+                        f"field {spec.name}: expected {_expected(spec)}, got {text[index].as_py()!r}"
+                    )
+        typed.append(values)
+    if ops is None:
+        ops = pa.array([OP_UPSERT] * num_rows, type=pa.string())
+    typed.append(ops)
+    batch = pa.RecordBatch.from_arrays(typed, schema=arrow_schema(resource))
+    quarantined = [
+        QuarantinedRow(origin, lines[i], reason, raw_rows[i])
+        for i, reason in enumerate(bad_reason)
+        if reason is not None
+    ]
+    if quarantined:
+        batch = batch.filter(pa.array([r is None for r in bad_reason], type=pa.bool_()))
+    return ParsedText(batch, quarantined)
+
+
+def _expected(spec: ResourceField) -> str:
+    if spec.type == "date":
+        return f"a date ({spec.date_format or 'YYYY-MM-DD'})"
+    if spec.type == "timestamp":
+        return f"a timestamp ({spec.date_format or 'YYYY-MM-DD HH:MM:SS'})"
+    return f"{'an' if spec.type == 'integer' else 'a'} {spec.type}"
+
+
+def _parse_field(spec: ResourceField, text: pa.Array) -> tuple[pa.Array, list[int] | None]:
+    """Parse one column; returns values and the indexes of values that did not parse."""
+    target = arrow_type(spec.type)
+    present = pc.is_valid(text)
+    if spec.type == "string":
+        return text, None
+    if spec.type in ("date", "timestamp"):
+        formats = (spec.date_format,) if spec.date_format else (
+            DATE_FORMATS if spec.type == "date" else TIMESTAMP_FORMATS
+        )
+        parsed = pa.nulls(len(text), type=pa.timestamp("us"))
+        for fmt in formats:
+            attempt = pc.strptime(text, format=fmt, unit="us", error_is_null=True)
+            parsed = pc.coalesce(parsed, attempt)
+        ok = pc.or_kleene(pc.invert(present), pc.is_valid(parsed))
+        values = parsed.cast(target) if spec.type == "date" else parsed
+        if spec.type == "date":
+            # a date column must not carry a time of day
+            ok = pc.and_kleene(ok, pc.or_kleene(pc.invert(present), pc.equal(
+                parsed.cast(pa.date32()).cast(pa.timestamp("us")), parsed)))
+    elif spec.type == "boolean":
+        lowered = pc.utf8_lower(text)
+        is_true = pc.is_in(lowered, value_set=pa.array(_TRUE))
+        is_false = pc.is_in(lowered, value_set=pa.array(_FALSE))
+        ok = pc.or_kleene(pc.invert(present), pc.or_(is_true, is_false))
+        values = pc.if_else(present, is_true, pa.scalar(None, pa.bool_()))
+    else:
+        pattern = _INTEGER if spec.type == "integer" else _DECIMAL
+        ok = pc.or_kleene(pc.invert(present), pc.match_substring_regex(text, pattern))
+        cleaned = pc.if_else(ok, text, pa.scalar(None, pa.string()))
+        try:
+            values = cleaned.cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values, ok = _cast_each(cleaned, target, ok)
+    ok = pc.fill_null(ok, False)
+    if pc.all(ok).as_py():
+        return values, None
+    failed = [i for i, good in enumerate(ok.to_pylist()) if not good]
+    return pc.if_else(ok, values, pa.scalar(None, target)), failed
+
+
+def _cast_each(text: pa.Array, target: pa.DataType, ok: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Slow path: cast value by value (only when a value overflows the declared type)."""
+    values: list[Any] = []
+    good: list[bool] = []
+    for value, fine in zip(text.to_pylist(), ok.to_pylist(), strict=True):
+        if value is None:
+            values.append(None)
+            good.append(bool(fine))
+            continue
+        try:
+            values.append(pa.array([value]).cast(target)[0].as_py())
+            good.append(True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values.append(None)
+            good.append(False)
+    return pa.array(values, type=target), pa.array(good, type=pa.bool_())
+
+
+def conform(batch: pa.RecordBatch | pa.Table, resource: Resource, op: str = OP_UPSERT) -> pa.RecordBatch:
+    """Cast an already-typed batch (named by field) to the catalog's schema and add ``_op``.
+
+    Raises ConnectorError naming the field when a value does not fit its declared type.
+    """
+    schema = arrow_schema(resource)
+    arrays = []
+    for spec in resource.fields:
+        column = batch.column(spec.name)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        target = arrow_type(spec.type)
+        if column.type != target:
+            try:
+                column = column.cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ConnectorError(
+                    f"{resource.code}.{spec.name}: expected {spec.type}, got {column.type}: {exc}"
+                ) from exc
+        arrays.append(column)
+    arrays.append(pa.array([op] * batch.num_rows, type=pa.string()))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -1,0 +1,156 @@
+"""Read ``catalogs/`` into a validated :class:`Catalog`, or say exactly what is wrong.
+
+Every problem is reported with its file, line and field path, all at once, so a
+department developer fixes the whole list in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from hub.catalog.models import Catalog, Department, Resource
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class CatalogProblem:
+    file: Path
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        return f"{where}: {self.field}: {self.message}"
+
+
+class CatalogError(ValueError):
+    """The catalog is invalid; ``problems`` lists every error found."""
+
+    def __init__(self, problems: list[CatalogProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _line_index(node: yaml.Node, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
+    """Map each key path of a YAML document to its 1-based line."""
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = (*path, key_node.value)
+            lines.update(_line_index(value_node, child))
+            lines[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines.update(_line_index(item, (*path, index)))
+    return lines
+
+
+def _read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    text = path.read_text(encoding="utf-8")
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    data = yaml.safe_load(text)
+    return data, (_line_index(node) if node is not None else {})
+
+
+def _problems_from(
+    path: Path, error: ValidationError, lines: dict[tuple[str | int, ...], int]
+) -> list[CatalogProblem]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        line = None
+        for depth in range(len(loc), -1, -1):  # the nearest enclosing node that exists
+            if loc[:depth] in lines:
+                line = lines[loc[:depth]]
+                break
+        field = ".".join(str(part) for part in loc) or "(document)"
+        problems.append(CatalogProblem(path, line, field, item["msg"]))
+    return problems
+
+
+def _load_folder(
+    folder: Path, model: type[M], problems: list[CatalogProblem]
+) -> list[tuple[Path, M]]:
+    loaded = []
+    for path in sorted(folder.glob("*.yml")):
+        try:
+            data, lines = _read_yaml(path)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            problems.append(CatalogProblem(path, line, "(document)", f"not valid YAML: {exc}"))
+            continue
+        if not isinstance(data, dict):
+            problems.append(CatalogProblem(path, 1, "(document)", "expected a mapping of keys"))
+            continue
+        try:
+            loaded.append((path, model.model_validate(data)))
+        except ValidationError as exc:
+            problems.extend(_problems_from(path, exc, lines))
+    return loaded
+
+
+def load_catalog(catalog_dir: Path) -> Catalog:
+    """Load and cross-check every YAML under ``catalog_dir``.
+
+    Raises CatalogError listing every problem (file, line, field, what was expected).
+    """
+    problems: list[CatalogProblem] = []
+    if not catalog_dir.is_dir():
+        raise CatalogError([CatalogProblem(catalog_dir, None, "(folder)", "no such folder")])
+    departments = _load_folder(catalog_dir / "departments", Department, problems)
+    resources = _load_folder(catalog_dir / "resources", Resource, problems)
+
+    known_departments = {d.code: d for _, d in departments}
+    seen_codes: dict[str, Path] = {}
+    for path, resource in resources:
+        if path.stem != resource.code:
+            problems.append(
+                CatalogProblem(path, 1, "code", f"expected the file name {resource.code}.yml")
+            )
+        if resource.code in seen_codes:
+            problems.append(
+                CatalogProblem(
+                    path, 1, "code", f"{resource.code!r} is already defined in {seen_codes[resource.code]}"
+                )
+            )
+        seen_codes[resource.code] = path
+        department = known_departments.get(resource.provider)
+        if department is None:
+            problems.append(
+                CatalogProblem(
+                    path,
+                    1,
+                    "provider",
+                    f"no department {resource.provider!r} in departments/ "
+                    f"(known: {', '.join(sorted(known_departments))})",
+                )
+            )
+        elif department.system.kind != resource.source.connector:
+            problems.append(
+                CatalogProblem(
+                    path,
+                    1,
+                    "source.connector",
+                    f"{resource.provider} runs a {department.system.kind.value} system, "
+                    f"not {resource.source.connector.value}",
+                )
+            )
+    for path, department in departments:
+        if path.stem != department.code:
+            problems.append(
+                CatalogProblem(path, 1, "code", f"expected the file name {department.code}.yml")
+            )
+    if problems:
+        raise CatalogError(problems)
+    return Catalog(
+        departments=tuple(d for _, d in departments),
+        resources=tuple(r for _, r in resources),
+    )

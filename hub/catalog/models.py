@@ -1,0 +1,223 @@
+"""Pydantic models of the resource catalog (``catalogs/``).
+
+One YAML file per department and per shared resource. Field names follow the
+government resource-catalog practice (政务数据资源目录): code, names, provider,
+sharing type, update cycle, primary key, fields with sensitivity, source, legal basis.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
+_DECIMAL = re.compile(r"^decimal\((\d{1,2}),(\d{1,2})\)$")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in a YAML key must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SharingType(StrEnum):
+    unconditional = "unconditional"  # 无条件共享
+    conditional = "conditional"  # 有条件共享
+    none = "none"  # 不予共享
+
+
+class Sensitivity(StrEnum):
+    public = "public"
+    internal = "internal"
+    personal = "personal"
+    sensitive = "sensitive"
+
+
+class UpdateCycle(StrEnum):
+    realtime = "realtime"
+    hourly = "hourly"
+    daily = "daily"
+    weekly = "weekly"
+    monthly = "monthly"
+    quarterly = "quarterly"
+    yearly = "yearly"
+
+    @property
+    def interval(self) -> timedelta:
+        """How old the data may be before it counts as stale."""
+        return {
+            "realtime": timedelta(minutes=15),
+            "hourly": timedelta(hours=1),
+            "daily": timedelta(days=1),
+            "weekly": timedelta(weeks=1),
+            "monthly": timedelta(days=31),
+            "quarterly": timedelta(days=92),
+            "yearly": timedelta(days=366),
+        }[self.value]
+
+
+class ConnectorKind(StrEnum):
+    sql = "sql"
+    sftp = "sftp"
+    http = "http"
+
+
+FieldType = str  # string | integer | boolean | date | timestamp | decimal(p,s)
+
+
+class ResourceField(Strict):
+    name: str = Field(pattern=CODE_PATTERN)
+    name_zh: str
+    type: FieldType
+    description: str = ""
+    sensitivity: Sensitivity
+    nullable: bool = True
+    source_column: str | None = Field(
+        default=None, description="Column name in the source when it differs from `name`."
+    )
+    aliases: tuple[str, ...] = Field(
+        default=(), description="Other source column names seen for this field (schema drift)."
+    )
+    date_format: str | None = Field(
+        default=None, description="strptime format for text sources, when not ISO 8601."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        value = value.replace(" ", "")
+        if value in {"string", "integer", "boolean", "date", "timestamp"}:
+            return value
+        match = _DECIMAL.match(value)
+        if match and 0 <= int(match[2]) <= int(match[1]) <= 38 and int(match[1]) > 0:
+            return value
+        raise ValueError(
+            "expected one of string, integer, boolean, date, timestamp, decimal(p,s) "
+            f"with 0 <= s <= p <= 38; got {value!r}"
+        )
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """Every column name this field may carry in the source, preferred first."""
+        return (self.source_column or self.name, *self.aliases)
+
+    @property
+    def decimal_precision(self) -> tuple[int, int] | None:
+        match = _DECIMAL.match(self.type)
+        return (int(match[1]), int(match[2])) if match else None
+
+
+class Source(Strict):
+    connector: ConnectorKind
+    table: str | None = Field(default=None, description="sql: table (or schema.table).")
+    path: str | None = Field(default=None, description="http: endpoint path under the base URL.")
+    file_pattern: str | None = Field(
+        default=None, description="sftp: glob of the files of this resource inside a drop."
+    )
+    encoding: Literal["auto", "utf-8", "gbk"] = Field(
+        default="auto", description="sftp: text encoding; auto tells UTF-8 from GBK per file."
+    )
+    cursor: str | None = Field(
+        default=None, description="Incremental cursor column (a field of the resource)."
+    )
+    deletes: Literal["reconcile", "tombstone", "none"] = Field(
+        default="none",
+        description="reconcile: compare key sets; tombstone: the source marks deleted rows.",
+    )
+    tombstone_field: str | None = Field(
+        default=None, description="tombstone: the source column that is true for deleted rows."
+    )
+
+    @model_validator(mode="after")
+    def _where_to_read(self) -> Source:
+        needed = {"sql": "table", "http": "path", "sftp": "file_pattern"}[self.connector.value]
+        if getattr(self, needed) is None:
+            raise ValueError(f"a {self.connector.value} source needs `{needed}`")
+        if self.deletes == "tombstone" and self.tombstone_field is None:
+            raise ValueError("deletes: tombstone needs `tombstone_field`")
+        return self
+
+
+class Resource(Strict):
+    """One shared resource: a row of the government data resource catalog."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    catalog_no: str = Field(description="Catalog number, e.g. 360200-HOUSING-0002.")
+    name_zh: str
+    name_en: str
+    provider: str = Field(pattern=CODE_PATTERN, description="Department code.")
+    description: str
+    sharing_type: SharingType
+    sharing_conditions: str | None = None
+    legal_basis: str
+    update_cycle: UpdateCycle
+    primary_key: tuple[str, ...] = Field(min_length=1)
+    fields: tuple[ResourceField, ...] = Field(min_length=1)
+    source: Source
+    quality_suite: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Resource:
+        names = [f.name for f in self.fields]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"field names repeat: {duplicates}")
+        for key in self.primary_key:
+            if key not in names:
+                raise ValueError(f"primary_key names {key!r}, which is not a field")
+        if self.source.cursor is not None and self.source.cursor not in names:
+            raise ValueError(f"source.cursor names {self.source.cursor!r}, which is not a field")
+        if self.sharing_type is SharingType.conditional and not self.sharing_conditions:
+            raise ValueError("a conditional resource needs `sharing_conditions`")
+        return self
+
+    @property
+    def raw_table(self) -> str:
+        """The warehouse table the load step appends to (without the ``raw.`` schema)."""
+        return f"{self.provider}__{self.code}"
+
+    def field(self, name: str) -> ResourceField:
+        for item in self.fields:
+            if item.name == name:
+                return item
+        raise KeyError(f"{self.code} has no field {name!r}")
+
+
+class SystemRef(Strict):
+    kind: ConnectorKind
+    connection: str = Field(
+        pattern=CODE_PATTERN, description="Resolved from HUB_CONN_<NAME> (see hub.settings)."
+    )
+    description: str = ""
+
+
+class Department(Strict):
+    code: str = Field(pattern=CODE_PATTERN)
+    name_zh: str
+    name_en: str
+    system: SystemRef
+    data_officer: str = Field(description="The department's data officer (数据专员), a role.")
+
+
+class Catalog(Strict):
+    departments: tuple[Department, ...]
+    resources: tuple[Resource, ...]
+
+    def resource(self, code: str) -> Resource:
+        for item in self.resources:
+            if item.code == code:
+                return item
+        raise KeyError(f"no resource {code!r} in the catalog")
+
+    def department(self, code: str) -> Department:
+        for item in self.departments:
+            if item.code == code:
+                return item
+        raise KeyError(f"no department {code!r} in the catalog")
+
+    def resources_of(self, department: str) -> tuple[Resource, ...]:
+        return tuple(r for r in self.resources if r.provider == department)

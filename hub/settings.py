@@ -1,0 +1,165 @@
+"""The hub's settings: one typed object, every knob an ``HUB_*`` environment variable.
+
+Connections to department systems are named in ``catalogs/departments/*.yml`` and
+resolved here from ``HUB_CONN_<NAME>`` (an Airflow-style URI; the password part is the
+secret). Nothing secret lives in ``catalogs/`` or in the code.
+
+The embedded default needs no configuration: a DuckDB warehouse file, SQLite department
+databases, an SFTP server and the registry API of the simulator, all under ``HUB_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Values that mean "somebody forgot to set the secret"; refused at start.
+PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "password", "xxx", "todo"})
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unusable; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the hub. Read once per process through :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    home: Path = Field(
+        default=PROJECT_ROOT / "state",
+        description="State directory: warehouse file, landing batches, simulated systems.",
+    )
+    catalog_dir: Path = Field(default=PROJECT_ROOT / "catalogs")
+    warehouse_url: str = Field(
+        default="",
+        description="duckdb:///path/to/file.duckdb (default, under HUB_HOME) or postgresql://...",
+    )
+    landing_dir: Path | None = Field(default=None, description="Default: HUB_HOME/landing.")
+
+    # extraction
+    batch_rows: int = Field(default=100_000, ge=1_000, description="Rows per Arrow batch.")
+    overlap_minutes: int = Field(
+        default=60,
+        ge=0,
+        description="Incremental reads start this far before the watermark (late commits).",
+    )
+    reconcile_every: int = Field(
+        default=1,
+        ge=0,
+        description="Find deleted keys every N incremental runs (0: only with --full).",
+    )
+    http_timeout_s: float = Field(default=30.0, gt=0)
+    http_retries: int = Field(default=5, ge=0)
+    http_backoff_s: float = Field(default=0.5, ge=0)
+    sftp_retries: int = Field(default=3, ge=0)
+
+    # simulated department systems (used by `hub simulate` and by the default connections)
+    sim_housing_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")
+    sim_tax_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")
+    sim_sftp_port: int = Field(default=2222, ge=1, le=65535)
+    sim_registry_port: int = Field(default=8765, ge=1, le=65535)
+
+    @field_validator("home", "catalog_dir", "landing_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @model_validator(mode="after")
+    def _defaults_under_home(self) -> Settings:
+        if not self.warehouse_url:
+            self.warehouse_url = f"duckdb:///{self.home / 'warehouse.duckdb'}"
+        if self.landing_dir is None:
+            self.landing_dir = self.home / "landing"
+        if not self.sim_housing_url:
+            self.sim_housing_url = f"sqlite:///{self.systems_dir / 'housing.db'}"
+        if not self.sim_tax_url:
+            self.sim_tax_url = f"sqlite:///{self.systems_dir / 'tax.db'}"
+        scheme = urlsplit(self.warehouse_url).scheme
+        if scheme not in {"duckdb", "postgresql", "postgresql+psycopg", "postgres"}:
+            raise ValueError(
+                f"HUB_WAREHOUSE_URL: expected duckdb:///<file> or postgresql://..., got {scheme!r}"
+            )
+        return self
+
+    @property
+    def systems_dir(self) -> Path:
+        """Where the simulator keeps the department systems it runs itself."""
+        return self.home / "systems"
+
+    @property
+    def landing(self) -> Path:
+        assert self.landing_dir is not None
+        return self.landing_dir
+
+    @property
+    def warehouse_engine(self) -> str:
+        """``duckdb`` or ``postgres``."""
+        return "duckdb" if self.warehouse_url.startswith("duckdb") else "postgres"
+
+    @cached_property
+    def default_connections(self) -> dict[str, str]:
+        """The simulated department systems, used when no ``HUB_CONN_<NAME>`` is set."""
+        return {
+            "housing": self.sim_housing_url,
+            "tax": self.sim_tax_url,
+            "social": (
+                f"sftp://social@127.0.0.1:{self.sim_sftp_port}/drops"
+                f"?key_file={self.systems_dir / 'sftp' / 'client_key'}"
+                f"&known_hosts={self.systems_dir / 'sftp' / 'known_hosts'}"
+            ),
+            "registry": f"http://127.0.0.1:{self.sim_registry_port}/api/v1",
+        }
+
+    def connection(self, name: str) -> str:
+        """The URI for connection ``name``: ``HUB_CONN_<NAME>``, else the simulator's.
+
+        Raises SettingsError when neither exists or the secret is a placeholder.
+        """
+        env_name = f"HUB_CONN_{name.upper()}"
+        uri = os.environ.get(env_name) or self.default_connections.get(name)
+        if not uri:
+            raise SettingsError(f"{env_name} is not set: no connection for {name!r}")
+        password = urlsplit(uri).password
+        if password is not None and password.lower() in PLACEHOLDER_SECRETS:
+            raise SettingsError(f"{env_name}: the secret is a placeholder ({password!r}); set it")
+        return uri
+
+    def secret(self, name: str) -> str | None:
+        """A named secret from ``HUB_SECRET_<NAME>`` (e.g. an API token), or the simulator's.
+
+        The simulator writes its own generated secrets under HUB_HOME/systems/secrets/.
+        Raises SettingsError for a placeholder value.
+        """
+        env_name = f"HUB_SECRET_{name.upper()}"
+        value = os.environ.get(env_name)
+        if value is None:
+            path = self.systems_dir / "secrets" / name.lower()
+            value = path.read_text().strip() if path.exists() else None
+        if value is not None and value.lower() in PLACEHOLDER_SECRETS:
+            raise SettingsError(f"{env_name}: the secret is a placeholder; set it")
+        return value
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    global _settings
+    if _settings is None:
+        _settings = Settings()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment between cases)."""
+    global _settings
+    _settings = None
