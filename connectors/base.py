@@ -156,7 +156,11 @@ class IncrementalCursor:
         return None if self.old_watermark is None else self.old_watermark - self.overlap
 
     def filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """Drop rows already landed; remember the window for the next run."""
+        """Drop rows already landed; remember the window for the next run.
+
+        Vectorised: only rows inside an overlap window are turned into Python tuples,
+        so a full read of millions of rows costs a few comparisons per row.
+        """
         if batch.num_rows == 0:
             return batch
         cursor_values = batch.column(self.cursor)
@@ -169,16 +173,30 @@ class IncrementalCursor:
         self.min_seen = low if self.min_seen is None else min(self.min_seen, low)
         if self.max_seen is None or high > self.max_seen:
             self.max_seen = high
-        identities = self._identities(batch)
-        keep = [identity not in self.seen for identity in identities]
+        keep: pa.Array | None = None
+        if self.seen and self.old_watermark is not None:
+            # only rows at or below the old watermark can have been landed before
+            maybe_seen = pc.less_equal(
+                cursor_values, pa.scalar(self.old_watermark, cursor_values.type)
+            )
+            indexes = pc.indices_nonzero(maybe_seen).to_pylist()
+            if indexes:
+                identities = self._identities(batch.take(pa.array(indexes)))
+                flags = [True] * batch.num_rows
+                for index, identity in zip(indexes, identities, strict=True):
+                    if identity in self.seen:
+                        flags[index] = False
+                keep = pa.array(flags, type=pa.bool_())
         # rows near the top may fall inside the next run's window: remember them
-        window_start = high - self.overlap
-        for identity, value in zip(identities, cursor_values.to_pylist(), strict=True):
-            if value >= window_start:
-                self.new_boundary.add(identity)
-        if all(keep):
-            return batch
-        return batch.filter(pa.array(keep, type=pa.bool_()))
+        assert self.max_seen is not None
+        window_start = pa.scalar(self.max_seen - self.overlap, cursor_values.type)
+        near_top = pc.greater_equal(cursor_values, window_start)
+        if keep is not None:
+            near_top = pc.and_(near_top, keep)
+        top_rows = batch.filter(near_top)
+        if top_rows.num_rows:
+            self.new_boundary.update(self._identities(top_rows))
+        return batch if keep is None else batch.filter(keep)
 
     def _identities(self, batch: pa.RecordBatch) -> list[tuple[str, ...]]:
         columns = [batch.column(name).to_pylist() for name in (*self.key_columns, self.cursor)]
@@ -257,9 +275,11 @@ def parse_text_columns(
         if failed is not None:
             for index in failed:
                 if bad_reason[index] is None:
+                    got = text[index].as_py()
                     bad_reason[index] = (
-                        f"field {spec.name}: expected {_expected(spec)}, got {text[index].as_py()!r}"
+                        f"field {spec.name}: expected {_expected(spec)}, got {got!r}"
                     )
+
         typed.append(values)
     if ops is None:
         ops = pa.array([OP_UPSERT] * num_rows, type=pa.string())
@@ -290,8 +310,10 @@ def _parse_field(spec: ResourceField, text: pa.Array) -> tuple[pa.Array, list[in
     if spec.type == "string":
         return text, None
     if spec.type in ("date", "timestamp"):
-        formats = (spec.date_format,) if spec.date_format else (
-            DATE_FORMATS if spec.type == "date" else TIMESTAMP_FORMATS
+        formats = (
+            (spec.date_format,)
+            if spec.date_format
+            else (DATE_FORMATS if spec.type == "date" else TIMESTAMP_FORMATS)
         )
         parsed = pa.nulls(len(text), type=pa.timestamp("us"))
         for fmt in formats:
@@ -301,8 +323,13 @@ def _parse_field(spec: ResourceField, text: pa.Array) -> tuple[pa.Array, list[in
         values = parsed.cast(target) if spec.type == "date" else parsed
         if spec.type == "date":
             # a date column must not carry a time of day
-            ok = pc.and_kleene(ok, pc.or_kleene(pc.invert(present), pc.equal(
-                parsed.cast(pa.date32()).cast(pa.timestamp("us")), parsed)))
+            ok = pc.and_kleene(
+                ok,
+                pc.or_kleene(
+                    pc.invert(present),
+                    pc.equal(parsed.cast(pa.date32()).cast(pa.timestamp("us")), parsed),
+                ),
+            )
     elif spec.type == "boolean":
         lowered = pc.utf8_lower(text)
         is_true = pc.is_in(lowered, value_set=pa.array(_TRUE))
@@ -342,7 +369,9 @@ def _cast_each(text: pa.Array, target: pa.DataType, ok: pa.Array) -> tuple[pa.Ar
     return pa.array(values, type=target), pa.array(good, type=pa.bool_())
 
 
-def conform(batch: pa.RecordBatch | pa.Table, resource: Resource, op: str = OP_UPSERT) -> pa.RecordBatch:
+def conform(
+    batch: pa.RecordBatch | pa.Table, resource: Resource, op: str = OP_UPSERT
+) -> pa.RecordBatch:
     """Cast an already-typed batch (named by field) to the catalog's schema and add ``_op``.
 
     Raises ConnectorError naming the field when a value does not fit its declared type.

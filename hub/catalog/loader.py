@@ -38,7 +38,9 @@ class CatalogError(ValueError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def _line_index(node: yaml.Node, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
+def _line_index(
+    node: yaml.Node, path: tuple[str | int, ...] = ()
+) -> dict[tuple[str | int, ...], int]:
     """Map each key path of a YAML document to its 1-based line."""
     lines = {path: node.start_mark.line + 1}
     if isinstance(node, yaml.MappingNode):
@@ -77,7 +79,7 @@ def _problems_from(
 
 def _load_folder(
     folder: Path, model: type[M], problems: list[CatalogProblem]
-) -> list[tuple[Path, M]]:
+) -> list[tuple[Path, M, dict[tuple[str | int, ...], int]]]:
     loaded = []
     for path in sorted(folder.glob("*.yml")):
         try:
@@ -91,7 +93,7 @@ def _load_folder(
             problems.append(CatalogProblem(path, 1, "(document)", "expected a mapping of keys"))
             continue
         try:
-            loaded.append((path, model.model_validate(data)))
+            loaded.append((path, model.model_validate(data), lines))
         except ValidationError as exc:
             problems.extend(_problems_from(path, exc, lines))
     return loaded
@@ -108,17 +110,25 @@ def load_catalog(catalog_dir: Path) -> Catalog:
     departments = _load_folder(catalog_dir / "departments", Department, problems)
     resources = _load_folder(catalog_dir / "resources", Resource, problems)
 
-    known_departments = {d.code: d for _, d in departments}
+    known_departments = {d.code: d for _, d, _ in departments}
     seen_codes: dict[str, Path] = {}
-    for path, resource in resources:
+    for path, resource, lines in resources:
         if path.stem != resource.code:
             problems.append(
-                CatalogProblem(path, 1, "code", f"expected the file name {resource.code}.yml")
+                CatalogProblem(
+                    path,
+                    lines.get(("code",)),
+                    "code",
+                    f"expected the file name {resource.code}.yml",
+                )
             )
         if resource.code in seen_codes:
             problems.append(
                 CatalogProblem(
-                    path, 1, "code", f"{resource.code!r} is already defined in {seen_codes[resource.code]}"
+                    path,
+                    lines.get(("code",)),
+                    "code",
+                    f"{resource.code!r} is already defined in {seen_codes[resource.code]}",
                 )
             )
         seen_codes[resource.code] = path
@@ -127,7 +137,7 @@ def load_catalog(catalog_dir: Path) -> Catalog:
             problems.append(
                 CatalogProblem(
                     path,
-                    1,
+                    lines.get(("provider",)),
                     "provider",
                     f"no department {resource.provider!r} in departments/ "
                     f"(known: {', '.join(sorted(known_departments))})",
@@ -137,20 +147,25 @@ def load_catalog(catalog_dir: Path) -> Catalog:
             problems.append(
                 CatalogProblem(
                     path,
-                    1,
+                    lines.get(("source", "connector")),
                     "source.connector",
                     f"{resource.provider} runs a {department.system.kind.value} system, "
                     f"not {resource.source.connector.value}",
                 )
             )
-    for path, department in departments:
+    for path, department, lines in departments:
         if path.stem != department.code:
             problems.append(
-                CatalogProblem(path, 1, "code", f"expected the file name {department.code}.yml")
+                CatalogProblem(
+                    path,
+                    lines.get(("code",)),
+                    "code",
+                    f"expected the file name {department.code}.yml",
+                )
             )
     if problems:
         raise CatalogError(problems)
     return Catalog(
-        departments=tuple(d for _, d in departments),
-        resources=tuple(r for _, r in resources),
+        departments=tuple(d for _, d, _ in departments),
+        resources=tuple(r for _, r, _ in resources),
     )

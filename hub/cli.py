@@ -1,0 +1,313 @@
+"""The ``hub`` command line: one sub-command per step of the flow."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hub.catalog import CatalogError, load_catalog
+from hub.catalog.models import Catalog, Resource
+from hub.settings import Settings, SettingsError, get_settings
+
+app = typer.Typer(no_args_is_help=True, help="exchange-hub: the city's data-sharing exchange.")
+catalog_app = typer.Typer(no_args_is_help=True, help="The resource catalog in catalogs/.")
+simulate_app = typer.Typer(
+    invoke_without_command=True, help="Simulated department systems for the demo and tests."
+)
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(simulate_app, name="simulate")
+
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except (SettingsError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _catalog(settings: Settings) -> Catalog:
+    try:
+        return load_catalog(settings.catalog_dir)
+    except CatalogError as exc:
+        for problem in exc.problems:
+            errors.print(str(problem), highlight=False, markup=False)
+        raise _fail(f"{len(exc.problems)} problem(s) in {settings.catalog_dir}") from exc
+
+
+# ------------------------------------------------------------------ catalog
+
+
+@catalog_app.command("validate")
+def catalog_validate(
+    path: Annotated[
+        Path | None, typer.Argument(help="Catalog folder (default: HUB_CATALOG_DIR).")
+    ] = None,
+) -> None:
+    """Check every YAML in the catalog; name file, line and field of each problem."""
+    settings = _settings()
+    folder = path or settings.catalog_dir
+    try:
+        catalog = load_catalog(folder)
+    except CatalogError as exc:
+        for problem in exc.problems:
+            errors.print(str(problem), highlight=False, markup=False)
+        raise _fail(f"{len(exc.problems)} problem(s) in {folder}") from exc
+    console.print(
+        f"catalog ok: {len(catalog.departments)} departments, "
+        f"{len(catalog.resources)} resources, "
+        f"{sum(len(r.fields) for r in catalog.resources)} fields"
+    )
+
+
+@catalog_app.command("list")
+def catalog_list() -> None:
+    """The resources of the catalog, one line each."""
+    catalog = _catalog(_settings())
+    table = Table("code", "name", "provider", "sharing", "cycle", "key", "source")
+    for item in sorted(catalog.resources, key=lambda r: (r.provider, r.code)):
+        table.add_row(
+            item.code,
+            item.name_zh,
+            item.provider,
+            item.sharing_type.value,
+            item.update_cycle.value,
+            ", ".join(item.primary_key),
+            item.source.connector.value,
+        )
+    console.print(table)
+
+
+# ------------------------------------------------------------------ simulate
+
+
+@simulate_app.callback()
+def simulate(
+    ctx: typer.Context,
+    scale: Annotated[float, typer.Option(min=0.001, help="1 = about 10,000 persons.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Same seed, same systems.")] = 7,
+    advance_day: Annotated[
+        bool, typer.Option("--advance-day", help="Apply one day of changes to the systems.")
+    ] = False,
+) -> None:
+    """Build the four simulated department systems (or advance them by one day)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from hub import simulate as simulator
+
+    settings = _settings()
+    started = time.monotonic()
+    if advance_day:
+        if not (settings.systems_dir / "manifest.json").exists():
+            raise _fail("no simulated systems yet: run `hub simulate` first")
+        manifest = simulator.advance_day(settings)
+    else:
+        manifest = simulator.simulate(settings, scale=scale, seed=seed)
+    _print_simulation(manifest, time.monotonic() - started)
+
+
+def _print_simulation(manifest: dict[str, Any], seconds: float) -> None:
+    table = Table(
+        "resource",
+        "system",
+        "rows in source",
+        "today +",
+        "today ~",
+        "today -",
+        "faults",
+        title=f"simulated systems, day {manifest['day']} ({manifest['clock']})",
+    )
+    for code, info in sorted(manifest["resources"].items()):
+        today = info["days"][-1]
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(info["faults"].items()) if v)
+        table.add_row(
+            code,
+            info["system"],
+            f"{info['source_rows']:,}",
+            f"{today['inserted']:,}",
+            f"{today['updated']:,}",
+            f"{today['deleted']:,}",
+            faults,
+        )
+    console.print(table)
+    console.print(
+        f"done in {seconds:.1f} s; manifest: {get_settings().systems_dir / 'manifest.json'}"
+    )
+
+
+@simulate_app.command("serve")
+def simulate_serve() -> None:
+    """Run the simulated SFTP server and registry API in the foreground (Ctrl-C stops)."""
+    from hub.simulate.servers import serve_forever
+
+    serve_forever(_settings())
+
+
+# ------------------------------------------------------------------ sync
+
+
+@app.command("sync")
+def sync_command(
+    source: Annotated[
+        str | None, typer.Option("--source", help="One department code (default: all).")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Read everything, not what changed.")
+    ] = False,
+    with_simulator: Annotated[
+        bool,
+        typer.Option(
+            "--with-simulator/--no-simulator",
+            help="Start the simulated SFTP server and registry API for the run.",
+        ),
+    ] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Extract every resource (or one department's) into landing and the raw tables."""
+    settings = _settings()
+    catalog = _catalog(settings)
+    if source is not None and source not in {d.code for d in catalog.departments}:
+        raise _fail(
+            f"--source {source!r}: no such department "
+            f"(known: {', '.join(sorted(d.code for d in catalog.departments))})"
+        )
+    results = _run_sync(settings, catalog, source=source, full=full, with_simulator=with_simulator)
+    if json_out:
+        from hub.sync import iter_summary
+
+        console.print_json(json.dumps(list(iter_summary(results)), ensure_ascii=False))
+    else:
+        print_sync_summary(results)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise _fail(f"{len(failed)} resource(s) failed: {', '.join(r.resource for r in failed)}")
+
+
+def _run_sync(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    source: str | None,
+    full: bool,
+    with_simulator: bool,
+) -> list[Any]:
+    from contextlib import nullcontext
+
+    from hub.sync import sync
+
+    systems: Any = nullcontext()
+    if with_simulator and (settings.systems_dir / "manifest.json").exists():
+        from hub.simulate.servers import running_systems
+
+        systems = running_systems(settings)
+    started = time.monotonic()
+    with (
+        systems,
+        Progress(
+            TextColumn("{task.description:<32}"),
+            BarColumn(bar_width=None),
+            TextColumn("{task.fields[rows]:>12,} rows"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
+        overall = progress.add_task("sync", total=None, rows=0)
+        tasks: dict[str, Any] = {}
+
+        def on_rows(resource: Resource, rows: int) -> None:
+            if resource.code not in tasks:
+                tasks[resource.code] = progress.add_task(
+                    f"{resource.provider}/{resource.code}", total=None, rows=0
+                )
+            progress.update(
+                tasks[resource.code],
+                advance=rows,
+                rows=progress.tasks[tasks[resource.code]].fields["rows"] + rows,
+            )
+            progress.update(overall, rows=progress.tasks[overall].fields["rows"] + rows)
+
+        results = sync(settings, catalog, department=source, full=full, progress=on_rows)
+    console.print(f"synced in {time.monotonic() - started:.1f} s")
+    return results
+
+
+def print_sync_summary(results: list[Any]) -> None:
+    table = Table(
+        "department",
+        "resource",
+        "read",
+        "landed",
+        "quarantined",
+        "deleted",
+        "watermark",
+        "s",
+        "status",
+        title="sync summary",
+    )
+    for item in results:
+        table.add_row(
+            item.department,
+            item.resource,
+            f"{item.rows_read:,}",
+            f"{item.rows_landed:,}",
+            f"{item.quarantined:,}",
+            f"{item.deleted:,}",
+            item.watermark or "",
+            f"{item.seconds:.1f}",
+            "[green]ok[/]" if item.ok else f"[red]{item.error}[/]",
+        )
+    console.print(table)
+
+
+# ------------------------------------------------------------------ demo
+
+
+@app.command("demo")
+def demo(
+    scale: Annotated[float, typer.Option(min=0.001, help="1 = about 10,000 persons.")] = 1.0,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """The whole flow on the embedded default: simulate, sync, advance a day, sync again."""
+    from hub import simulate as simulator
+
+    settings = _settings()
+    catalog = _catalog(settings)
+    console.rule("1. simulate the department systems")
+    started = time.monotonic()
+    _print_simulation(
+        simulator.simulate(settings, scale=scale, seed=seed), time.monotonic() - started
+    )
+    console.rule("2. full sync into landing and raw")
+    first = _run_sync(settings, catalog, source=None, full=False, with_simulator=True)
+    print_sync_summary(first)
+    console.rule("3. one day later: incremental sync")
+    started = time.monotonic()
+    _print_simulation(simulator.advance_day(settings), time.monotonic() - started)
+    second = _run_sync(settings, catalog, source=None, full=False, with_simulator=True)
+    print_sync_summary(second)
+    failed = [r for r in (*first, *second) if not r.ok]
+    if failed:
+        raise _fail(f"{len(failed)} resource sync(s) failed")
+    console.print(
+        f"landing: {settings.landing}\nwarehouse: {settings.warehouse_url}\n"
+        "next steps (later issues): dbt build, quality gate, publish."
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,317 @@
+"""Sync: source -> landing batch -> raw table -> watermark, for each resource.
+
+Order of durable steps for one resource, and what a crash between them means:
+
+1. a batch is written to ``.<id>.partial/`` - a crash here leaves a partial folder that
+   the next run deletes; the source is read again from the old watermark;
+2. the folder is renamed to ``<id>/`` with its manifest - a crash here leaves a complete
+   batch that the next run loads first, without reading the source again;
+3. rows, ``ops.load_log`` and the new watermark commit in one transaction.
+
+So nothing is lost and nothing lands twice, and re-running a sync is always safe.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from connectors.base import OP_COLUMN, OP_DELETE, Connector, SyncState, arrow_schema
+from connectors.landing import BatchWriter, LandedBatch, landed_batches
+from hub.catalog.models import Catalog, ConnectorKind, Department, Resource
+from hub.load import live_keys_sql, load_batch, loaded_batch_ids, read_state, write_state
+from hub.settings import Settings
+from hub.warehouse import Warehouse, open_warehouse
+
+ProgressCallback = Callable[[Resource, int], None]
+
+
+@dataclass
+class ResourceSync:
+    """What one sync did for one resource (the summary table's row)."""
+
+    resource: str
+    department: str
+    rows_read: int = 0
+    rows_landed: int = 0
+    rows_loaded: int = 0
+    quarantined: int = 0
+    deleted: int = 0
+    recovered_batches: int = 0
+    watermark: str | None = None
+    batches: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def make_connector(department: Department, settings: Settings) -> Connector:
+    """The connector for a department's system, with secrets from the settings."""
+    uri = settings.connection(department.system.connection)
+    kind = department.system.kind
+    if kind is ConnectorKind.sql:
+        from connectors.sql import SqlConnector
+
+        return SqlConnector(
+            uri, batch_rows=settings.batch_rows, overlap_minutes=settings.overlap_minutes
+        )
+    if kind is ConnectorKind.sftp:
+        from connectors.sftp import SftpConnector
+
+        return SftpConnector.from_uri(uri, settings)
+    from connectors.http import HttpConnector
+
+    return HttpConnector.from_uri(uri, settings.secret(department.system.connection), settings)
+
+
+def sync(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    department: str | None = None,
+    full: bool = False,
+    progress: ProgressCallback | None = None,
+) -> list[ResourceSync]:
+    """Sync every resource of the catalog, or of one department; returns one row each.
+
+    A resource that fails is reported in its row (``error``) and the others go on.
+    Raises KeyError for an unknown department.
+    """
+    departments = (
+        [catalog.department(department)]
+        if department
+        else sorted(catalog.departments, key=lambda d: d.code)
+    )
+    results: list[ResourceSync] = []
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        for dept in departments:
+            resources = sorted(catalog.resources_of(dept.code), key=lambda r: r.code)
+            try:
+                connector = make_connector(dept, settings)
+            except Exception as exc:  # a department that cannot be reached fails its rows only
+                results.extend(
+                    ResourceSync(r.code, dept.code, error=f"{type(exc).__name__}: {exc}")
+                    for r in resources
+                )
+                continue
+            try:
+                for resource in resources:
+                    results.append(
+                        sync_resource(
+                            warehouse, connector, resource, settings, full=full, progress=progress
+                        )
+                    )
+            finally:
+                close = getattr(connector, "close", None)
+                if close is not None:
+                    close()
+    return results
+
+
+def sync_resource(
+    warehouse: Warehouse,
+    connector: Connector,
+    resource: Resource,
+    settings: Settings,
+    *,
+    full: bool = False,
+    progress: ProgressCallback | None = None,
+) -> ResourceSync:
+    """Finish batches a crash left behind, then extract, land, load and reconcile."""
+    started = time.monotonic()
+    result = ResourceSync(resource.code, resource.provider)
+    run_id = uuid.uuid4().hex
+    _record_run(warehouse, run_id, resource, "running")
+    try:
+        result.recovered_batches = _load_pending(warehouse, resource, settings, result)
+        state = read_state(warehouse, resource)
+        extraction = connector.extract(resource, state, full=full)
+        writer = BatchWriter(settings.landing, resource)
+        try:
+            for batch in extraction.batches():
+                writer.write(batch)
+                if progress is not None:
+                    progress(resource, batch.num_rows)
+            writer.quarantine(extraction.quarantined)
+        except BaseException:
+            writer.abort()
+            raise
+        result.rows_read = getattr(extraction, "rows_read", writer.rows)
+        result.notes.extend(extraction.notes)
+        next_state = extraction.next_state()
+        if writer.rows or extraction.quarantined:
+            landed = writer.finish(
+                source=extraction.source,
+                state_after=next_state,
+                watermark_range=extraction.watermark_range(),
+                notes=extraction.notes,
+            )
+            _load(warehouse, resource, landed, result)
+        else:  # nothing changed: keep no empty batch, but remember this run
+            writer.abort()
+            with warehouse.transaction():
+                write_state(warehouse, resource, next_state)
+        if _reconcile_due(resource, next_state, settings, full=full):
+            _reconcile(warehouse, connector, resource, settings, result)
+        result.watermark = read_state(warehouse, resource).watermark
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    result.seconds = time.monotonic() - started
+    _record_run(warehouse, run_id, resource, "failed" if result.error else "success", result)
+    return result
+
+
+def _load(
+    warehouse: Warehouse, resource: Resource, batch: LandedBatch, result: ResourceSync
+) -> None:
+    rows = load_batch(warehouse, resource, batch)
+    result.batches.append(batch.batch_id)
+    result.rows_loaded += rows
+    result.rows_landed += int(batch.manifest["upserts"])
+    result.deleted += int(batch.manifest["deletes"])
+    result.quarantined += int(batch.manifest["quarantined"])
+
+
+def _load_pending(
+    warehouse: Warehouse, resource: Resource, settings: Settings, result: ResourceSync
+) -> int:
+    """Load complete batches that landed before a crash but were never loaded."""
+    loaded = loaded_batch_ids(warehouse, resource)
+    recovered = 0
+    for batch in landed_batches(settings.landing, resource):
+        if batch.batch_id not in loaded:
+            _load(warehouse, resource, batch, result)
+            result.notes.append(f"loaded batch {batch.batch_id} left by an interrupted run")
+            recovered += 1
+    return recovered
+
+
+def _reconcile_due(resource: Resource, state: SyncState, settings: Settings, *, full: bool) -> bool:
+    if resource.source.deletes != "reconcile":
+        return False
+    if full:
+        return True
+    every = settings.reconcile_every
+    return every > 0 and state.runs - state.last_reconcile_run >= every
+
+
+def _reconcile(
+    warehouse: Warehouse,
+    connector: Connector,
+    resource: Resource,
+    settings: Settings,
+    result: ResourceSync,
+) -> None:
+    """Land a delete row for every key that is live in raw but gone from the source."""
+    keys = list(resource.primary_key)
+    full_schema = arrow_schema(resource, with_op=False)
+    key_schema = pa.schema([full_schema.field(k) for k in keys])
+    source_keys = pa.Table.from_batches(list(connector.keys(resource)), schema=key_schema)
+    live = warehouse.query_arrow(live_keys_sql(resource))
+    live = live.cast(source_keys.schema) if live.num_rows else source_keys.schema.empty_table()
+    join = " AND ".join(f'l."{k}" IS NOT DISTINCT FROM s."{k}"' for k in keys)
+    scratch = duckdb.connect()
+    try:
+        scratch.register("live", live)
+        scratch.register("source_keys", source_keys)
+        gone = scratch.sql(
+            f"SELECT l.* FROM live l WHERE NOT EXISTS (SELECT 1 FROM source_keys s WHERE {join})"
+        ).to_arrow_table()
+    finally:
+        scratch.close()
+    state = read_state(warehouse, resource)
+    state.last_reconcile_run = state.runs
+    writer = BatchWriter(settings.landing, resource, kind="reconcile")
+    try:
+        if gone.num_rows:
+            writer.write(_delete_rows(resource, gone))
+    except BaseException:
+        writer.abort()
+        raise
+    if writer.rows == 0:
+        writer.abort()
+        with warehouse.transaction():
+            write_state(warehouse, resource, state)
+        return
+    landed = writer.finish(
+        source=f"key reconciliation: {source_keys.num_rows} source keys, {live.num_rows} live",
+        state_after=state,
+        watermark_range=(state.watermark, state.watermark),
+        notes=[f"{gone.num_rows} keys gone from the source"],
+    )
+    _load(warehouse, resource, landed, result)
+
+
+def _delete_rows(resource: Resource, keys: pa.Table) -> pa.RecordBatch:
+    """Delete rows carry the key; every other field is NULL."""
+    schema = arrow_schema(resource)
+    arrays = []
+    for spec in schema:
+        if spec.name == OP_COLUMN:
+            arrays.append(pa.array([OP_DELETE] * keys.num_rows, type=pa.string()))
+        elif spec.name in keys.column_names:
+            arrays.append(keys.column(spec.name).combine_chunks().cast(spec.type))
+        else:
+            arrays.append(pa.nulls(keys.num_rows, type=spec.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _record_run(
+    warehouse: Warehouse,
+    run_id: str,
+    resource: Resource,
+    status: str,
+    result: ResourceSync | None = None,
+) -> None:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    if result is None:
+        warehouse.execute(
+            "INSERT INTO ops.sync_runs (run_id, resource, department, started_at, status) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (run_id, resource.code, resource.provider, now, status),
+        )
+        return
+    warehouse.execute(
+        "UPDATE ops.sync_runs SET finished_at = ?, status = ?, rows_read = ?, rows_landed = ?, "
+        "rows_quarantined = ?, rows_deleted = ?, watermark = ?, error = ? "
+        "WHERE run_id = ? AND resource = ?",
+        (
+            now,
+            status,
+            result.rows_read,
+            result.rows_landed,
+            result.quarantined,
+            result.deleted,
+            result.watermark,
+            result.error,
+            run_id,
+            resource.code,
+        ),
+    )
+
+
+def iter_summary(results: list[ResourceSync]) -> Iterator[dict[str, Any]]:
+    """Rows for the summary table, in the order synced."""
+    for item in results:
+        yield {
+            "resource": item.resource,
+            "department": item.department,
+            "read": item.rows_read,
+            "landed": item.rows_landed,
+            "quarantined": item.quarantined,
+            "deleted": item.deleted,
+            "watermark": item.watermark or "",
+            "seconds": round(item.seconds, 1),
+            "status": "ok" if item.ok else item.error,
+        }

@@ -1,0 +1,298 @@
+"""The warehouse: one interface, two engines (DuckDB file, PostgreSQL).
+
+Engine-specific code for connecting, bulk loading and type names lives here and
+nowhere else. SQL written by the rest of the hub uses ``?`` placeholders and the
+subset both engines understand (``INSERT ... ON CONFLICT``, window functions).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from hub.catalog.models import Resource
+
+SCHEMAS = ("raw", "staging", "audit", "rejects", "shared", "catalog", "ops")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+OPS_DDL = (
+    """CREATE TABLE IF NOT EXISTS ops.sync_state (
+        resource VARCHAR PRIMARY KEY,
+        department VARCHAR NOT NULL,
+        watermark VARCHAR,
+        state VARCHAR NOT NULL,
+        updated_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ops.load_log (
+        batch_id VARCHAR PRIMARY KEY,
+        resource VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        rows_loaded BIGINT NOT NULL,
+        rows_quarantined BIGINT NOT NULL,
+        loaded_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ops.sync_runs (
+        run_id VARCHAR NOT NULL,
+        resource VARCHAR NOT NULL,
+        department VARCHAR NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        status VARCHAR NOT NULL,
+        rows_read BIGINT,
+        rows_landed BIGINT,
+        rows_quarantined BIGINT,
+        rows_deleted BIGINT,
+        watermark VARCHAR,
+        error VARCHAR,
+        PRIMARY KEY (run_id, resource))""",
+)
+
+
+def quote_ident(name: str) -> str:
+    """Quote a catalog identifier; refuses anything that is not a plain lower-case name."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain identifier: {name!r}")
+    return f'"{name}"'
+
+
+class Warehouse(ABC):
+    """A connection to the warehouse. Not thread-safe: one per thread or process."""
+
+    engine: str
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table: ...
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all."""
+        yield
+
+    @abstractmethod
+    def sql_type(self, field_type: str) -> str: ...
+
+    @abstractmethod
+    def append_parquet(self, table: str, files: Sequence[Path], extra: dict[str, Any]) -> int:
+        """Append the rows of ``files`` to ``table`` (schema-qualified) with constant
+        ``extra`` columns. Runs inside the caller's transaction. Returns the row count."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ shared helpers
+
+    def ensure_schemas(self) -> None:
+        """Create the warehouse schemas and the ops tables (idempotent)."""
+        for schema in SCHEMAS:
+            self.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        for ddl in OPS_DDL:
+            self.execute(ddl)
+
+    def table_columns(self, schema: str, table: str) -> list[str]:
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            (schema, table),
+        )
+        return [str(row[0]) for row in rows]
+
+    def ensure_raw_table(self, resource: Resource) -> str:
+        """Create ``raw.<department>__<resource>``, or add fields the catalog gained.
+
+        Returns the qualified table name.
+        """
+        name = resource.raw_table
+        qualified = f"raw.{quote_ident(name)}"
+        existing = self.table_columns("raw", name)
+        if not existing:
+            columns = [f"{quote_ident(f.name)} {self.sql_type(f.type)}" for f in resource.fields]
+            columns += [
+                '"_op" VARCHAR NOT NULL',
+                '"_batch_id" VARCHAR NOT NULL',
+                '"_extracted_at" TIMESTAMP NOT NULL',
+            ]
+            self.execute(f"CREATE TABLE IF NOT EXISTS {qualified} ({', '.join(columns)})")
+        else:
+            for spec in resource.fields:
+                if spec.name not in existing:
+                    self.execute(
+                        f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(spec.name)} "
+                        f"{self.sql_type(spec.type)}"
+                    )
+        return qualified
+
+
+class DuckDBWarehouse(Warehouse):
+    engine = "duckdb"
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        import duckdb
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.connection = duckdb.connect(str(path), read_only=read_only)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.connection.execute(sql, list(params))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.connection.execute(sql, list(params)).fetchall())
+
+    def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        table = self.connection.sql(sql, params=list(params) or None).to_arrow_table()
+        assert isinstance(table, pa.Table)
+        return table
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.connection.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    def sql_type(self, field_type: str) -> str:
+        if field_type.startswith("decimal("):
+            return field_type.upper()
+        return {
+            "string": "VARCHAR",
+            "integer": "BIGINT",
+            "boolean": "BOOLEAN",
+            "date": "DATE",
+            "timestamp": "TIMESTAMP",
+        }[field_type]
+
+    def append_parquet(self, table: str, files: Sequence[Path], extra: dict[str, Any]) -> int:
+        if not files:
+            return 0
+        names = pq.read_schema(files[0]).names
+        columns = ", ".join(
+            [
+                *(quote_ident(n) if n != "_op" else '"_op"' for n in names),
+                *(f'"{k}"' for k in extra),
+            ]
+        )
+        select = ", ".join([*(f'"{n}"' for n in names), *("?" for _ in extra)])
+        file_list = "[" + ", ".join("?" for _ in files) + "]"
+        before = self.query(f"SELECT count(*) FROM {table}")[0][0]
+        self.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {select} FROM read_parquet({file_list})",
+            [*extra.values(), *(str(f) for f in files)],
+        )
+        after = self.query(f"SELECT count(*) FROM {table}")[0][0]
+        return int(after - before)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class PostgresWarehouse(Warehouse):
+    engine = "postgres"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.connection = psycopg.connect(_libpq_url(url), autocommit=True)
+
+    @staticmethod
+    def _placeholders(sql: str) -> str:
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.connection.execute(self._placeholders(sql), list(params))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self.connection.execute(self._placeholders(sql), list(params))
+        return list(cursor.fetchall())
+
+    def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        cursor = self.connection.execute(self._placeholders(sql), list(params))
+        names = [column.name for column in cursor.description or ()]
+        rows = cursor.fetchall()
+        return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.connection.transaction():
+            yield
+
+    def sql_type(self, field_type: str) -> str:
+        if field_type.startswith("decimal("):
+            return "NUMERIC" + field_type[7:]
+        return {
+            "string": "TEXT",
+            "integer": "BIGINT",
+            "boolean": "BOOLEAN",
+            "date": "DATE",
+            "timestamp": "TIMESTAMP",
+        }[field_type]
+
+    def append_parquet(self, table: str, files: Sequence[Path], extra: dict[str, Any]) -> int:
+        # COPY ... FROM STDIN in CSV: unquoted empty = NULL, quoted "" = empty string
+        rows = 0
+        for path in files:
+            parquet = pq.ParquetFile(path)
+            names = parquet.schema_arrow.names
+            columns = ", ".join([*(f'"{n}"' for n in names), *(f'"{k}"' for k in extra)])
+            copy_sql = f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)"
+            with self.connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                for batch in parquet.iter_batches(batch_size=50_000):
+                    for key, value in extra.items():
+                        batch = batch.append_column(key, pa.array([value] * batch.num_rows))
+                    buffer = io.BytesIO()
+                    pacsv.write_csv(
+                        batch,
+                        buffer,
+                        pacsv.WriteOptions(include_header=False, quoting_style="needed"),
+                    )
+                    copy.write(buffer.getvalue())
+                    rows += batch.num_rows
+        return rows
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _libpq_url(url: str) -> str:
+    """psycopg wants ``postgresql://``; SQLAlchemy-style URLs carry a driver suffix."""
+    scheme, rest = url.split("://", 1)
+    return "postgresql://" + rest if scheme.startswith("postgres") else url
+
+
+def open_warehouse(url: str) -> Warehouse:
+    """Connect to the warehouse named by ``url`` and make sure its schemas exist."""
+    parts = urlsplit(url)
+    warehouse: Warehouse
+    if parts.scheme == "duckdb":
+        warehouse = DuckDBWarehouse(
+            Path(parts.path if not parts.netloc else "/" + parts.netloc + parts.path)
+        )
+    elif parts.scheme.startswith("postgres"):
+        warehouse = PostgresWarehouse(url)
+    else:
+        raise ValueError(f"unknown warehouse URL scheme {parts.scheme!r}")
+    warehouse.ensure_schemas()
+    return warehouse

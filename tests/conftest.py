@@ -1,0 +1,131 @@
+"""Fixtures shared by every test: settings under a temporary HUB_HOME and real servers.
+
+Tests talk to the PostgreSQL and MariaDB servers running on this machine. A test whose
+server is missing is skipped with the reason locally, and fails when CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.catalog import Catalog, load_catalog
+from hub.settings import PROJECT_ROOT, Settings, reset_settings
+
+PG_ADMIN = os.environ.get("HUB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+MARIA_HOST = os.environ.get("HUB_TEST_MARIADB_HOST", "127.0.0.1")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def service_missing(what: str) -> None:
+    """Skip locally; fail in CI, where every service must be there."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI (CI=true) and is not reachable")
+    pytest.skip(f"{what} is not reachable")
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return load_catalog(PROJECT_ROOT / "catalogs")
+
+
+@pytest.fixture
+def hub_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh HUB_HOME; every HUB_* variable of the outer environment is cleared."""
+    for name in list(os.environ):
+        if name.startswith("HUB_") and not name.startswith("HUB_TEST_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("HUB_HOME", str(home))
+    monkeypatch.setenv("HUB_SIM_SFTP_PORT", str(free_port()))
+    monkeypatch.setenv("HUB_SIM_REGISTRY_PORT", str(free_port()))
+    reset_settings()
+    yield home
+    reset_settings()
+
+
+@pytest.fixture
+def settings(hub_home: Path) -> Settings:
+    return Settings()
+
+
+def _pg_database() -> Iterator[str]:
+    import psycopg
+
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        service_missing(f"PostgreSQL ({PG_ADMIN})")
+        raise
+    name = f"hub_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database; dropped afterwards."""
+    yield from _pg_database()
+
+
+@pytest.fixture
+def postgres_url_2() -> Iterator[str]:
+    """A second new database (a source system beside a warehouse)."""
+    yield from _pg_database()
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A new, empty MariaDB database; dropped afterwards."""
+    import pymysql
+
+    try:
+        admin = pymysql.connect(host=MARIA_HOST, user="root", password="", connect_timeout=3)
+    except pymysql.err.OperationalError:
+        service_missing(f"MariaDB ({MARIA_HOST}:3306)")
+        raise
+    name = f"hub_test_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        yield f"mysql+pymysql://root@{MARIA_HOST}:3306/{name}?charset=utf8mb4"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_url(
+    request: pytest.FixtureRequest, hub_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Each warehouse test runs on both engines; HUB_WAREHOUSE_URL is set to match."""
+    if request.param == "duckdb":
+        url = f"duckdb:///{hub_home / 'warehouse.duckdb'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("HUB_WAREHOUSE_URL", url)
+    reset_settings()
+    return url
