@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -318,7 +320,7 @@ def _parse_field(spec: ResourceField, text: pa.Array) -> tuple[pa.Array, list[in
         parsed = pa.nulls(len(text), type=pa.timestamp("us"))
         for fmt in formats:
             attempt = pc.strptime(text, format=fmt, unit="us", error_is_null=True)
-            parsed = pc.coalesce(parsed, attempt)
+            parsed = pc.coalesce(parsed, _without_rollover(attempt, text, fmt))
         ok = pc.or_kleene(pc.invert(present), pc.is_valid(parsed))
         values = parsed.cast(target) if spec.type == "date" else parsed
         if spec.type == "date":
@@ -349,6 +351,73 @@ def _parse_field(spec: ResourceField, text: pa.Array) -> tuple[pa.Array, list[in
         return values, None
     failed = [i for i, good in enumerate(ok.to_pylist()) if not good]
     return pc.if_else(ok, values, pa.scalar(None, target)), failed
+
+
+def _without_rollover(parsed: pa.Array, text: pa.Array, fmt: str) -> pa.Array:
+    """Null where strptime rolled an impossible day over (2025-02-30 -> 2025-03-02).
+
+    A rolled-over value lands on day 1-3 of the next month with a day number unlike the
+    text's, so only those values are checked: the text's day is read with a regex made
+    from ``fmt`` (or, for a format we cannot translate, the value is formatted back).
+    """
+    if "%d" not in fmt:
+        return parsed
+    suspect = pc.fill_null(pc.less_equal(pc.day(parsed), 3), False)
+    if not pc.any(suspect).as_py():
+        return parsed
+    where = pc.indices_nonzero(suspect)
+    candidates = pc.take(parsed, where)
+    original = pc.take(text, where)
+    pattern = _day_pattern(fmt)
+    if pattern is not None:
+        day = pc.extract_regex(original, pattern).field("day").cast(pa.int64())
+        # a text the regex does not read keeps its parsed value
+        same = pc.fill_null(pc.equal(day, pc.day(candidates)), True)
+    else:
+        again = pc.strftime(candidates.cast(pa.timestamp("s"), safe=False), format=fmt)
+        same = pc.fill_null(pc.equal(_unpadded(again), _unpadded(original)), True)
+    if pc.all(same).as_py():
+        return parsed
+    rolled = pc.filter(where, pc.invert(same)).to_numpy()
+    keep = np.ones(len(parsed), dtype=bool)
+    keep[rolled] = False
+    return pc.if_else(pa.array(keep), parsed, pa.scalar(None, parsed.type))
+
+
+_DIRECTIVE_PATTERNS = {
+    "Y": r"\d{4}",
+    "y": r"\d{2}",
+    "m": r"\d{1,2}",
+    "d": r"(?P<day>\d{1,2})",
+    "H": r"\d{1,2}",
+    "M": r"\d{1,2}",
+    "S": r"\d{1,2}",
+    "%": "%",
+}
+
+
+def _day_pattern(fmt: str) -> str | None:
+    """A regex reading the day of month from text in ``fmt``, or None when ``fmt`` uses a
+    directive other than %Y %y %m %d %H %M %S, or names the day twice."""
+    if fmt.count("%d") != 1:
+        return None
+    parts = []
+    index = 0
+    while index < len(fmt):
+        if fmt[index] == "%" and index + 1 < len(fmt):
+            directive = _DIRECTIVE_PATTERNS.get(fmt[index + 1])
+            if directive is None:
+                return None
+            parts.append(directive)
+            index += 2
+        else:
+            parts.append(re.escape(fmt[index]))
+            index += 1
+    return "^" + "".join(parts) + "$"
+
+
+def _unpadded(text: pa.Array) -> pa.Array:
+    return pc.replace_substring_regex(pc.utf8_lower(text), r"(^|\D)0+(\d)", r"\1\2")
 
 
 def _cast_each(text: pa.Array, target: pa.DataType, ok: pa.Array) -> tuple[pa.Array, pa.Array]:

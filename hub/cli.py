@@ -24,8 +24,16 @@ simulate_app = typer.Typer(
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(simulate_app, name="simulate")
 
-console = Console()
+# wide enough for the summary tables when the output is a file or a CI log
+console = Console(width=None if Console().is_terminal else 160)
 errors = Console(stderr=True, soft_wrap=True)
+FAULT_LABELS = {
+    "bad_check_digit": "bad check digit",
+    "duplicate_key": "duplicate key",
+    "missing_value": "missing value",
+    "unparseable": "unparseable",
+    "late_update": "late update",
+}
 
 
 def _fail(message: str) -> typer.Exit:
@@ -107,7 +115,7 @@ def simulate(
     """Build the four simulated department systems (or advance them by one day)."""
     if ctx.invoked_subcommand is not None:
         return
-    from hub import simulate as simulator
+    import hub.simulate as simulator
 
     settings = _settings()
     started = time.monotonic()
@@ -133,7 +141,9 @@ def _print_simulation(manifest: dict[str, Any], seconds: float) -> None:
     )
     for code, info in sorted(manifest["resources"].items()):
         today = info["days"][-1]
-        faults = ", ".join(f"{k} {v}" for k, v in sorted(info["faults"].items()) if v)
+        faults = ", ".join(
+            f"{FAULT_LABELS.get(k, k)} {v:,}" for k, v in sorted(info["faults"].items()) if v
+        )
         table.add_row(
             code,
             info["system"],
@@ -283,7 +293,7 @@ def demo(
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
     """The whole flow on the embedded default: simulate, sync, advance a day, sync again."""
-    from hub import simulate as simulator
+    import hub.simulate as simulator
 
     settings = _settings()
     catalog = _catalog(settings)

@@ -1,0 +1,32 @@
+# exchange-hub: the two commands of the README, and a few helpers.
+#   make demo   - the whole flow on the embedded default (DuckDB, SQLite, simulated systems)
+#   make test   - every test, plus ruff check, ruff format --check and mypy
+
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --frozen
+
+.PHONY: demo test lint bench-extract clean install
+
+install: .venv/.installed
+
+.venv/.installed: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+demo: install
+	$(RUN) hub demo
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+test: lint
+	$(RUN) pytest
+
+bench-extract: install
+	$(RUN) python bench/extract.py
+
+clean:
+	rm -rf state .pytest_cache .mypy_cache .ruff_cache

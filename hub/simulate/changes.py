@@ -1,0 +1,192 @@
+"""One simulated day of changes to a table with an ``updated_at`` cursor (sql, registry).
+
+Per table and day: new rows (with faults), updates of existing rows (some of them
+"late": committed with an ``updated_at`` 1-30 minutes before the table's previous
+maximum, as a long transaction does), and deletions. Updates and deletions only touch
+clean rows: keys that are not duplicated, with a valid ID, no missing and no
+unparseable value. So the fault counts stay exact, and deleted rows == deleted keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from hub.simulate.clock import office_hours, parse_timestamps, timestamps_text
+from hub.simulate.faults import FaultRates, Injected, Spoiler, draw_count, inject_faults
+from hub.simulate.identities import party_valid_check
+from hub.simulate.manifest import DayCounts
+from hub.simulate.rows import Column, Rows
+
+LATE_MIN_S = 60
+LATE_MAX_S = 30 * 60
+
+
+class CursorStore(Protocol):
+    """What the day engine needs from a department's store."""
+
+    def read(self, table: str, names: list[str], order: list[str]) -> Rows: ...
+
+    def insert(self, table: str, rows: Rows) -> None: ...
+
+    def update(self, table: str, key: list[str], rows: Rows) -> None: ...
+
+    def max_updated_at(self, table: str) -> str | None: ...
+
+    def remove(self, table: str, key: list[str], keys: Rows, stamps: Column) -> None:
+        """Delete the rows of ``keys`` (sql) or tombstone them at ``stamps`` (registry)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What the simulator knows about one table beyond the catalog."""
+
+    resource: str
+    table: str
+    key: tuple[str, ...]
+    id_column: str | None  # citizen ID or credit code whose check character faults spoil
+    fault_columns: tuple[str, ...]  # nullable columns a missing-value fault blanks
+    lengths: dict[str, int]  # VARCHAR lengths (sql)
+    duplicates: bool = True  # can the store hold a key twice?
+
+
+@dataclass
+class DayPlan:
+    """The table-specific part of a day: how to make rows and how to change them."""
+
+    spec: TableSpec
+    new_rows: Callable[[np.random.Generator, int], Rows]  # n clean rows stamped today
+    change: Callable[[np.random.Generator, Rows], Rows]  # new values for chosen rows
+    read_columns: tuple[str, ...] = ()  # columns ``change`` needs besides the key
+    spoil: Spoiler | None = None  # makes rows unparseable (registry only)
+    parse_ok: Callable[[Rows], npt.NDArray[np.bool_]] | None = None
+
+
+@dataclass
+class DayResult:
+    counts: DayCounts
+    injected: Injected
+    inserted: Rows
+    deleted: Rows  # keys (and the tombstone stamps for the registry)
+
+
+def key_text(rows: Rows, key: tuple[str, ...]) -> npt.NDArray[np.str_]:
+    """One string per row identifying its key (fields joined by a unit separator)."""
+    parts = [np.asarray(rows[name], dtype=str) for name in key]
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = np.strings.add(np.strings.add(joined, "\x1f"), part)
+    return joined
+
+
+def clean_mask(rows: Rows, plan: DayPlan) -> npt.NDArray[np.bool_]:
+    """Rows an update or deletion may touch: unique key, valid ID, nothing missing."""
+    spec = plan.spec
+    if not len(rows):
+        return np.zeros(0, dtype=bool)
+    keys = key_text(rows, spec.key)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    clean: npt.NDArray[np.bool_] = counts[inverse] == 1
+    if spec.id_column:
+        clean &= party_valid_check(rows[spec.id_column])
+    clean &= ~rows.null_rows(spec.fault_columns)
+    if plan.parse_ok is not None:
+        clean &= plan.parse_ok(rows)
+    return clean
+
+
+def late_stamps(
+    rng: np.random.Generator, previous_max: str, current: Column, n_late: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.datetime64]]:
+    """Pick up to ``n_late`` of the rows (``current``: their updated_at) for late updates.
+
+    A late update lands 1-30 minutes before the previous maximum, and only on rows last
+    changed before that moment (an update never moves a row back in time).
+    """
+    ceiling = np.datetime64(previous_max.replace(" ", "T"), "s")
+    stamps = ceiling - rng.integers(LATE_MIN_S, LATE_MAX_S + 1, len(current)).astype(
+        "timedelta64[s]"
+    )
+    eligible = np.flatnonzero(parse_timestamps(current) < stamps)
+    chosen = np.sort(rng.choice(eligible, size=min(n_late, len(eligible)), replace=False))
+    return chosen, stamps[chosen]
+
+
+def apply_day(
+    store: CursorStore,
+    plan: DayPlan,
+    rng: np.random.Generator,
+    day: int,
+    rates: FaultRates,
+    *,
+    count_lines: bool,
+) -> DayResult:
+    """Insert, update and delete one day's rows of one table; return the exact counts.
+
+    ``count_lines``: the registry reports the records changed as ``lines``.
+    """
+    spec = plan.spec
+    key = list(spec.key)
+    wanted = [*key, "updated_at"]
+    for name in (spec.id_column, *spec.fault_columns, *plan.read_columns):
+        if name and name not in wanted:
+            wanted.append(name)
+    live = store.read(spec.table, wanted, [*key, "updated_at"])
+    n = len(live)
+    n_insert = draw_count(rng, n, rates.daily_insert)
+    n_update = draw_count(rng, n, rates.daily_update)
+    n_delete = draw_count(rng, n, rates.daily_delete)
+
+    candidates = rng.permutation(np.flatnonzero(clean_mask(live, plan)))
+    updates = np.sort(candidates[:n_update])
+    deletions = np.sort(candidates[len(updates) : len(updates) + n_delete])
+
+    changed = plan.change(rng, live.take(updates)) if len(updates) else Rows({})
+    stamps = office_hours(rng, day, len(updates))
+    previous_max = store.max_updated_at(spec.table)
+    n_late = draw_count(rng, len(updates), rates.late_update)
+    late_count = 0
+    if n_late and previous_max is not None:
+        late_rows, late_at = late_stamps(rng, previous_max, live["updated_at"][updates], n_late)
+        stamps[late_rows] = late_at
+        late_count = len(late_rows)
+    update_rows = live.take(updates).select(key)
+    for name in changed.names:
+        update_rows.set(name, changed[name])
+    update_rows.set("updated_at", timestamps_text(stamps))
+
+    fresh = plan.new_rows(rng, n_insert) if n_insert else Rows({})
+    injected = Injected()
+    if len(fresh):
+        fresh, injected = inject_faults(
+            rng,
+            fresh,
+            rates,
+            id_column=spec.id_column,
+            missing_columns=spec.fault_columns,
+            spoil=plan.spoil,
+            duplicates=spec.duplicates,
+        )
+    removed = live.take(deletions).select(key)
+    removed_at = timestamps_text(office_hours(rng, day, len(deletions)))
+
+    store.update(spec.table, key, update_rows)
+    store.remove(spec.table, key, removed, removed_at.astype(object))
+    store.insert(spec.table, fresh)
+
+    counts = DayCounts(
+        day=day,
+        inserted=len(fresh),
+        updated=len(updates),
+        late_updates=late_count,
+        deleted=len(deletions),
+        unparseable=injected.unparseable,
+    )
+    if count_lines:
+        counts.lines = counts.inserted + counts.updated + counts.deleted
+    return DayResult(counts, injected, fresh, removed)

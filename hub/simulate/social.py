@@ -1,0 +1,657 @@
+"""The social-insurance department: daily CSV drops on its SFTP server.
+
+Layout under ``systems_dir/sftp/root`` (served as ``/``)::
+
+    drops/20261101/enrollments_20261101.csv      snapshot of every enrollment (day 0)
+    drops/20261101/contributions_20261101.csv    about three months of contributions
+    drops/20261101/_SUCCESS                      written last: the drop is complete
+    drops/20261102/...                           each later day: new and changed rows
+
+Every file is written as ``.<name>.tmp`` and renamed, the marker last. Headers are the
+catalog's ``source_column`` names; some files are GBK, the others UTF-8 (recorded in
+the manifest). The drop of the next day is always left incomplete (no marker), as an
+upload still running; a correct connector does not read it. The department's own
+records (the ledger) are kept in ``social_ledger.parquet`` for the next day.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hub.catalog.models import Resource
+from hub.simulate.clock import (
+    dates_text,
+    day0_close,
+    day_stamp,
+    moments_between,
+    office_hours,
+    timestamps_text,
+    yuan,
+)
+from hub.simulate.faults import Injected, draw_count, inject_faults
+from hub.simulate.identities import party_valid_check, pick
+from hub.simulate.manifest import DayCounts, Drop, ResourceManifest
+from hub.simulate.rows import Rows, is_null
+from hub.simulate.world import Context
+
+ENROLLMENTS = "social_insurance_enrollments"
+CONTRIBUTIONS = "social_insurance_contributions"
+LEDGER_FILE = "social_ledger.parquet"
+MARKER = "_SUCCESS"
+INSURANCE = ("企业职工基本养老保险", "职工基本医疗保险", "失业保险")
+# (personal, employer) contribution rates per insurance type
+RATES = {INSURANCE[0]: (0.08, 0.16), INSURANCE[1]: (0.02, 0.07), INSURANCE[2]: (0.005, 0.005)}
+ENROLLMENT_FAULT_COLUMNS = ("name", "employer_credit_code")
+CONTRIBUTION_FAULT_COLUMNS = ("paid_date", "contribution_base")
+RENAMED_HEADER = ("缴费基数", "缴费工资基数")  # the catalog lists the new name as an alias
+ADDED_COLUMN = "备注"
+DRIFT_DAY = 1
+LEDGER_TEXT = (
+    "citizen_id",
+    "name",
+    "insurance_type",
+    "employer_credit_code",
+    "start_date",
+    "status",
+    "updated_at",
+)
+SHAPE = "_shape"  # "" normal line, "extra": one field too many, "short": one too few
+
+
+def drops_dir(ctx: Context) -> Path:
+    return ctx.settings.systems_dir / "sftp" / "root" / "drops"
+
+
+def manifests() -> dict[str, ResourceManifest]:
+    return {
+        ENROLLMENTS: ResourceManifest(
+            system="social",
+            location="enrollments_*.csv",
+            key=["citizen_id", "insurance_type"],
+            id_column="citizen_id",
+            fault_columns=list(ENROLLMENT_FAULT_COLUMNS),
+            drops=[],
+        ),
+        CONTRIBUTIONS: ResourceManifest(
+            system="social",
+            location="contributions_*.csv",
+            key=["citizen_id", "insurance_type", "period"],
+            id_column="citizen_id",
+            fault_columns=list(CONTRIBUTION_FAULT_COLUMNS),
+            drops=[],
+        ),
+    }
+
+
+# ---------------------------------------------------------------- the department's ledger
+
+
+class Ledger:
+    """Enrollments as the department holds them, with what the next day needs."""
+
+    def __init__(
+        self,
+        rows: Rows,
+        base: npt.NDArray[np.int64],
+        last_period: npt.NDArray[np.int64],
+        clean: npt.NDArray[np.bool_],
+    ) -> None:
+        self.rows = rows.select(LEDGER_TEXT)
+        self.base = base  # contribution base of the person, whole yuan
+        self.last_period = last_period  # YYYYMM of the last contribution, 0 for none
+        self.clean = clean  # may be re-sent as an update (valid ID, nothing missing or spoiled)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def append(self, other: Ledger) -> None:
+        self.rows = Rows.concat([self.rows, other.rows])
+        self.base = np.concatenate([self.base, other.base])
+        self.last_period = np.concatenate([self.last_period, other.last_period])
+        self.clean = np.concatenate([self.clean, other.clean])
+
+    def save(self, path: Path) -> None:
+        columns = {name: pa.array(self.rows[name].tolist(), pa.string()) for name in LEDGER_TEXT}
+        columns["base"] = pa.array(self.base)
+        columns["last_period"] = pa.array(self.last_period)
+        columns["clean"] = pa.array(self.clean)
+        pq.write_table(pa.table(columns), path)
+
+    @classmethod
+    def load(cls, path: Path) -> Ledger:
+        table = pq.read_table(path)
+        rows = Rows(
+            {name: np.array(table.column(name).to_pylist(), dtype=object) for name in LEDGER_TEXT}
+        )
+        return cls(
+            rows,
+            np.asarray(table.column("base").to_numpy(), dtype=np.int64),
+            np.asarray(table.column("last_period").to_numpy(), dtype=np.int64),
+            np.asarray(table.column("clean").to_numpy(zero_copy_only=False), dtype=bool),
+        )
+
+
+def _period_int(month: npt.NDArray[np.datetime64]) -> npt.NDArray[np.int64]:
+    months = month.astype("datetime64[M]").astype(np.int64)
+    return (months // 12 + 1970) * 100 + months % 12 + 1
+
+
+def _period_month(period: npt.NDArray[np.int64]) -> npt.NDArray[np.datetime64]:
+    return ((period // 100 - 1970) * 12 + period % 100 - 1).astype("datetime64[M]")
+
+
+def contributions_for(
+    rng: np.random.Generator,
+    ledger: Ledger,
+    index: npt.NDArray[np.int64],
+    period: npt.NDArray[np.int64],
+    paid: npt.NDArray[np.datetime64],
+    stamps: npt.NDArray[np.datetime64],
+) -> Rows:
+    """One contribution line per (enrollment ``index``, ``period``)."""
+    kind = ledger.rows["insurance_type"][index]
+    base = ledger.base[index].astype(np.float64)
+    personal = np.zeros(len(index))
+    employer = np.zeros(len(index))
+    for name, (own, firm) in RATES.items():
+        here = kind == name
+        personal[here] = base[here] * own
+        employer[here] = base[here] * firm
+    return Rows(
+        {
+            "citizen_id": ledger.rows["citizen_id"][index],
+            "insurance_type": kind,
+            "period": period.astype("<U6"),
+            "contribution_base": yuan(base),
+            "personal_amount": yuan(np.round(personal, 2)),
+            "employer_amount": yuan(np.round(employer, 2)),
+            "paid_date": dates_text(paid),
+            "updated_at": timestamps_text(stamps),
+            SHAPE: np.full(len(index), ""),
+        }
+    )
+
+
+# ---------------------------------------------------------------- faults in lines
+
+
+def _spoil_shape(
+    rng: np.random.Generator, rows: Rows, index: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """A third of the spoiled lines get a wrong field count; returns which did."""
+    shaped = rng.random(len(index)) < 1 / 3
+    rows.put(SHAPE, index[shaped], pick(rng, ("extra", "short"), int(shaped.sum())))
+    return shaped
+
+
+def _spoil_enrollments(rng: np.random.Generator, rows: Rows, index: npt.NDArray[np.int64]) -> None:
+    """Wrong field counts, or a start date the calendar does not have."""
+    shaped = _spoil_shape(rng, rows, index)
+    dated = index[~shaped]
+    years = np.array([str(value or "2020")[:4] for value in rows["start_date"][dated]], dtype="<U4")
+    rows.put(
+        "start_date",
+        dated,
+        np.strings.add(years, pick(rng, ("-02-30", "-04-31", "-09-31"), len(dated))),
+    )
+
+
+def _spoil_contributions(
+    rng: np.random.Generator, rows: Rows, index: npt.NDArray[np.int64]
+) -> None:
+    """Wrong field counts, impossible paid dates, or amounts that are not numbers."""
+    shaped = _spoil_shape(rng, rows, index)
+    rest = index[~shaped]
+    dated = rest[rng.random(len(rest)) < 0.5]
+    worded = np.setdiff1d(rest, dated)
+    years = np.array([str(value)[:4] for value in rows["period"][dated]], dtype="<U4")
+    rows.put("paid_date", dated, np.strings.add(years, "-02-30"))
+    column = pick(rng, ("personal_amount", "employer_amount", "contribution_base"), len(worded))
+    for name in ("personal_amount", "employer_amount", "contribution_base"):
+        target = worded[column == name]
+        rows.put(name, target, pick(rng, ("待核定", "N/A", "壹佰元"), len(target)))
+
+
+# ---------------------------------------------------------------- files
+
+
+CHUNK_LINES = 100_000  # lines encoded and written at a time: memory stays bounded
+
+
+@dataclass
+class CsvFile:
+    """One file of a drop: its rows and how the department's export writes them."""
+
+    name: str
+    rows: Rows
+    resource: Resource
+    encoding: str  # "utf-8" or "gbk"
+    renamed: bool = False  # header 缴费基数 exported as 缴费工资基数
+    notes: npt.NDArray[np.str_] | None = None  # values of an added column 备注
+
+    @property
+    def header(self) -> list[str]:
+        header = [field.source_column or field.name for field in self.resource.fields]
+        if self.renamed:
+            header = [RENAMED_HEADER[1] if h == RENAMED_HEADER[0] else h for h in header]
+        return [*header, ADDED_COLUMN] if self.notes is not None else header
+
+    def chunks(self) -> Iterator[str]:
+        """The text: header, then data lines in chunks, every line ending with CRLF.
+
+        None is written as an empty field. Raises ValueError for a value holding a
+        comma or a quote (the export does not quote).
+        """
+        yield ",".join(self.header) + "\r\n"
+        for start in range(0, len(self.rows), CHUNK_LINES):
+            index = np.arange(start, min(start + CHUNK_LINES, len(self.rows)))
+            yield "\r\n".join(self._lines(index)) + "\r\n"
+
+    def text(self) -> str:
+        return "".join(self.chunks())
+
+    def _lines(self, index: npt.NDArray[np.int64]) -> list[str]:
+        texts = []
+        for field in self.resource.fields:
+            column = self.rows[field.name][index]
+            texts.append(np.where(is_null(column), "", column).astype(str))
+        if self.notes is not None:
+            texts.append(self.notes[index])
+        for text in texts:
+            if (np.strings.find(text, ",") >= 0).any() or (np.strings.find(text, '"') >= 0).any():
+                raise ValueError(f"{self.name}: a value holds a comma or quote")
+        lines = texts[0]
+        for text in texts[1:]:
+            lines = np.strings.add(np.strings.add(lines, ","), text)
+        result: list[str] = lines.tolist()
+        if SHAPE in self.rows:
+            shape = self.rows[SHAPE][index]
+            for position in np.flatnonzero(shape == "extra"):
+                result[position] += ",1"
+            for position in np.flatnonzero(shape == "short"):  # the last field went missing
+                result[position] = result[position].rsplit(",", 1)[0]
+        return result
+
+
+def write_atomic(folder: Path, name: str, chunks: Iterable[bytes]) -> None:
+    """Write ``.<name>.tmp`` and rename it: a reader never sees half a file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".{name}.tmp"
+    with temporary.open("wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+    os.replace(temporary, folder / name)
+
+
+def _encoding(rng: np.random.Generator) -> str:
+    return "gbk" if rng.random() < 1 / 3 else "utf-8"
+
+
+def write_drop(ctx: Context, files: list[CsvFile]) -> Drop:
+    """Write a complete drop for today: the files, then the marker.
+
+    Raises UnicodeEncodeError when a value cannot be written in a GBK file.
+    """
+    stamp = day_stamp(ctx.day)
+    folder = drops_dir(ctx) / stamp
+    if folder.exists():
+        shutil.rmtree(folder)  # the incomplete upload of yesterday is replaced
+    encodings: dict[str, str] = {}
+    for file in files:
+        write_atomic(folder, file.name, (chunk.encode(file.encoding) for chunk in file.chunks()))
+        encodings[file.name] = file.encoding
+    write_atomic(folder, MARKER, [b""])
+    return Drop(dir=stamp, complete=True, files=encodings)
+
+
+def write_incomplete(ctx: Context, ledger: Ledger) -> Drop:
+    """Tomorrow's drop, still being uploaded: no marker (a correct connector skips it).
+
+    Even days leave a temporary contributions file, odd days a finished enrollments file
+    without the marker.
+    """
+    rng = ctx.rng("social.incomplete")
+    day = ctx.day + 1
+    stamp = day_stamp(day)
+    folder = drops_dir(ctx) / stamp
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    pick_rows = (
+        rng.choice(len(ledger), size=min(len(ledger), 12), replace=False)
+        if len(ledger)
+        else np.zeros(0, dtype=np.int64)
+    )
+    pick_rows = pick_rows[ledger.clean[pick_rows]]
+    stamps = office_hours(rng, day, len(pick_rows))
+    if ctx.day % 2 == 0:
+        month = np.full(len(pick_rows), (ctx.today + 1).astype("datetime64[M]"))
+        rows = contributions_for(
+            rng, ledger, pick_rows, _period_int(month), stamps.astype("datetime64[D]"), stamps
+        )
+        name = f".contributions_{stamp}.csv.tmp"
+        text = CsvFile(name, rows, ctx.catalog.resource(CONTRIBUTIONS), "utf-8").text()
+        cut = len(text) * 2 // 3  # the upload stopped in the middle of a line
+        (folder / name).write_bytes(text[:cut].encode("utf-8"))
+    else:
+        rows = ledger.rows.take(pick_rows)
+        rows.set("updated_at", timestamps_text(stamps))
+        name = f"enrollments_{stamp}.csv"
+        text = CsvFile(name, rows, ctx.catalog.resource(ENROLLMENTS), "utf-8").text()
+        (folder / name).write_bytes(text.encode("utf-8"))
+    return Drop(dir=stamp, complete=False, files={name: "utf-8"})
+
+
+def _record_drop(ctx: Context, complete: Drop, incomplete: Drop) -> None:
+    for code in (ENROLLMENTS, CONTRIBUTIONS):
+        drops = ctx.resource(code).drops
+        assert drops is not None
+        drops[:] = [d for d in drops if d.complete]
+        drops.append(complete)
+        drops.append(incomplete)
+
+
+def _record(
+    ctx: Context, code: str, rows: Rows, injected: Injected, *, updated: int, lines: int
+) -> None:
+    manifest = ctx.resource(code)
+    counts = DayCounts(
+        day=ctx.day,
+        inserted=lines - updated,
+        updated=updated,
+        lines=lines,
+        unparseable=injected.unparseable,
+    )
+    bad = int((~party_valid_check(rows["citizen_id"])).sum())
+    manifest.record(
+        counts, bad=bad, duplicates=injected.duplicate_key, missing=injected.missing_value
+    )
+    manifest.source_rows += lines
+
+
+def _clean(rows: Rows, injected: Injected, fault_columns: tuple[str, ...]) -> npt.NDArray[np.bool_]:
+    clean = party_valid_check(rows["citizen_id"]) & ~rows.null_rows(fault_columns)
+    clean[injected.unparseable_rows] = False
+    return clean
+
+
+# ---------------------------------------------------------------- build and advance
+
+
+def build(ctx: Context) -> None:
+    """Day 0: the snapshot drop with every enrollment and recent contributions."""
+    world = ctx.world
+    today = ctx.today
+    root = drops_dir(ctx)
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+
+    rng = ctx.rng("social.enrollments")
+    working = world.adults(today, 18, 60)
+    people = np.sort(
+        rng.choice(working, size=min(len(working), ctx.size(12000 / 2.5)), replace=False)
+    )
+    unemployment = rng.random(len(people)) < 0.5
+    per_person = 2 + unemployment.astype(np.int64)
+    person = np.repeat(people, per_person)
+    slot = (
+        np.concatenate([[0, 1, 2][:k] for k in per_person.tolist()])
+        if len(people)
+        else np.zeros(0, dtype=np.int64)
+    )
+    employers = np.flatnonzero(np.isin(world.firm_kind, ("1", "2")))
+    employer = world.firm_code[employers[rng.integers(0, len(employers), len(people))]]
+    since = np.maximum(
+        world.person_birth[people] + np.timedelta64(18 * 365 + 5, "D"), np.datetime64("1995-01-01")
+    )
+    span = np.maximum((today - 30 - since).astype(np.int64), 1)
+    start = since + (rng.random(len(people)) * span).astype("timedelta64[D]")
+    status = pick(rng, ("参保缴费", "暂停缴费", "终止参保"), len(people), (0.85, 0.1, 0.05))
+    base = np.clip(
+        np.round(np.exp(rng.normal(np.log(5600), 0.45, len(people)))), 3500, 25000
+    ).astype(np.int64)
+    owner = np.repeat(np.arange(len(people)), per_person)
+    n = len(person)
+    enrollments = Rows(
+        {
+            "citizen_id": world.person_id[person],
+            "name": world.person_name[person],
+            "insurance_type": np.array(INSURANCE)[slot],
+            "employer_credit_code": employer[owner],
+            "start_date": dates_text(start[owner]),
+            "status": status[owner],
+            "updated_at": timestamps_text(moments_between(rng, start[owner], day0_close())),
+            SHAPE: np.full(n, ""),
+        }
+    )
+    enrollments, injected = inject_faults(
+        rng,
+        enrollments,
+        ctx.rates,
+        id_column="citizen_id",
+        missing_columns=ENROLLMENT_FAULT_COLUMNS,
+        spoil=_spoil_enrollments,
+    )
+    ledger = Ledger(
+        enrollments,
+        base[owner],
+        np.zeros(n, dtype=np.int64),
+        _clean(enrollments, injected, ENROLLMENT_FAULT_COLUMNS),
+    )
+
+    rng = ctx.rng("social.contributions")
+    first_month = today.astype("datetime64[M]") - 4  # 2026-07
+    active = ledger.rows["status"] == "参保缴费"
+    paused = ledger.rows["status"] == "暂停缴费"
+    early = active & (rng.random(n) < 0.4)
+    index_parts = [np.flatnonzero(early)]
+    month_parts = [np.full(int(early.sum()), first_month)]
+    for offset in (1, 2, 3):
+        chosen = active | (paused & (offset == 1))
+        index_parts.append(np.flatnonzero(chosen))
+        month_parts.append(np.full(int(chosen.sum()), first_month + offset))
+    index = np.concatenate(index_parts)
+    month = np.concatenate(month_parts)
+    order = np.lexsort((month, index))
+    index, month = index[order], month[order]
+    paid = month.astype("datetime64[D]") + rng.integers(9, 25, len(index)).astype("timedelta64[D]")
+    stamps = paid.astype("datetime64[s]") + rng.integers(9 * 3600, 17 * 3600, len(index)).astype(
+        "timedelta64[s]"
+    )
+    period = _period_int(month)
+    contributions = contributions_for(rng, ledger, index, period, paid, stamps)
+    np.maximum.at(ledger.last_period, index, period)
+    contributions, contribution_faults = inject_faults(
+        rng,
+        contributions,
+        ctx.rates,
+        id_column=None,
+        missing_columns=CONTRIBUTION_FAULT_COLUMNS,
+        spoil=_spoil_contributions,
+        duplicates=True,
+        shift_duplicates=False,
+    )
+
+    stamp = day_stamp(0)
+    # the snapshot shows both encodings: enrollments exported on the old GBK system
+    drop = write_drop(
+        ctx,
+        [
+            CsvFile(
+                f"enrollments_{stamp}.csv", enrollments, ctx.catalog.resource(ENROLLMENTS), "gbk"
+            ),
+            CsvFile(
+                f"contributions_{stamp}.csv",
+                contributions,
+                ctx.catalog.resource(CONTRIBUTIONS),
+                "utf-8",
+            ),
+        ],
+    )
+    enrollment_lines, contribution_lines = len(enrollments), len(contributions)
+    _record(ctx, ENROLLMENTS, enrollments, injected, updated=0, lines=enrollment_lines)
+    _record(
+        ctx, CONTRIBUTIONS, contributions, contribution_faults, updated=0, lines=contribution_lines
+    )
+    _record_drop(ctx, drop, write_incomplete(ctx, ledger))
+    ledger.save(ctx.settings.systems_dir / LEDGER_FILE)
+
+
+def advance(ctx: Context) -> None:
+    """One day: new enrollments, changed ones re-sent in full, new contributions."""
+    world = ctx.world
+    today = ctx.today
+    ledger = Ledger.load(ctx.settings.systems_dir / LEDGER_FILE)
+    rates = ctx.rates
+    # --- enrollments: changes of clean records, then newly insured persons
+    rng = ctx.rng("social.enrollments")
+    n = len(ledger)
+    n_insert = draw_count(rng, n, rates.daily_insert)
+    n_update = draw_count(rng, n, rates.daily_update)
+    updates = np.sort(rng.permutation(np.flatnonzero(ledger.clean))[:n_update])
+    employers = np.flatnonzero(np.isin(world.firm_kind, ("1", "2")))
+    status = ledger.rows["status"][updates].astype(str)
+    moved = rng.random(len(updates)) < 0.2
+    new_status = np.where(
+        moved | (status != "参保缴费"),
+        "参保缴费",
+        pick(rng, ("暂停缴费", "终止参保"), len(updates), (0.7, 0.3)),
+    )
+    ledger.rows.put("status", updates, new_status)
+    new_employer = world.firm_code[employers[rng.integers(0, len(employers), len(updates))]]
+    ledger.rows.put(
+        "employer_credit_code",
+        updates,
+        np.where(moved, new_employer, ledger.rows["employer_credit_code"][updates].astype(str)),
+    )
+    ledger.rows.put(
+        "updated_at", updates, timestamps_text(office_hours(rng, ctx.day, len(updates)))
+    )
+    changed = ledger.rows.take(updates)
+    changed.set(SHAPE, np.full(len(updates), ""))
+
+    insured = np.isin(world.person_id, ledger.rows["citizen_id"].astype(str))
+    working = world.adults(today, 18, 60)
+    candidates = rng.permutation(working[~insured[working]])[: (n_insert + 1) // 2]
+    person = np.repeat(candidates, 2)[:n_insert]
+    slot = np.tile([0, 1], len(candidates))[:n_insert]
+    base = np.clip(
+        np.round(np.exp(rng.normal(np.log(5600), 0.45, len(person)))), 3500, 25000
+    ).astype(np.int64)
+    fresh = Rows(
+        {
+            "citizen_id": world.person_id[person],
+            "name": world.person_name[person],
+            "insurance_type": np.array(INSURANCE)[slot],
+            "employer_credit_code": world.firm_code[
+                employers[rng.integers(0, len(employers), len(person))]
+            ],
+            "start_date": np.full(len(person), str(today)),
+            "status": np.full(len(person), "参保缴费"),
+            "updated_at": timestamps_text(office_hours(rng, ctx.day, len(person))),
+            SHAPE: np.full(len(person), ""),
+        }
+    )
+    injected = Injected()
+    if len(fresh):
+        fresh, injected = inject_faults(
+            rng,
+            fresh,
+            rates,
+            id_column="citizen_id",
+            missing_columns=ENROLLMENT_FAULT_COLUMNS,
+            spoil=_spoil_enrollments,
+        )
+    ledger.append(
+        Ledger(
+            fresh,
+            base,
+            np.zeros(len(fresh), dtype=np.int64),
+            _clean(fresh, injected, ENROLLMENT_FAULT_COLUMNS),
+        )
+    )
+    enrollments = Rows.concat([changed, fresh])
+
+    # --- contributions: the next month paid for some active enrollments
+    rng = ctx.rng("social.contributions")
+    n_paid = draw_count(rng, ctx.resource(CONTRIBUTIONS).source_rows, rates.daily_insert)
+    this_month = _period_int(np.array([today.astype("datetime64[M]")]))[0]
+    due = np.flatnonzero((ledger.rows["status"] == "参保缴费") & (ledger.last_period < this_month))
+    index = np.sort(rng.permutation(due)[:n_paid])
+    next_period = np.where(
+        ledger.last_period[index] == 0,
+        this_month,
+        _period_int(_period_month(np.maximum(ledger.last_period[index], 190001)) + 1),
+    )
+    stamps = office_hours(rng, ctx.day, len(index))
+    contributions = contributions_for(
+        rng, ledger, index, next_period, np.full(len(index), today), stamps
+    )
+    ledger.last_period[index] = next_period
+    contribution_faults = Injected()
+    if len(contributions):
+        contributions, contribution_faults = inject_faults(
+            rng,
+            contributions,
+            rates,
+            id_column=None,
+            missing_columns=CONTRIBUTION_FAULT_COLUMNS,
+            spoil=_spoil_contributions,
+            duplicates=True,
+            shift_duplicates=False,
+        )
+
+    # --- the drop, with the schema drift of the first day
+    rng = ctx.rng("social.files")
+    stamp = day_stamp(ctx.day)
+    drift = ctx.day == DRIFT_DAY
+    enrollment_name = f"enrollments_{stamp}.csv"
+    contribution_name = f"contributions_{stamp}.csv"
+    notes = None
+    if drift:
+        n = len(enrollments)
+        notes = np.where(rng.random(n) < 0.1, pick(rng, ("补缴", "基数调整", "转入"), n), "")
+    drop = write_drop(
+        ctx,
+        [
+            CsvFile(
+                enrollment_name,
+                enrollments,
+                ctx.catalog.resource(ENROLLMENTS),
+                _encoding(rng),
+                notes=notes,
+            ),
+            CsvFile(
+                contribution_name,
+                contributions,
+                ctx.catalog.resource(CONTRIBUTIONS),
+                _encoding(rng),
+                renamed=drift,
+            ),
+        ],
+    )
+    enrollment_lines, contribution_lines = len(enrollments), len(contributions)
+    if drift:
+        ctx.resource(ENROLLMENTS).drift.append(
+            f"day {ctx.day}: {enrollment_name} column {ADDED_COLUMN} added"
+        )
+        ctx.resource(CONTRIBUTIONS).drift.append(
+            f"day {ctx.day}: {contribution_name} header {RENAMED_HEADER[0]} "
+            f"renamed {RENAMED_HEADER[1]}"
+        )
+    _record(ctx, ENROLLMENTS, fresh, injected, updated=len(changed), lines=enrollment_lines)
+    _record(
+        ctx, CONTRIBUTIONS, contributions, contribution_faults, updated=0, lines=contribution_lines
+    )
+    _record_drop(ctx, drop, write_incomplete(ctx, ledger))
+    ledger.save(ctx.settings.systems_dir / LEDGER_FILE)

@@ -1,0 +1,157 @@
+"""The simulated city behind the department systems, and what a simulated day needs.
+
+The world is the truth: the persons and enterprises that exist, with valid identifiers.
+Every department records them its own way (and sometimes wrongly: a spoiled check
+digit is a typing error in that department's record, not in the world). The world and
+the counters of issued numbers are kept under ``settings.systems_dir`` so that
+``advance_day`` can go on from where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hub.catalog.models import Catalog
+from hub.settings import Settings
+from hub.simulate.clock import day_date
+from hub.simulate.faults import FaultRates
+from hub.simulate.manifest import Manifest, ResourceManifest, write_json
+
+STATE_FILE = "sim_state.json"
+PERSONS_FILE = "world_persons.parquet"
+FIRMS_FILE = "world_enterprises.parquet"
+
+Strings = npt.NDArray[np.str_]
+
+
+@dataclass
+class World:
+    """Persons and enterprises of the city (true identifiers)."""
+
+    person_id: Strings
+    person_name: Strings
+    person_sex: Strings
+    person_birth: npt.NDArray[np.datetime64]
+    person_district: Strings
+    firm_code: Strings
+    firm_name: Strings
+    firm_kind: Strings
+    firm_established: npt.NDArray[np.datetime64]
+
+    def adults(self, on: np.datetime64, low: int = 18, high: int = 120) -> npt.NDArray[np.int64]:
+        """Indexes of persons aged ``low`` to ``high`` years on date ``on``."""
+        age_days = (on - self.person_birth).astype(np.int64)
+        return np.flatnonzero((age_days >= low * 365.25) & (age_days < high * 365.25))
+
+    def save(self, folder: Path) -> None:
+        persons = pa.table(
+            {
+                "citizen_id": pa.array(self.person_id.tolist(), pa.string()),
+                "name": pa.array(self.person_name.tolist(), pa.string()),
+                "sex": pa.array(self.person_sex.tolist(), pa.string()),
+                "birth_date": pa.array(self.person_birth.astype("datetime64[D]")),
+                "district_code": pa.array(self.person_district.tolist(), pa.string()),
+            }
+        )
+        firms = pa.table(
+            {
+                "credit_code": pa.array(self.firm_code.tolist(), pa.string()),
+                "name": pa.array(self.firm_name.tolist(), pa.string()),
+                "kind": pa.array(self.firm_kind.tolist(), pa.string()),
+                "established_date": pa.array(self.firm_established.astype("datetime64[D]")),
+            }
+        )
+        pq.write_table(persons, folder / PERSONS_FILE)
+        pq.write_table(firms, folder / FIRMS_FILE)
+
+    @classmethod
+    def load(cls, folder: Path) -> World:
+        persons = pq.read_table(folder / PERSONS_FILE)
+        firms = pq.read_table(folder / FIRMS_FILE)
+
+        def text(table: pa.Table, name: str) -> Strings:
+            return np.array(table.column(name).to_pylist(), dtype=str)
+
+        def dates(table: pa.Table, name: str) -> npt.NDArray[np.datetime64]:
+            return np.asarray(table.column(name).to_numpy(), dtype="datetime64[D]")
+
+        return cls(
+            person_id=text(persons, "citizen_id"),
+            person_name=text(persons, "name"),
+            person_sex=text(persons, "sex"),
+            person_birth=dates(persons, "birth_date"),
+            person_district=text(persons, "district_code"),
+            firm_code=text(firms, "credit_code"),
+            firm_name=text(firms, "name"),
+            firm_kind=text(firms, "kind"),
+            firm_established=dates(firms, "established_date"),
+        )
+
+
+@dataclass
+class Context:
+    """Everything one run (``simulate`` or one ``advance_day``) works with."""
+
+    settings: Settings
+    catalog: Catalog
+    rates: FaultRates
+    seed: int
+    scale: float
+    day: int
+    world: World
+    manifest: Manifest
+    counters: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # facts passed between systems
+
+    @property
+    def today(self) -> np.datetime64:
+        return day_date(self.day)
+
+    def rng(self, stream: str) -> np.random.Generator:
+        """A generator for one named stream of one day: independent of the run order."""
+        return np.random.default_rng([self.seed, self.day, zlib.crc32(stream.encode())])
+
+    def size(self, base: float, minimum: int = 1) -> int:
+        """``base`` rows at scale 1, scaled linearly (never below ``minimum``)."""
+        return max(minimum, round(base * self.scale))
+
+    def next_numbers(self, counter: str, n: int, start: int = 1) -> npt.NDArray[np.int64]:
+        """``n`` consecutive numbers of a named sequence (certificate numbers, ...)."""
+        first = self.counters.get(counter, start)
+        self.counters[counter] = first + n
+        return np.arange(first, first + n, dtype=np.int64)
+
+    def resource(self, code: str) -> ResourceManifest:
+        return self.manifest.resources[code]
+
+    def save_state(self) -> None:
+        folder = self.settings.systems_dir
+        self.world.save(folder)
+        write_json(
+            folder / STATE_FILE,
+            {"seed": self.seed, "day": self.day, "counters": dict(sorted(self.counters.items()))},
+        )
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """Raises FileNotFoundError when the systems were never simulated."""
+    path = folder / STATE_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no simulator state; run `hub simulate` first")
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def numbered(counter: dict[str, int], key: str, values: npt.NDArray[np.int64]) -> None:
+    """Remember the highest number used of a sequence (the next one starts above it)."""
+    if len(values):
+        counter[key] = max(counter.get(key, 1), int(values.max()) + 1)
