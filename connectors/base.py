@@ -37,6 +37,19 @@ class ConnectorError(RuntimeError):
     """The source cannot be read as the catalog describes; the message says where and why."""
 
 
+def constant_strings(value: str, length: int) -> pa.Array:
+    """A string array repeating ``value``, built from buffers.
+
+    ``pa.array([value] * n)`` would import pandas on first use (0.4 s per process) and
+    build n Python references; this costs one bytes multiplication.
+    """
+    encoded = value.encode()
+    offsets = np.arange(length + 1, dtype=np.int32) * len(encoded)
+    return pa.Array.from_buffers(
+        pa.string(), length, [None, pa.py_buffer(offsets), pa.py_buffer(encoded * length)]
+    )
+
+
 def arrow_type(field_type: str) -> pa.DataType:
     """The Arrow type of a catalog field type."""
     if field_type.startswith("decimal("):
@@ -284,7 +297,7 @@ def parse_text_columns(
 
         typed.append(values)
     if ops is None:
-        ops = pa.array([OP_UPSERT] * num_rows, type=pa.string())
+        ops = constant_strings(OP_UPSERT, num_rows)
     typed.append(ops)
     batch = pa.RecordBatch.from_arrays(typed, schema=arrow_schema(resource))
     quarantined = [
@@ -460,5 +473,5 @@ def conform(
                     f"{resource.code}.{spec.name}: expected {spec.type}, got {column.type}: {exc}"
                 ) from exc
         arrays.append(column)
-    arrays.append(pa.array([op] * batch.num_rows, type=pa.string()))
+    arrays.append(constant_strings(op, batch.num_rows))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -23,7 +23,6 @@ from connectors.base import (
     QuarantinedRow,
     SyncState,
     arrow_schema,
-    arrow_type,
     conform,
 )
 from hub.catalog.models import Resource
@@ -74,12 +73,10 @@ class SqlExtraction:
             self.notes.append(
                 f"incremental: {self.resource.source.cursor} >= {since.isoformat(sep=' ')}"
             )
-        reader = (
-            self.connector._copy_batches
-            if self.connector.engine.dialect.name == "postgresql"
-            else self.connector._stream_batches
-        )
-        for batch in reader(self.resource, self.column_map, since):
+        query = self.connector._query(self.resource, self.column_map, since)
+        schema = arrow_schema(self.resource, with_op=False)
+        for typed in self.connector.read(query, schema):
+            batch = conform(typed, self.resource)
             self.rows_read += batch.num_rows
             if self.cursor is not None:
                 batch = self.cursor.filter(batch)
@@ -105,6 +102,7 @@ class SqlConnector:
         self.engine = sa.create_engine(self.url, pool_pre_ping=True)
         self.batch_rows = batch_rows
         self.overlap = timedelta(minutes=overlap_minutes)
+        self._tables: dict[str, sa.Table] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -118,9 +116,8 @@ class SqlConnector:
         Raises ConnectorError naming the table and the field that has no column.
         """
         table = self._table_name(resource)
-        schema, _, name = table.rpartition(".")
         try:
-            columns = [c["name"] for c in sa.inspect(self.engine).get_columns(name, schema or None)]
+            columns = [c.name for c in self._reflect(resource).columns]
         except sa.exc.NoSuchTableError as exc:
             raise ConnectorError(
                 f"{redact(self.url)}: no table {table!r} ({resource.code})"
@@ -151,63 +148,59 @@ class SqlConnector:
         assert resource.source.table is not None
         return resource.source.table
 
+    def _reflect(self, resource: Resource) -> sa.Table:
+        """The source table's structure, read once per connector (one round trip)."""
+        table_name = self._table_name(resource)
+        if table_name not in self._tables:
+            schema, _, name = table_name.rpartition(".")
+            self._tables[table_name] = sa.Table(
+                name, sa.MetaData(), schema=schema or None, autoload_with=self.engine
+            )
+        return self._tables[table_name]
+
     def _select(
         self, resource: Resource, column_map: dict[str, str]
     ) -> tuple[sa.Table, list[sa.Label[Any]]]:
-        table_name = self._table_name(resource)
-        schema, _, name = table_name.rpartition(".")
-        table = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=self.engine)
+        table = self._reflect(resource)
         columns = [table.c[column_map[spec.name]].label(spec.name) for spec in resource.fields]
         return table, columns
 
-    def _where(
-        self, table: sa.Table, resource: Resource, column_map: dict[str, str], since: Any
-    ) -> Any:
-        if since is None or resource.source.cursor is None:
-            return None
-        return table.c[column_map[resource.source.cursor]] >= since
-
-    def _stream_batches(
-        self, resource: Resource, column_map: dict[str, str], since: Any
-    ) -> Iterator[pa.RecordBatch]:
-        """Generic path: stream rows, ``batch_rows`` at a time, into Arrow arrays."""
+    def _query(self, resource: Resource, column_map: dict[str, str], since: Any) -> sa.Select[Any]:
         table, columns = self._select(resource, column_map)
         query = sa.select(*columns)
-        where = self._where(table, resource, column_map, since)
-        if where is not None:
-            query = query.where(where)
-        types = [arrow_type(spec.type) for spec in resource.fields]
-        names = [spec.name for spec in resource.fields]
+        if since is not None and resource.source.cursor is not None:
+            query = query.where(table.c[column_map[resource.source.cursor]] >= since)
+        return query
+
+    def read(self, query: sa.Select[Any], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """Run ``query`` (columns labelled as in ``schema``) and yield batches of that schema,
+        about ``batch_rows`` rows each; memory stays bounded whatever the table size."""
+        if self.engine.dialect.name == "postgresql":
+            return self._read_copy(query, schema)
+        return self._read_stream(query, schema)
+
+    def _read_stream(self, query: sa.Select[Any], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """Generic path: stream rows, ``batch_rows`` at a time, into Arrow arrays."""
         with self.engine.connect() as connection:
             result = connection.execution_options(
                 stream_results=True, yield_per=self.batch_rows
             ).execute(query)
             # pass the size: without it SQLAlchemy 2.1 returns one partition of all rows
             for rows in result.partitions(self.batch_rows):
-                values: list[tuple[Any, ...]] = (
-                    list(zip(*rows, strict=True)) if rows else [() for _ in names]
-                )
+                values: list[tuple[Any, ...]] = list(zip(*rows, strict=True))
                 arrays = []
-                for name, target, column in zip(names, types, values, strict=True):
+                for spec, column in zip(schema, values, strict=True):
                     try:
-                        arrays.append(pa.array(column, type=target))
+                        arrays.append(pa.array(column, type=spec.type))
                     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
                         raise ConnectorError(
-                            f"{resource.code}.{name}: a value does not fit {target}: {exc}"
+                            f"column {spec.name}: a value does not fit {spec.type}: {exc}"
                         ) from exc
-                yield conform(pa.RecordBatch.from_arrays(arrays, names=names), resource)
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-    def _copy_batches(
-        self, resource: Resource, column_map: dict[str, str], since: Any
-    ) -> Iterator[pa.RecordBatch]:
+    def _read_copy(self, query: sa.Select[Any], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         """PostgreSQL path: COPY to CSV, parsed by Arrow in bounded blocks."""
-        table, columns = self._select(resource, column_map)
-        query = sa.select(*columns)
-        where = self._where(table, resource, column_map, since)
-        if where is not None:
-            query = query.where(where)
         select_sql = str(query.compile(self.engine, compile_kwargs={"literal_binds": True}))
-        schema = arrow_schema(resource, with_op=False)
         convert = pacsv.ConvertOptions(
             column_types={f.name: f.type for f in schema},
             strings_can_be_null=True,
@@ -215,49 +208,36 @@ class SqlConnector:
             true_values=["t"],
             false_values=["f"],
         )
-        read = pacsv.ReadOptions(column_names=schema.names, block_size=16 << 20)
+        # 1 MiB blocks: Arrow reads several blocks ahead on its threads, and glibc keeps
+        # freed large blocks; bigger blocks made RSS grow with table size (bench/extract.py)
+        read = pacsv.ReadOptions(column_names=schema.names, block_size=1 << 20)
         raw = self.engine.raw_connection()
         try:
             cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
             with cursor.copy(f"COPY ({select_sql}) TO STDOUT (FORMAT csv)") as copy:
-                stream = _CopyStream(copy)
-                reader = pacsv.open_csv(stream, read_options=read, convert_options=convert)
+                reader = pacsv.open_csv(
+                    _CopyStream(copy), read_options=read, convert_options=convert
+                )
                 pending: list[pa.RecordBatch] = []
                 pending_rows = 0
                 for block in reader:
                     pending.append(block)
                     pending_rows += block.num_rows
-                    if pending_rows >= self.batch_rows:
-                        yield from self._emit(pending, resource)
+                    if pending_rows >= self.batch_rows:  # regroup: large Parquet row groups
+                        yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
                         pending, pending_rows = [], 0
                 if pending:
-                    yield from self._emit(pending, resource)
+                    yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
         finally:
             raw.close()
 
-    @staticmethod
-    def _emit(blocks: list[pa.RecordBatch], resource: Resource) -> Iterator[pa.RecordBatch]:
-        for block in pa.Table.from_batches(blocks).combine_chunks().to_batches():
-            yield conform(block, resource)
-
     def keys(self, resource: Resource) -> Iterator[pa.RecordBatch]:
-        """Every distinct primary key now in the table, ``batch_rows`` at a time."""
-        notes: list[str] = []
-        column_map = self.column_map(resource, notes)
-        table, _ = self._select(resource, column_map)
-        key_columns = [table.c[column_map[k]].label(k) for k in resource.primary_key]
-        query = sa.select(*key_columns).distinct()
-        types = [arrow_type(resource.field(k).type) for k in resource.primary_key]
-        with self.engine.connect() as connection:
-            result = connection.execution_options(
-                stream_results=True, yield_per=self.batch_rows
-            ).execute(query)
-            for rows in result.partitions(self.batch_rows):
-                values = list(zip(*rows, strict=True))
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array(v, type=t) for v, t in zip(values, types, strict=True)],
-                    names=list(resource.primary_key),
-                )
+        """Every primary key now in the table (repeats possible), ``batch_rows`` at a time."""
+        column_map = self.column_map(resource, [])
+        table = self._reflect(resource)
+        query = sa.select(*(table.c[column_map[k]].label(k) for k in resource.primary_key))
+        full = arrow_schema(resource, with_op=False)
+        return self.read(query, pa.schema([full.field(k) for k in resource.primary_key]))
 
 
 class _CopyStream:

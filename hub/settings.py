@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     http_backoff_s: float = Field(default=0.5, ge=0)
     sftp_retries: int = Field(default=3, ge=0)
 
+    # publish
+    keep_versions: int = Field(
+        default=5,
+        ge=1,
+        description="Published versions kept per shared resource (rollback, as-of reads).",
+    )
+
     # simulated department systems (used by `hub simulate` and by the default connections)
     sim_housing_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")
     sim_tax_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")

@@ -23,7 +23,14 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from connectors.base import OP_COLUMN, OP_DELETE, Connector, SyncState, arrow_schema
+from connectors.base import (
+    OP_COLUMN,
+    OP_DELETE,
+    Connector,
+    SyncState,
+    arrow_schema,
+    constant_strings,
+)
 from connectors.landing import BatchWriter, LandedBatch, landed_batches
 from hub.catalog.models import Catalog, ConnectorKind, Department, Resource
 from hub.load import live_keys_sql, load_batch, loaded_batch_ids, read_state, write_state
@@ -259,7 +266,7 @@ def _delete_rows(resource: Resource, keys: pa.Table) -> pa.RecordBatch:
     arrays = []
     for spec in schema:
         if spec.name == OP_COLUMN:
-            arrays.append(pa.array([OP_DELETE] * keys.num_rows, type=pa.string()))
+            arrays.append(constant_strings(OP_DELETE, keys.num_rows))
         elif spec.name in keys.column_names:
             arrays.append(keys.column(spec.name).combine_chunks().cast(spec.type))
         else:

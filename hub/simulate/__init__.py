@@ -63,11 +63,15 @@ def _catalog(settings: Settings) -> Catalog:
             raise SimulationError(
                 f"catalog resource {code}: source is {found!r}, expected {where!r}"
             )
-    for code in (social.ENROLLMENTS, social.CONTRIBUTIONS):
+    for code, entry in social.manifests().items():
         try:
-            catalog.resource(code)
+            pattern = catalog.resource(code).source.file_pattern
         except KeyError as exc:
             raise SimulationError(f"the catalog has no resource {code!r}") from exc
+        if pattern != entry.location:
+            raise SimulationError(
+                f"catalog resource {code}: file_pattern is {pattern!r}, expected {entry.location!r}"
+            )
     return catalog
 
 

@@ -222,6 +222,16 @@ def _shares(
     return result
 
 
+def _of_age(
+    rng: np.random.Generator, births: npt.NDArray[np.datetime64], on: npt.NDArray[np.datetime64]
+) -> npt.NDArray[np.int64]:
+    """Positions in ``births`` (sorted) of persons at least 20 years old on the dates ``on``."""
+    limit = np.searchsorted(births, on - np.timedelta64(20 * 365 + 5, "D"), side="right")
+    limit = np.clip(limit, 2, len(births))  # the oldest persons when nobody was old enough
+    positions: npt.NDArray[np.int64] = (rng.random(len(on)) * limit).astype(np.int64)
+    return positions
+
+
 def build(ctx: Context) -> HousingFacts:
     """Create the housing tables with day 0's records; return what the tax bureau needs."""
     world = ctx.world
@@ -252,14 +262,16 @@ def build(ctx: Context) -> HousingFacts:
     owners = np.where(
         co == "单独所有", 1, np.where(co == "共同共有", 2, rng.integers(2, 4, len(registered)))
     )
-    adults = world.adults(today, 20, 95)
-    first_owner = adults[rng.integers(0, len(adults), len(registered))]
+    by_birth = np.argsort(world.person_birth, kind="stable")
+    first_owner = _of_age(rng, world.person_birth[by_birth], current_date)
     firm_pick = rng.integers(0, len(world.firm_code), len(registered))
     current_no = certificate_numbers(ctx, _year(current_date), "certificate")
 
     cert = np.repeat(np.arange(len(registered)), owners)
     rank = rank_within(cert)
-    person = adults[(np.searchsorted(adults, first_owner[cert]) + rank) % len(adults)]
+    # co-owners: the next older persons, of about the same age as the first owner
+    position = first_owner[cert]
+    person = by_birth[np.where(position >= rank, position - rank, position + rank)]
     is_firm = firm_owned[cert]
     owner_id = np.where(is_firm, world.firm_code[firm_pick[cert]], world.person_id[person])
     owner_name = np.where(is_firm, world.firm_name[firm_pick[cert]], world.person_name[person])
@@ -280,7 +292,7 @@ def build(ctx: Context) -> HousingFacts:
     )
     # the seller's right became historical when the buyer's was registered
     old = np.flatnonzero(resold)
-    seller = adults[rng.integers(0, len(adults), len(old))]
+    seller = by_birth[_of_age(rng, world.person_birth[by_birth], first[old])]
     history = Rows(
         {
             "certificate_no": certificate_numbers(ctx, _year(first[old]), "certificate"),

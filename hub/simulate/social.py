@@ -225,18 +225,21 @@ def _spoil_contributions(
 
 
 CHUNK_LINES = 100_000  # lines encoded and written at a time: memory stays bounded
+BLOCK_ROWS = 500_000  # day-0 contributions made and spoiled at a time
 
 
 @dataclass
 class CsvFile:
-    """One file of a drop: its rows and how the department's export writes them."""
+    """One file of a drop: its rows (in parts, written as they come) and how the
+    department's export writes them."""
 
     name: str
-    rows: Rows
+    parts: Iterable[Rows]
     resource: Resource
     encoding: str  # "utf-8" or "gbk"
     renamed: bool = False  # header 缴费基数 exported as 缴费工资基数
     notes: npt.NDArray[np.str_] | None = None  # values of an added column 备注
+    lines: int = 0  # data lines written so far
 
     @property
     def header(self) -> list[str]:
@@ -252,20 +255,22 @@ class CsvFile:
         comma or a quote (the export does not quote).
         """
         yield ",".join(self.header) + "\r\n"
-        for start in range(0, len(self.rows), CHUNK_LINES):
-            index = np.arange(start, min(start + CHUNK_LINES, len(self.rows)))
-            yield "\r\n".join(self._lines(index)) + "\r\n"
+        for part in self.parts:
+            for start in range(0, len(part), CHUNK_LINES):
+                index = np.arange(start, min(start + CHUNK_LINES, len(part)))
+                yield "\r\n".join(self._lines(part, index)) + "\r\n"
+            self.lines += len(part)
 
     def text(self) -> str:
         return "".join(self.chunks())
 
-    def _lines(self, index: npt.NDArray[np.int64]) -> list[str]:
+    def _lines(self, part: Rows, index: npt.NDArray[np.int64]) -> list[str]:
         texts = []
         for field in self.resource.fields:
-            column = self.rows[field.name][index]
+            column = part[field.name][index]
             texts.append(np.where(is_null(column), "", column).astype(str))
         if self.notes is not None:
-            texts.append(self.notes[index])
+            texts.append(self.notes[self.lines + index])
         for text in texts:
             if (np.strings.find(text, ",") >= 0).any() or (np.strings.find(text, '"') >= 0).any():
                 raise ValueError(f"{self.name}: a value holds a comma or quote")
@@ -273,8 +278,8 @@ class CsvFile:
         for text in texts[1:]:
             lines = np.strings.add(np.strings.add(lines, ","), text)
         result: list[str] = lines.tolist()
-        if SHAPE in self.rows:
-            shape = self.rows[SHAPE][index]
+        if SHAPE in part:
+            shape = part[SHAPE][index]
             for position in np.flatnonzero(shape == "extra"):
                 result[position] += ",1"
             for position in np.flatnonzero(shape == "short"):  # the last field went missing
@@ -339,14 +344,14 @@ def write_incomplete(ctx: Context, ledger: Ledger) -> Drop:
             rng, ledger, pick_rows, _period_int(month), stamps.astype("datetime64[D]"), stamps
         )
         name = f".contributions_{stamp}.csv.tmp"
-        text = CsvFile(name, rows, ctx.catalog.resource(CONTRIBUTIONS), "utf-8").text()
+        text = CsvFile(name, [rows], ctx.catalog.resource(CONTRIBUTIONS), "utf-8").text()
         cut = len(text) * 2 // 3  # the upload stopped in the middle of a line
         (folder / name).write_bytes(text[:cut].encode("utf-8"))
     else:
         rows = ledger.rows.take(pick_rows)
         rows.set("updated_at", timestamps_text(stamps))
         name = f"enrollments_{stamp}.csv"
-        text = CsvFile(name, rows, ctx.catalog.resource(ENROLLMENTS), "utf-8").text()
+        text = CsvFile(name, [rows], ctx.catalog.resource(ENROLLMENTS), "utf-8").text()
         (folder / name).write_bytes(text.encode("utf-8"))
     return Drop(dir=stamp, complete=False, files={name: "utf-8"})
 
@@ -361,7 +366,7 @@ def _record_drop(ctx: Context, complete: Drop, incomplete: Drop) -> None:
 
 
 def _record(
-    ctx: Context, code: str, rows: Rows, injected: Injected, *, updated: int, lines: int
+    ctx: Context, code: str, injected: Injected, *, bad: int, updated: int, lines: int
 ) -> None:
     manifest = ctx.resource(code)
     counts = DayCounts(
@@ -371,11 +376,14 @@ def _record(
         lines=lines,
         unparseable=injected.unparseable,
     )
-    bad = int((~party_valid_check(rows["citizen_id"])).sum())
     manifest.record(
         counts, bad=bad, duplicates=injected.duplicate_key, missing=injected.missing_value
     )
     manifest.source_rows += lines
+
+
+def _bad_ids(rows: Rows) -> int:
+    return int((~party_valid_check(rows["citizen_id"])).sum())
 
 
 def _clean(rows: Rows, injected: Injected, fault_columns: tuple[str, ...]) -> npt.NDArray[np.bool_]:
@@ -469,39 +477,55 @@ def build(ctx: Context) -> None:
         "timedelta64[s]"
     )
     period = _period_int(month)
-    contributions = contributions_for(rng, ledger, index, period, paid, stamps)
     np.maximum.at(ledger.last_period, index, period)
-    contributions, contribution_faults = inject_faults(
-        rng,
-        contributions,
-        ctx.rates,
-        id_column=None,
-        missing_columns=CONTRIBUTION_FAULT_COLUMNS,
-        spoil=_spoil_contributions,
-        duplicates=True,
-        shift_duplicates=False,
-    )
+    contribution_faults = Injected()
+    contribution_bad = [0]
+
+    def contribution_blocks() -> Iterator[Rows]:
+        """Contributions made, spoiled and written a block at a time (bounded memory)."""
+        for start in range(0, len(index), BLOCK_ROWS):
+            block = slice(start, start + BLOCK_ROWS)
+            rows = contributions_for(
+                rng, ledger, index[block], period[block], paid[block], stamps[block]
+            )
+            rows, injected = inject_faults(
+                rng,
+                rows,
+                ctx.rates,
+                id_column=None,
+                missing_columns=CONTRIBUTION_FAULT_COLUMNS,
+                spoil=_spoil_contributions,
+                duplicates=True,
+                shift_duplicates=False,
+            )
+            contribution_faults.unparseable += injected.unparseable
+            contribution_faults.duplicate_key += injected.duplicate_key
+            contribution_faults.missing_value += injected.missing_value
+            contribution_bad[0] += _bad_ids(rows)
+            yield rows
 
     stamp = day_stamp(0)
     # the snapshot shows both encodings: enrollments exported on the old GBK system
-    drop = write_drop(
-        ctx,
-        [
-            CsvFile(
-                f"enrollments_{stamp}.csv", enrollments, ctx.catalog.resource(ENROLLMENTS), "gbk"
-            ),
-            CsvFile(
-                f"contributions_{stamp}.csv",
-                contributions,
-                ctx.catalog.resource(CONTRIBUTIONS),
-                "utf-8",
-            ),
-        ],
-    )
-    enrollment_lines, contribution_lines = len(enrollments), len(contributions)
-    _record(ctx, ENROLLMENTS, enrollments, injected, updated=0, lines=enrollment_lines)
+    files = [
+        CsvFile(
+            f"enrollments_{stamp}.csv", [enrollments], ctx.catalog.resource(ENROLLMENTS), "gbk"
+        ),
+        CsvFile(
+            f"contributions_{stamp}.csv",
+            contribution_blocks(),
+            ctx.catalog.resource(CONTRIBUTIONS),
+            "utf-8",
+        ),
+    ]
+    drop = write_drop(ctx, files)
+    _record(ctx, ENROLLMENTS, injected, bad=_bad_ids(enrollments), updated=0, lines=files[0].lines)
     _record(
-        ctx, CONTRIBUTIONS, contributions, contribution_faults, updated=0, lines=contribution_lines
+        ctx,
+        CONTRIBUTIONS,
+        contribution_faults,
+        bad=contribution_bad[0],
+        updated=0,
+        lines=files[1].lines,
     )
     _record_drop(ctx, drop, write_incomplete(ctx, ledger))
     ledger.save(ctx.settings.systems_dir / LEDGER_FILE)
@@ -626,21 +650,20 @@ def advance(ctx: Context) -> None:
         [
             CsvFile(
                 enrollment_name,
-                enrollments,
+                [enrollments],
                 ctx.catalog.resource(ENROLLMENTS),
                 _encoding(rng),
                 notes=notes,
             ),
             CsvFile(
                 contribution_name,
-                contributions,
+                [contributions],
                 ctx.catalog.resource(CONTRIBUTIONS),
                 _encoding(rng),
                 renamed=drift,
             ),
         ],
     )
-    enrollment_lines, contribution_lines = len(enrollments), len(contributions)
     if drift:
         ctx.resource(ENROLLMENTS).drift.append(
             f"day {ctx.day}: {enrollment_name} column {ADDED_COLUMN} added"
@@ -649,9 +672,21 @@ def advance(ctx: Context) -> None:
             f"day {ctx.day}: {contribution_name} header {RENAMED_HEADER[0]} "
             f"renamed {RENAMED_HEADER[1]}"
         )
-    _record(ctx, ENROLLMENTS, fresh, injected, updated=len(changed), lines=enrollment_lines)
     _record(
-        ctx, CONTRIBUTIONS, contributions, contribution_faults, updated=0, lines=contribution_lines
+        ctx,
+        ENROLLMENTS,
+        injected,
+        bad=_bad_ids(fresh),
+        updated=len(changed),
+        lines=len(enrollments),
+    )
+    _record(
+        ctx,
+        CONTRIBUTIONS,
+        contribution_faults,
+        bad=_bad_ids(contributions),
+        updated=0,
+        lines=len(contributions),
     )
     _record_drop(ctx, drop, write_incomplete(ctx, ledger))
     ledger.save(ctx.settings.systems_dir / LEDGER_FILE)

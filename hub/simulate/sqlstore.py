@@ -168,10 +168,12 @@ class SqlStore:
             raw.close()
 
     def read(self, table: str, names: Sequence[str], order: Sequence[str] = ()) -> Rows:
-        """Every row of ``table``, the columns ``names`` as text, ordered by ``order``
-        (default: all of ``names``) so that runs are repeatable."""
+        """Every row of ``table``, the columns ``names`` as text, in a repeatable order:
+        SQLite's insertion order (cheap), else by ``order`` (default: all of ``names``)."""
         columns = ", ".join(self.quote(name) for name in names)
         ordering = ", ".join(self.quote(name) for name in (order or names))
+        if self.backend == "sqlite":
+            ordering = "rowid"
         sql = f"SELECT {columns} FROM {self.quote(table)} ORDER BY {ordering}"
         with self.engine.connect() as conn:
             # the driver's own cursor: millions of plain tuples, no Row objects

@@ -149,9 +149,3 @@ def read_state(folder: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: no simulator state; run `hub simulate` first")
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
-
-
-def numbered(counter: dict[str, int], key: str, values: npt.NDArray[np.int64]) -> None:
-    """Remember the highest number used of a sequence (the next one starts above it)."""
-    if len(values):
-        counter[key] = max(counter.get(key, 1), int(values.max()) + 1)

@@ -190,12 +190,7 @@ def test_crash_during_extraction_leaves_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = Settings()
-    real = (
-        SqlConnector._stream_batches
-        if "sqlite" in source_url or "mysql" in source_url
-        else SqlConnector._copy_batches
-    )
-    name = real.__name__
+    real = SqlConnector.read
 
     def dies_midway(self: SqlConnector, *args: object) -> Iterator[object]:
         for batch in real(self, *args):  # type: ignore[arg-type]
@@ -203,7 +198,7 @@ def test_crash_during_extraction_leaves_nothing(
             raise ConnectionResetError("connection dropped midway")
 
     with monkeypatch.context() as patch:
-        patch.setattr(SqlConnector, name, dies_midway)
+        patch.setattr(SqlConnector, "read", dies_midway)
         connector = SqlConnector(source_url, batch_rows=100)
         with open_warehouse(settings.warehouse_url) as warehouse:
             crashed = sync_module.sync_resource(warehouse, connector, units, settings)

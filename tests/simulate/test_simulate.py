@@ -592,3 +592,45 @@ def test_tax_on_mariadb(tmp_path: Path) -> None:
             assert count == after["resources"]["tax_payments"]["source_rows"]
     finally:
         engine.dispose()
+
+
+def test_days_accumulate(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    simulate(settings, scale=0.05, seed=2)
+    advance_day(settings)
+    manifest = advance_day(settings)
+    assert manifest["day"] == 2
+    assert manifest["clock"] == "2026-11-03"
+    assert load_manifest(settings) == manifest
+    for code, entry in manifest["resources"].items():
+        assert [d["day"] for d in entry["days"]] == [0, 1, 2], code
+        assert len(entry["drift"]) <= 1, code
+    drops = manifest["resources"]["social_insurance_contributions"]["drops"]
+    assert [(d["dir"], d["complete"]) for d in drops] == [
+        ("20261101", True),
+        ("20261102", True),
+        ("20261103", True),
+        ("20261104", False),
+    ]
+    leftover = settings.systems_dir / "sftp" / "root" / "drops" / "20261104"
+    assert [p.name for p in leftover.iterdir()] == [".contributions_20261104.csv.tmp"]
+
+
+def test_contributions_written_in_blocks_are_counted_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog: Catalog
+) -> None:
+    monkeypatch.setattr("hub.simulate.social.BLOCK_ROWS", 1000)
+    monkeypatch.setattr("hub.simulate.social.CHUNK_LINES", 300)
+    settings = Settings(home=tmp_path)
+    entry = simulate(settings, scale=0.1)["resources"]["social_insurance_contributions"]
+    assert entry["source_rows"] > 3000
+    path = settings.systems_dir / "sftp" / "root" / "drops" / "20261101"
+    found = drop_faults(
+        catalog.resource("social_insurance_contributions"),
+        path / "contributions_20261101.csv",
+        "utf-8",
+    )
+    assert found["lines"] == entry["source_rows"]
+    assert found["unparseable"] == entry["faults"]["unparseable"]
+    assert found["bad"] == entry["faults"]["bad_check_digit"]
+    assert found["missing"] == entry["faults"]["missing_value"]

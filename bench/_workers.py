@@ -1,0 +1,150 @@
+"""The methods measured, one function each; each runs in its own fresh process.
+
+A worker imports what it needs, then starts its clock: ``work_s`` covers connecting,
+reading and writing Parquet, not the interpreter start or the imports (the process wall
+time, measured outside, includes them). Each returns the rows it wrote, as a check.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from _common import COLUMNS, ROOT, TABLE, URL
+
+Result = dict[str, Any]
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
+
+
+def hub(out: Path, state_file: Path | None) -> Result:
+    """This project's sync of property_rights to a landing batch (what ``hub sync`` runs,
+    without the warehouse load): full without ``state_file``, incremental with it."""
+    from connectors.base import SyncState
+    from connectors.landing import BatchWriter
+    from connectors.sql import SqlConnector
+    from hub.catalog import load_catalog
+
+    resource = load_catalog(ROOT / "catalogs").resource(TABLE)
+    state = SyncState.from_json(state_file.read_text()) if state_file else SyncState()
+
+    started = time.perf_counter()
+    connector = SqlConnector(URL)  # the defaults of hub.settings: 100,000-row batches
+    extraction = connector.extract(resource, state, full=state_file is None)
+    writer = BatchWriter(out, resource)
+    try:
+        for batch in extraction.batches():
+            writer.write(batch)
+        writer.quarantine(extraction.quarantined)
+    except BaseException:
+        writer.abort()
+        raise
+    next_state = extraction.next_state()
+    if writer.rows or extraction.quarantined:
+        writer.finish(
+            source=extraction.source,
+            state_after=next_state,
+            watermark_range=extraction.watermark_range(),
+            notes=extraction.notes,
+        )
+    else:
+        writer.abort()
+    connector.close()
+    work = time.perf_counter() - started
+    return {
+        "rows": writer.rows,
+        "work_s": work,
+        "rows_read": extraction.rows_read,
+        "state_after": next_state.to_json(),  # kept by the benchmark for the incremental run
+        "state_bytes": len(next_state.to_json()),
+        "boundary_entries": len(next_state.boundary),
+        "notes": extraction.notes,
+    }
+
+
+def hub_keys(out: Path, state_file: Path | None) -> Result:
+    """The source side of the project's delete reconciliation (``connector.keys``), which
+    ``hub sync`` runs after a full sync and, with reconcile_every=1, after every incremental
+    one for this resource (deletes: reconcile). Not an extraction: shown for context."""
+    from connectors.sql import SqlConnector
+    from hub.catalog import load_catalog
+
+    resource = load_catalog(ROOT / "catalogs").resource(TABLE)
+    started = time.perf_counter()
+    connector = SqlConnector(URL)
+    rows = sum(batch.num_rows for batch in connector.keys(resource))
+    connector.close()
+    return {"rows": rows, "work_s": time.perf_counter() - started}
+
+
+def _dlt(out: Path, backend: str | None) -> Result:
+    os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+    import dlt
+    from dlt.sources.sql_database import sql_table
+
+    started = time.perf_counter()
+    options: dict[str, Any] = {} if backend is None else {"backend": backend}
+    source = sql_table(
+        credentials=URL.replace("postgresql://", "postgresql+psycopg://"), table=TABLE, **options
+    )
+    pipeline = dlt.pipeline(
+        pipeline_name=f"bench_{backend or 'default'}",
+        destination=dlt.destinations.filesystem(bucket_url=(out / "bucket").as_uri()),
+        dataset_name="bench",
+        pipelines_dir=str(out / "pipelines"),
+    )
+    pipeline.run(source, loader_file_format="parquet")
+    work = time.perf_counter() - started
+    rows = pipeline.last_trace.last_normalize_info.row_counts[TABLE]
+    return {"rows": rows, "work_s": work}
+
+
+def dlt_default(out: Path, state_file: Path | None) -> Result:
+    return _dlt(out, None)  # backend="sqlalchemy": rows as Python dicts
+
+
+def dlt_connectorx(out: Path, state_file: Path | None) -> Result:
+    return _dlt(out, "connectorx")
+
+
+def dlt_pyarrow(out: Path, state_file: Path | None) -> Result:
+    return _dlt(out, "pyarrow")
+
+
+def pandas(out: Path, state_file: Path | None) -> Result:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    started = time.perf_counter()
+    engine = sa.create_engine(URL.replace("postgresql://", "postgresql+psycopg://"))
+    frame = pd.read_sql(sa.text(SELECT), engine)
+    out.mkdir(parents=True)
+    frame.to_parquet(out / f"{TABLE}.parquet")
+    engine.dispose()
+    return {"rows": len(frame), "work_s": time.perf_counter() - started}
+
+
+def copy_floor(out: Path, state_file: Path | None) -> Result:
+    """The server's binary COPY read by a client and thrown away: no extractor beats it."""
+    import psycopg
+
+    started = time.perf_counter()
+    with psycopg.connect(URL) as conn, conn.cursor() as cursor, open(os.devnull, "wb") as sink:
+        with cursor.copy(f"COPY ({SELECT}) TO STDOUT (FORMAT binary)") as copy:
+            for chunk in copy:
+                sink.write(chunk)
+        rows = cursor.rowcount  # from the server's "COPY n"
+    return {"rows": rows, "work_s": time.perf_counter() - started}
+
+
+WORKERS: dict[str, Callable[[Path, Path | None], Result]] = {
+    "hub": hub,
+    "hub_keys": hub_keys,
+    "dlt_default": dlt_default,
+    "dlt_connectorx": dlt_connectorx,
+    "dlt_pyarrow": dlt_pyarrow,
+    "pandas": pandas,
+    "copy_floor": copy_floor,
+}
