@@ -11,7 +11,7 @@ install: .venv/.installed
 
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen
+	UV_COMPILE_BYTECODE=1 $(UV) sync --frozen  # bytecode once, not on every start
 	@touch $@
 
 demo: install

@@ -284,6 +284,126 @@ def print_sync_summary(results: list[Any]) -> None:
     console.print(table)
 
 
+# ------------------------------------------------------------------ build, gate, publish
+
+
+@app.command("build")
+def build_command(
+    select: Annotated[
+        str | None, typer.Option("--select", help="dbt selection, e.g. shared.persons+.")
+    ] = None,
+) -> None:
+    """Run dbt: staging views, candidate shared tables in `audit`, the catalog tables."""
+    from hub.build import BuildError, build
+
+    settings = _settings()
+    try:
+        result = build(settings, select=select)
+    except BuildError as exc:
+        raise _fail(str(exc)) from exc
+    print_build_summary(result)
+
+
+def print_build_summary(result: Any) -> None:
+    models = [n for n in result.nodes if n.resource_type in ("model", "seed")]
+    tests = [n for n in result.nodes if n.resource_type in ("test", "unit_test")]
+    warned = [n for n in tests if n.status == "warn"]
+    console.print(
+        f"dbt build ({result.target}): {len(models)} models and seeds, {len(tests)} tests, "
+        f"{len(warned)} warnings, {result.seconds:.1f} s"
+    )
+    for node in warned:
+        console.print(f"  [yellow]warn[/] {node.name}: {node.failures} rows", highlight=False)
+
+
+@app.command("gate")
+def gate_command(
+    resources: Annotated[
+        list[str] | None, typer.Argument(help="Resource codes (default: every candidate).")
+    ] = None,
+) -> None:
+    """Validate each candidate in `audit` against expectations/<resource>.yml."""
+    from hub.gate import GateError, SuiteError, run_gate
+
+    settings = _settings()
+    try:
+        runs = run_gate(settings, resources or None, progress=lambda m: console.print(m))
+    except (GateError, SuiteError) as exc:
+        raise _fail(str(exc)) from exc
+    print_gate_summary(runs)
+    if runs:
+        console.print(f"Data Docs: {runs[0].docs_path}")
+    failed = [r.resource for r in runs if not r.passed]
+    if failed:
+        raise _fail(f"{len(failed)} candidate(s) failed the gate: {', '.join(failed)}")
+
+
+def print_gate_summary(runs: list[Any]) -> None:
+    table = Table(
+        "resource", "rows", "verdict", "rejected rows", "failed expectations", title="quality gate"
+    )
+    for run in runs:
+        failed = "; ".join(
+            f"{r.expectation}{f'({r.column})' if r.column else ''} {r.severity}: "
+            f"{r.unexpected_count if r.unexpected_count is not None else r.observed_value}"
+            for r in run.failed
+        )
+        table.add_row(
+            run.resource,
+            f"{run.candidate_rows:,}",
+            "[green]pass[/]" if run.passed else "[red]FAIL[/]",
+            f"{run.rejected_rows:,}",
+            failed,
+        )
+    console.print(table)
+
+
+@app.command("publish")
+def publish_command(
+    resources: Annotated[
+        list[str] | None, typer.Argument(help="Resource codes (default: every resource).")
+    ] = None,
+    rollback: Annotated[
+        str | None,
+        typer.Option("--rollback", help="Switch this resource back to its previous version."),
+    ] = None,
+    keep: Annotated[
+        int | None, typer.Option("--keep", min=1, help="Versions to keep (HUB_KEEP_VERSIONS).")
+    ] = None,
+) -> None:
+    """Switch shared.<resource> atomically to its validated candidate (or roll back)."""
+    from hub.publish import PublishError, publish
+    from hub.publish import rollback as roll_back
+
+    settings = _settings()
+    try:
+        if rollback is not None:
+            results = [roll_back(settings, rollback)]
+        else:
+            results = publish(settings, resources or None, keep=keep)
+    except (PublishError, KeyError) as exc:
+        raise _fail(str(exc)) from exc
+    print_publish_summary(results)
+    refused = [r.resource for r in results if not r.ok]
+    if refused:
+        raise _fail(f"{len(refused)} resource(s) not published: {', '.join(refused)}")
+
+
+def print_publish_summary(results: list[Any]) -> None:
+    table = Table("resource", "status", "version", "rows", "left out", "message", title="publish")
+    for item in results:
+        colour = "green" if item.ok else "red"
+        table.add_row(
+            item.resource,
+            f"[{colour}]{item.status.value}[/]",
+            "" if item.version is None else f"v{item.version}",
+            "" if item.rows is None else f"{item.rows:,}",
+            f"{item.rejected_rows:,}",
+            item.message,
+        )
+    console.print(table)
+
+
 # ------------------------------------------------------------------ demo
 
 
@@ -292,31 +412,96 @@ def demo(
     scale: Annotated[float, typer.Option(min=0.001, help="1 = about 10,000 persons.")] = 1.0,
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
-    """The whole flow on the embedded default: simulate, sync, advance a day, sync again."""
+    """The whole flow on the embedded default, for two simulated days:
+    simulate -> sync -> build -> gate -> publish, then advance a day and run it again."""
     import hub.simulate as simulator
 
     settings = _settings()
     catalog = _catalog(settings)
-    console.rule("1. simulate the department systems")
     started = time.monotonic()
+    console.rule("day 0: simulate the department systems")
     _print_simulation(
         simulator.simulate(settings, scale=scale, seed=seed), time.monotonic() - started
     )
-    console.rule("2. full sync into landing and raw")
-    first = _run_sync(settings, catalog, source=None, full=False, with_simulator=True)
-    print_sync_summary(first)
-    console.rule("3. one day later: incremental sync")
-    started = time.monotonic()
-    _print_simulation(simulator.advance_day(settings), time.monotonic() - started)
-    second = _run_sync(settings, catalog, source=None, full=False, with_simulator=True)
-    print_sync_summary(second)
-    failed = [r for r in (*first, *second) if not r.ok]
-    if failed:
-        raise _fail(f"{len(failed)} resource sync(s) failed")
+    first = _demo_day(settings, catalog)
+    console.rule("day 1: one day of changes in the department systems")
+    day_started = time.monotonic()
+    _print_simulation(simulator.advance_day(settings), time.monotonic() - day_started)
+    second = _demo_day(settings, catalog)
+    if not (first and second):
+        raise _fail("the demo did not finish: see the errors above")
     console.print(
-        f"landing: {settings.landing}\nwarehouse: {settings.warehouse_url}\n"
-        "next steps (later issues): dbt build, quality gate, publish."
+        f"demo finished in {time.monotonic() - started:.0f} s. "
+        f"warehouse: {settings.warehouse_url}; "
+        f"landing: {settings.landing}; Data Docs: {settings.home / 'gate' / 'docs'}"
     )
+
+
+def _demo_day(settings: Settings, catalog: Catalog) -> bool:
+    """sync -> build -> gate -> publish, then the per-resource summary; False on an error."""
+    from hub.build import BuildError, build
+    from hub.gate import run_gate
+    from hub.publish import publish
+
+    console.rule("sync")
+    synced = _run_sync(settings, catalog, source=None, full=False, with_simulator=True)
+    print_sync_summary(synced)
+    if any(not r.ok for r in synced):
+        return False
+    console.rule("build (dbt)")
+    try:
+        print_build_summary(build(settings))
+    except BuildError as exc:
+        errors.print(str(exc), markup=False)
+        return False
+    console.rule("quality gate")
+    runs = run_gate(settings, catalog=catalog)
+    print_gate_summary(runs)
+    console.rule("publish")
+    published = publish(settings, catalog=catalog)
+    print_publish_summary(published)
+    print_flow_summary(settings, synced, runs, published)
+    return all(p.status.value != "failed" for p in published)
+
+
+def print_flow_summary(
+    settings: Settings, synced: list[Any], runs: list[Any], published: list[Any]
+) -> None:
+    """Per resource: rows landed, published, rejected with the top reasons, verdict, version."""
+    from hub.warehouse import open_warehouse
+
+    by_gate = {r.resource: r for r in runs}
+    by_publish = {p.resource: p for p in published}
+    table = Table(
+        "resource",
+        "landed",
+        "published rows",
+        "rejected (top reasons)",
+        "gate",
+        "version",
+        title="this run, per resource",
+    )
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        for item in synced:
+            gate = by_gate.get(item.resource)
+            result = by_publish.get(item.resource)
+            reasons = ""
+            if gate is not None and gate.rejected_rows:
+                rows = warehouse.query(
+                    f'SELECT _rule, count(*) AS n FROM rejects."{item.resource}" '
+                    "WHERE _gate_run_id = ? GROUP BY _rule ORDER BY n DESC, _rule LIMIT 3",
+                    (gate.gate_run_id,),
+                )
+                reasons = f"{gate.rejected_rows:,}: " + ", ".join(f"{r} {n:,}" for r, n in rows)
+            table.add_row(
+                item.resource,
+                f"{item.rows_landed:,}" + (f" (-{item.deleted:,})" if item.deleted else ""),
+                "" if result is None or result.rows is None else f"{result.rows:,}",
+                reasons,
+                "" if gate is None else ("[green]pass[/]" if gate.passed else "[red]FAIL[/]"),
+                "" if result is None or result.version is None else f"v{result.version}",
+            )
+    console.print(table)
 
 
 if __name__ == "__main__":
