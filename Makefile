@@ -5,7 +5,7 @@
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: demo test lint bench-extract clean install
+.PHONY: demo test lint bench-extract bench-gate clean install
 
 install: .venv/.installed
 
@@ -27,6 +27,9 @@ test: lint
 
 bench-extract: install
 	$(RUN) python bench/extract.py
+
+bench-gate: install
+	$(RUN) python bench/gate.py
 
 clean:
 	rm -rf state .pytest_cache .mypy_cache .ruff_cache

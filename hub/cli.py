@@ -404,6 +404,53 @@ def print_publish_summary(results: list[Any]) -> None:
     console.print(table)
 
 
+@app.command("versions")
+def versions_command(
+    resource: Annotated[str, typer.Argument(help="Resource code, e.g. persons.")],
+) -> None:
+    """The published versions of a resource: which is current, which can be read as of."""
+    from hub.publish import published_versions
+    from hub.warehouse import open_warehouse
+
+    settings = _settings()
+    if resource not in {r.code for r in _catalog(settings).resources}:
+        raise _fail(f"no resource {resource!r} in the catalog")
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        history = published_versions(warehouse, resource)
+    table = Table(
+        "version",
+        "status",
+        "current",
+        "rows",
+        "data as of",
+        "published at",
+        "table (read as of)",
+        title=f"versions of {resource}",
+    )
+    for item in history:
+        table.add_row(
+            f"v{item.version}",
+            item.status,
+            "yes" if item.is_current else "",
+            f"{item.rows:,}",
+            str(item.data_as_of or ""),
+            str(item.published_at),
+            item.table if item.status != "pruned" else "(pruned)",
+        )
+    console.print(table)
+
+
+@app.command("docs")
+def docs_command() -> None:
+    """Generate the dbt docs site: the catalog with lineage from source to shared table."""
+    from hub.build import docs
+
+    target = docs(_settings())
+    console.print(
+        f"dbt docs: {target / 'index.html'} (serve with: python -m http.server -d {target})"
+    )
+
+
 # ------------------------------------------------------------------ demo
 
 

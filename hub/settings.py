@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     )
     landing_dir: Path | None = Field(default=None, description="Default: HUB_HOME/landing.")
 
+    duckdb_memory_limit: str = Field(
+        default="512MB",
+        pattern=r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        description="DuckDB memory cap for the gate: past it DuckDB spills to disk.",
+    )
+
     # extraction
     batch_rows: int = Field(default=100_000, ge=1_000, description="Rows per Arrow batch.")
     overlap_minutes: int = Field(

@@ -50,7 +50,6 @@ GATE_DDL = (
         sample_values VARCHAR,
         observed_value VARCHAR)""",
 )
-DUCKDB_MEMORY_LIMIT = "512MB"
 # success must not hinge on float noise: 0.99 * 100 is 98.99999999999999
 _EPSILON = 1e-9
 
@@ -349,7 +348,7 @@ def run_gate(
         else:
             # DuckDB runs in this process: cap its hash tables (duplicate keys,
             # references) so memory stays flat with table size; beyond, it spills to disk
-            warehouse.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+            warehouse.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
         ensure_gate_tables(warehouse)
         if resources is None:
             chosen = [c for c in sorted(suites) if _table_exists(warehouse, "audit", c)]
