@@ -1,0 +1,7 @@
+"""Airflow DAG build_shared: dbt build, then gate + publish per resource (hub.orchestration)."""
+
+from hub.orchestration.factories import build_shared_dag, load_catalog
+from hub.settings import Settings
+
+_settings = Settings()
+build_shared = build_shared_dag(_settings, load_catalog(_settings.catalog_dir))

@@ -1,0 +1,10 @@
+"""Airflow DAGs generated from ``catalogs/``: one sync DAG per department, ``build_shared``
+on the raw Assets the syncs emit, and ``maintenance``.
+
+- :mod:`hub.orchestration.factories`: the DAG factories the files in ``dags/`` call;
+- :mod:`hub.orchestration.tasks`: the task bodies (heavy imports inside);
+- :mod:`hub.orchestration.embedded`: ``run_flow(settings)``, the DAGs under ``dag.test()``.
+
+Nothing is imported here: Airflow reads its configuration on first import, and
+:func:`hub.orchestration.embedded.configure_airflow` must be able to run before that.
+"""

@@ -1,0 +1,155 @@
+"""Run the hub's DAGs in-process with ``dag.test()``: no scheduler, no API server.
+
+AIRFLOW_HOME is ``settings.home / "airflow"`` with a SQLite metadata database, migrated
+once. Airflow reads its configuration when first imported, so :func:`configure_airflow`
+must run before anything imports ``airflow`` in this process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hub.settings import PROJECT_ROOT, Settings
+
+DAGS_FOLDER = PROJECT_ROOT / "dags"
+_MIGRATED_MARKER = ".hub-migrated"
+
+
+def airflow_home(settings: Settings) -> Path:
+    return settings.home / "airflow"
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """The AIRFLOW__* variables of an embedded, server-less Airflow for these settings."""
+    home = airflow_home(settings)
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+
+
+def hub_environment(settings: Settings) -> dict[str, str]:
+    """The HUB_* variables that make a task's ``Settings()`` equal ``settings``."""
+    return {
+        "HUB_HOME": str(settings.home),
+        "HUB_CATALOG_DIR": str(settings.catalog_dir),
+        "HUB_WAREHOUSE_URL": settings.warehouse_url,
+        "HUB_LANDING_DIR": str(settings.landing),
+        "HUB_SIM_HOUSING_URL": settings.sim_housing_url,
+        "HUB_SIM_TAX_URL": settings.sim_tax_url,
+        "HUB_SIM_SFTP_PORT": str(settings.sim_sftp_port),
+        "HUB_SIM_REGISTRY_PORT": str(settings.sim_registry_port),
+        "HUB_BATCH_ROWS": str(settings.batch_rows),
+        "HUB_KEEP_VERSIONS": str(settings.keep_versions),
+    }
+
+
+def configure_airflow(settings: Settings) -> Path:
+    """Set the embedded Airflow's environment (before ``import airflow``); returns its home.
+
+    Raises RuntimeError when airflow was already imported with another AIRFLOW_HOME.
+    """
+    import sys
+
+    env = airflow_environment(settings)
+    if (
+        "airflow.configuration" in sys.modules
+        and os.environ.get("AIRFLOW_HOME") != env["AIRFLOW_HOME"]
+    ):
+        raise RuntimeError(
+            "airflow was imported before configure_airflow(): AIRFLOW_HOME is "
+            f"{os.environ.get('AIRFLOW_HOME')!r}, expected {env['AIRFLOW_HOME']!r}"
+        )
+    home = airflow_home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.update(env)
+    return home
+
+
+def migrate(settings: Settings) -> None:
+    """``airflow db migrate`` once per home (about 4 s on SQLite), then the DuckDB pool."""
+    home = configure_airflow(settings)
+    marker = home / _MIGRATED_MARKER
+    if not marker.exists():
+        from airflow.utils.db import initdb
+
+        initdb()
+        marker.touch()
+    from airflow.models.pool import Pool
+
+    from hub.orchestration.factories import DUCKDB_POOL
+
+    Pool.create_or_update_pool(
+        DUCKDB_POOL,
+        slots=1,
+        description="DuckDB admits one read-write process per file",
+        include_deferred=False,
+    )
+
+
+@contextmanager
+def _hub_env(settings: Settings) -> Iterator[None]:
+    values = hub_environment(settings)
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_dag(
+    dag_id: str,
+    settings: Settings,
+    logical_date: datetime | None = None,
+    *,
+    configure: bool = True,
+) -> str:
+    """``dag.test()`` one of the hub's DAGs; returns the run's state (``success``...).
+
+    ``configure`` False: use the Airflow this process already configured and migrated
+    (a test's session fixture) instead of ``settings.home / "airflow"``.
+    """
+    from hub.orchestration.factories import build_dags
+
+    if configure:
+        migrate(settings)
+    with _hub_env(settings):
+        dag = build_dags(settings)[dag_id]
+        run: Any = dag.test(logical_date=logical_date)
+    return str(getattr(run, "state", "unknown"))
+
+
+def run_flow(
+    settings: Settings, *, logical_date: datetime | None = None, with_build: bool = True
+) -> dict[str, str]:
+    """Run every sync DAG (the simulated systems running), then ``build_shared``, each
+    with ``dag.test()`` in this process. Returns ``{dag_id: state}`` in run order."""
+    from hub.catalog import load_catalog
+    from hub.simulate.servers import running_systems
+
+    logical_date = logical_date or datetime.now(UTC).replace(microsecond=0)
+    catalog = load_catalog(settings.catalog_dir)
+    states: dict[str, str] = {}
+    with running_systems(settings):
+        for code in sorted(d.code for d in catalog.departments):
+            states[f"sync_{code}"] = run_dag(f"sync_{code}", settings, logical_date)
+    if with_build:
+        states["build_shared"] = run_dag("build_shared", settings, logical_date)
+    return states

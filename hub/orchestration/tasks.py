@@ -1,0 +1,221 @@
+"""Task bodies of the hub's DAGs. Each opens what it needs itself (settings from
+``HUB_*``), so a task runs the same under ``dag.test()``, a scheduler or a worker.
+Heavy libraries (dbt, GX, pyarrow) are imported here, inside the tasks."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+from hub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+
+_FAILURES_DDL = (
+    "CREATE TABLE IF NOT EXISTS ops.task_failures ("
+    "dag_id VARCHAR, task_id VARCHAR, run_id VARCHAR, map_index INTEGER, try_number INTEGER, "
+    "failed_at TIMESTAMP, error VARCHAR)"
+)
+_FRESHNESS_DDL = (
+    "CREATE TABLE IF NOT EXISTS ops.freshness ("
+    "resource VARCHAR, department VARCHAR, update_cycle VARCHAR, checked_for TIMESTAMP, "
+    "last_success TIMESTAMP, age_hours DOUBLE PRECISION, stale BOOLEAN)"
+)
+
+
+_REFUSALS = frozenset({"gate_failed", "candidate_changed"})
+
+
+class TaskFailedError(RuntimeError):
+    """A hub step reported an error for one resource; the message says which and why."""
+
+
+def sync_one(code: str, full: bool = False) -> dict[str, Any]:
+    """Sync one resource (``hub.sync.sync_resource``); raises TaskFailedError on error."""
+    from hub.catalog import load_catalog
+    from hub.sync import make_connector, sync_resource
+    from hub.warehouse import open_warehouse
+
+    settings = Settings()
+    catalog = load_catalog(settings.catalog_dir)
+    resource = catalog.resource(code)
+    connector = make_connector(catalog.department(resource.provider), settings)
+    try:
+        with open_warehouse(settings.warehouse_url) as warehouse:
+            result = sync_resource(warehouse, connector, resource, settings, full=full)
+    finally:
+        close = getattr(connector, "close", None)
+        if close is not None:
+            close()
+    if result.error:
+        raise TaskFailedError(f"sync of {code} failed: {result.error}")
+    log.info("%s: %d rows landed, %d deleted", code, result.rows_landed, result.deleted)
+    return {
+        "resource": code,
+        "rows_landed": result.rows_landed,
+        "deleted": result.deleted,
+        "quarantined": result.quarantined,
+        "watermark": result.watermark,
+    }
+
+
+def raw_landed(results: Any) -> list[str]:
+    """The resources whose raw table a mapped sync updated (its outlets carry the Assets)."""
+    return [r["resource"] for r in results if r is not None]
+
+
+def dbt_build() -> dict[str, Any]:
+    """``hub.build.build`` (dbt build); raises hub.build.BuildError on a failing node."""
+    from hub.build import build
+
+    result = build(Settings())
+    return {"nodes": len(result.nodes), "seconds": round(result.seconds, 2)}
+
+
+def gate_publish_one(code: str) -> dict[str, Any]:
+    """Gate then publish one resource; raises TaskFailedError when it is not published."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hub.gate import GateError, SuiteError, run_gate
+    from hub.publish import publish
+
+    settings = Settings()
+    try:
+        runs = run_gate(settings, [code])
+    except (GateError, SuiteError) as exc:  # a bad suite or no candidate: retrying won't help
+        raise AirflowFailException(f"gate of {code}: {exc}") from exc
+    (result,) = publish(settings, [code])
+    if result.status in _REFUSALS:  # the data decides: a retry would be refused again
+        raise AirflowFailException(f"publish of {code}: {result.status}: {result.message}")
+    if not result.ok:
+        raise TaskFailedError(f"publish of {code}: {result.status}: {result.message}")
+    return {
+        "resource": code,
+        "gate_passed": all(getattr(r, "success", True) for r in runs),
+        "status": str(result.status),
+        "version": result.version,
+    }
+
+
+def _interval_end() -> datetime:
+    """The run's logical interval end (no now() inside a task: reruns give the same rows)."""
+    from airflow.sdk import get_current_context
+
+    context = get_current_context()
+    end: Any = (
+        context.get("data_interval_end")
+        or context.get("logical_date")
+        or context["dag_run"].run_after
+    )
+    return datetime.fromtimestamp(end.timestamp(), tz=UTC).replace(tzinfo=None)
+
+
+def check_freshness() -> list[dict[str, Any]]:
+    """Age of each resource's last successful sync against its update cycle, as of the
+    run's interval end; replaces that instant's rows of ``ops.freshness``."""
+    from hub.catalog import load_catalog
+    from hub.warehouse import open_warehouse
+
+    settings = Settings()
+    catalog = load_catalog(settings.catalog_dir)
+    checked_for = _interval_end()
+    rows: list[dict[str, Any]] = []
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        warehouse.ensure_schemas()
+        warehouse.execute(_FRESHNESS_DDL)
+        has_runs = bool(warehouse.table_columns("ops", "sync_runs"))
+        for resource in sorted(catalog.resources, key=lambda r: r.code):
+            last = None
+            if has_runs:
+                found = warehouse.query(
+                    "SELECT max(finished_at) FROM ops.sync_runs "
+                    "WHERE resource = ? AND status = 'success' AND finished_at <= ?",
+                    (resource.code, checked_for),
+                )
+                last = found[0][0] if found else None
+            age = (checked_for - last).total_seconds() / 3600 if last is not None else None
+            stale = age is None or age * 3600 > resource.update_cycle.interval.total_seconds()
+            rows.append(
+                {
+                    "resource": resource.code,
+                    "department": resource.provider,
+                    "update_cycle": str(resource.update_cycle),
+                    "last_success": last,
+                    "age_hours": age,
+                    "stale": stale,
+                }
+            )
+        with warehouse.transaction():
+            warehouse.execute("DELETE FROM ops.freshness WHERE checked_for = ?", (checked_for,))
+            for row in rows:
+                warehouse.execute(
+                    "INSERT INTO ops.freshness VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row["resource"],
+                        row["department"],
+                        row["update_cycle"],
+                        checked_for,
+                        row["last_success"],
+                        row["age_hours"],
+                        row["stale"],
+                    ),
+                )
+    for row in rows:
+        if row["stale"]:
+            log.warning("%s is stale (cycle %s)", row["resource"], row["update_cycle"])
+    return [{**r, "last_success": str(r["last_success"])} for r in rows]
+
+
+def prune_versions() -> dict[str, list[int]]:
+    """Drop published version tables past ``HUB_KEEP_VERSIONS`` for every resource."""
+    from hub.catalog import load_catalog
+    from hub.publish import PublishResult, PublishStatus, _prune, ensure_publish_log
+    from hub.warehouse import open_warehouse
+
+    settings = Settings()
+    catalog = load_catalog(settings.catalog_dir)
+    pruned: dict[str, list[int]] = {}
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        ensure_publish_log(warehouse)
+        for resource in sorted(catalog.resources, key=lambda r: r.code):
+            result = PublishResult(resource.code, PublishStatus.unchanged, "maintenance")
+            _prune(warehouse, resource.code, settings.keep_versions, result)
+            pruned[resource.code] = result.pruned
+    return pruned
+
+
+def record_task_failure(context: Any) -> None:
+    """on_failure_callback: one row in ``ops.task_failures`` (created if missing), so
+    ``hub status`` shows the error without Airflow. Never raises."""
+    try:
+        from hub.warehouse import open_warehouse
+
+        ti = context.get("ti") or context.get("task_instance")
+        exception = context.get("exception")
+        error = (
+            "".join(traceback.format_exception_only(type(exception), exception)).strip()
+            if exception is not None
+            else "unknown error"
+        )
+        settings = Settings()
+        with open_warehouse(settings.warehouse_url) as warehouse:
+            warehouse.ensure_schemas()
+            warehouse.execute(_FAILURES_DDL)
+            warehouse.execute(
+                "INSERT INTO ops.task_failures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    getattr(ti, "dag_id", None),
+                    getattr(ti, "task_id", None),
+                    getattr(ti, "run_id", None),
+                    getattr(ti, "map_index", -1),
+                    getattr(ti, "try_number", None),
+                    datetime.now(UTC).replace(tzinfo=None),
+                    error[:4000],
+                ),
+            )
+    except Exception:  # a callback must not hide the task's own error
+        log.exception("could not record the task failure in ops.task_failures")
