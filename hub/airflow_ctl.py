@@ -142,7 +142,34 @@ def up(settings: Settings, *, port: int = DEFAULT_PORT, wait_s: float = 120.0) -
             pid_file(settings).unlink(missing_ok=True)
             raise AirflowCtlError(f"airflow not healthy after {wait_s:.0f} s; see {log}")
         time.sleep(1.0)
+    _create_duckdb_pool(settings, port)
     return AirflowInstance(process.pid, url, home, log, password_file(settings))
+
+
+def _create_duckdb_pool(settings: Settings, port: int) -> None:
+    """The one-slot pool the DAGs put DuckDB tasks in; without it they never get scheduled.
+
+    Raises AirflowCtlError naming the command's output when Airflow refuses it.
+    """
+    from hub.orchestration.factories import DUCKDB_POOL
+
+    done = subprocess.run(
+        [
+            airflow_executable(),
+            "pools",
+            "set",
+            DUCKDB_POOL,
+            "1",
+            "one writer at a time on the DuckDB warehouse file",
+        ],
+        env=standalone_environment(settings, port=port),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AirflowCtlError(f"airflow pools set {DUCKDB_POOL} failed: {done.stderr[-500:]}")
 
 
 def _alive(pid: int) -> bool:
