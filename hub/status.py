@@ -12,8 +12,8 @@ Freshness compares the current published version's ``data_as_of`` (the newest
 was published. The simulator's clock does not enter: the data's age is how long ago the
 hub loaded it.
 
-Reading only: on a fresh warehouse (no ops tables) every resource reads ``never``; the
-one table created here is ``ops.task_failures``, which the Airflow failure callback writes.
+Reading only: on a fresh warehouse every resource reads ``never``. ``ops.task_failures``
+(hub.warehouse.OPS_DDL) is where the Airflow failure callback leaves errors.
 """
 
 from __future__ import annotations
@@ -26,15 +26,6 @@ from hub.catalog import Catalog, load_catalog
 from hub.catalog.models import Resource
 from hub.settings import Settings
 from hub.warehouse import Warehouse, open_warehouse, quote_ident
-
-TASK_FAILURES_DDL = """CREATE TABLE IF NOT EXISTS ops.task_failures (
-    task_failure_id VARCHAR,
-    dag_id VARCHAR,
-    task_id VARCHAR,
-    resource VARCHAR,
-    run_id VARCHAR,
-    failed_at TIMESTAMP,
-    error VARCHAR)"""
 
 FRESH = "fresh"
 STALE = "stale"
@@ -84,12 +75,6 @@ def _ops_tables(warehouse: Warehouse) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def ensure_task_failures(warehouse: Warehouse) -> None:
-    """Create ``ops.task_failures`` (and the ops schema) when missing."""
-    warehouse.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    warehouse.execute(TASK_FAILURES_DDL)
-
-
 def _latest_by_resource(
     warehouse: Warehouse, sql: str, params: tuple[Any, ...] = ()
 ) -> dict[str, tuple[Any, ...]]:
@@ -107,7 +92,6 @@ def resource_status(
     catalog = catalog or load_catalog(settings.catalog_dir)
     moment = _utc_naive(now) if now is not None else datetime.now(UTC).replace(tzinfo=None)
     with open_warehouse(settings.warehouse_url) as warehouse:
-        ensure_task_failures(warehouse)
         tables = _ops_tables(warehouse)
         syncs: dict[str, tuple[Any, ...]] = {}
         sync_errors: dict[str, tuple[Any, ...]] = {}

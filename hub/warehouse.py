@@ -53,6 +53,17 @@ OPS_DDL = (
         watermark VARCHAR,
         error VARCHAR,
         PRIMARY KEY (run_id, resource))""",
+    # written by the Airflow failure callback, read by `hub status`
+    """CREATE TABLE IF NOT EXISTS ops.task_failures (
+        task_failure_id VARCHAR,
+        dag_id VARCHAR,
+        task_id VARCHAR,
+        resource VARCHAR,
+        run_id VARCHAR,
+        map_index INTEGER,
+        try_number INTEGER,
+        failed_at TIMESTAMP,
+        error VARCHAR)""",
 )
 
 

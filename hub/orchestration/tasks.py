@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,11 +16,6 @@ log = logging.getLogger(__name__)
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
-_FAILURES_DDL = (
-    "CREATE TABLE IF NOT EXISTS ops.task_failures ("
-    "dag_id VARCHAR, task_id VARCHAR, run_id VARCHAR, map_index INTEGER, try_number INTEGER, "
-    "failed_at TIMESTAMP, error VARCHAR)"
-)
 _FRESHNESS_DDL = (
     "CREATE TABLE IF NOT EXISTS ops.freshness ("
     "resource VARCHAR, department VARCHAR, update_cycle VARCHAR, checked_for TIMESTAMP, "
@@ -202,14 +198,17 @@ def record_task_failure(context: Any) -> None:
             else "unknown error"
         )
         settings = Settings()
-        with open_warehouse(settings.warehouse_url) as warehouse:
-            warehouse.ensure_schemas()
-            warehouse.execute(_FAILURES_DDL)
+        with open_warehouse(settings.warehouse_url) as warehouse:  # creates ops.task_failures
             warehouse.execute(
-                "INSERT INTO ops.task_failures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO ops.task_failures (task_failure_id, dag_id, task_id, resource, "
+                "run_id, map_index, try_number, failed_at, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    uuid.uuid4().hex,
                     getattr(ti, "dag_id", None),
                     getattr(ti, "task_id", None),
+                    # mapped tasks render their resource code as the map index
+                    getattr(ti, "rendered_map_index", None),
                     getattr(ti, "run_id", None),
                     getattr(ti, "map_index", -1),
                     getattr(ti, "try_number", None),

@@ -103,7 +103,8 @@ def test_after_the_flow_every_resource_is_published_and_fresh(
     failed_at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
     with open_warehouse(warehouse_url) as warehouse:
         warehouse.execute(
-            "INSERT INTO ops.task_failures VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO ops.task_failures (task_failure_id, dag_id, task_id, resource, run_id, "
+            "failed_at, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
             ("f1", "sync_tax", "sync", code, "manual__1", failed_at, "connection refused"),
         )
     after = {s.resource: s for s in resource_status(settings, catalog)}
