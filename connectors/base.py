@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -267,16 +267,17 @@ def parse_text_columns(
     columns: dict[str, pa.Array],
     *,
     origin: str,
-    lines: Sequence[int],
-    raw_rows: Sequence[str],
+    num_rows: int,
+    locate: Callable[[int], tuple[int, str]],
     ops: pa.Array | None = None,
 ) -> ParsedText:
     """Turn text columns (field name -> string array) into the catalog's types.
 
     Empty strings are NULL. A value that does not parse sends its whole row to
     quarantine with the field, the value and what was expected; the other rows go on.
+    ``locate(i)`` gives row i's source line and text; it is called only for quarantined
+    rows, so the caller never builds either for the rows that parse.
     """
-    num_rows = len(lines)
     bad_reason: list[str | None] = [None] * num_rows
     typed: list[pa.Array] = []
     for spec in resource.fields:
@@ -300,11 +301,11 @@ def parse_text_columns(
         ops = constant_strings(OP_UPSERT, num_rows)
     typed.append(ops)
     batch = pa.RecordBatch.from_arrays(typed, schema=arrow_schema(resource))
-    quarantined = [
-        QuarantinedRow(origin, lines[i], reason, raw_rows[i])
-        for i, reason in enumerate(bad_reason)
-        if reason is not None
-    ]
+    quarantined = []
+    for index, reason in enumerate(bad_reason):
+        if reason is not None:
+            line, raw = locate(index)
+            quarantined.append(QuarantinedRow(origin, line, reason, raw))
     if quarantined:
         batch = batch.filter(pa.array([r is None for r in bad_reason], type=pa.bool_()))
     return ParsedText(batch, quarantined)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, overload
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -340,8 +340,11 @@ class HttpExtraction:
             resource,
             {name: pa.array(values, type=pa.string()) for name, values in columns.items()},
             origin=page.url,
-            lines=indexes,
-            raw_rows=_RawRecords(page.records, indexes),
+            num_rows=len(indexes),
+            locate=lambda i: (
+                indexes[i],
+                json.dumps(page.records[indexes[i]], ensure_ascii=False, default=str),
+            ),
             ops=pa.array(ops, type=pa.string()),
         )
         self.quarantined.extend(parsed.quarantined)
@@ -463,27 +466,6 @@ def _key_batches(
             raise ConnectorError(f"key field {spec.name}: expected {spec.type}: {exc}") from exc
     table = pa.Table.from_arrays(arrays, schema=schema)
     yield from table.to_batches(max_chunksize=limit)
-
-
-class _RawRecords(Sequence[str]):
-    """A record's JSON text, built only for records that end up in quarantine."""
-
-    def __init__(self, records: list[dict[str, Any]], indexes: list[int]) -> None:
-        self._records = records
-        self._indexes = indexes
-
-    def __len__(self) -> int:
-        return len(self._indexes)
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[str]: ...
-    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        record = self._records[self._indexes[index]]
-        return json.dumps(record, ensure_ascii=False, default=str)
 
 
 __all__ = ["HttpConnector", "HttpExtraction", "Page"]

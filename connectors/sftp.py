@@ -31,11 +31,11 @@ import stat
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -826,8 +826,8 @@ class CsvDropFile:
             self.resource,
             {name: rows.column(index) for name, index in mapping.items()},
             origin=self.origin,
-            lines=_Lines(lines),
-            raw_rows=_RawCsvRows(rows),
+            num_rows=rows.num_rows,
+            locate=lambda i: (int(lines[i]), _csv_text(rows, i)),
         )
         self.quarantined.extend(parsed.quarantined)
         if parsed.batch.num_rows:
@@ -915,45 +915,11 @@ def _line_breaks(block: pa.RecordBatch) -> npt.NDArray[np.int64]:
     return total
 
 
-class _Lines(Sequence[int]):
-    """Line numbers as plain ints (numpy scalars would not serialise in the manifest)."""
-
-    def __init__(self, values: npt.NDArray[np.int64]) -> None:
-        self._values = values
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    @overload
-    def __getitem__(self, index: int) -> int: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[int]: ...
-    def __getitem__(self, index: int | slice) -> int | Sequence[int]:
-        if isinstance(index, slice):
-            return [int(v) for v in self._values[index]]
-        return int(self._values[index])
-
-
-class _RawCsvRows(Sequence[str]):
-    """The source text of a row, rebuilt only for rows that end up in quarantine."""
-
-    def __init__(self, block: pa.RecordBatch) -> None:
-        self._block = block
-
-    def __len__(self) -> int:
-        return int(self._block.num_rows)
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[str]: ...
-    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        values = [column[index].as_py() for column in self._block.columns]
-        text = io.StringIO()
-        csv.writer(text, lineterminator="").writerow(values)
-        return text.getvalue()
+def _csv_text(block: pa.RecordBatch, index: int) -> str:
+    """The source text of one row, rebuilt for the quarantine file."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="").writerow([c[index].as_py() for c in block.columns])
+    return text.getvalue()
 
 
 __all__ = [

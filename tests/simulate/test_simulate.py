@@ -71,8 +71,8 @@ def unparseable_records(resource: Resource, records: list[dict[str, Any]]) -> in
         resource,
         columns,
         origin="test",
-        lines=list(range(1, len(records) + 1)),
-        raw_rows=[json.dumps(r, ensure_ascii=False) for r in records],
+        num_rows=len(records),
+        locate=lambda i: (i + 1, json.dumps(records[i], ensure_ascii=False)),
     )
     return len(parsed.quarantined)
 
