@@ -78,7 +78,11 @@ def catalog_validate(
     console.print(
         f"catalog ok: {len(catalog.departments)} departments, "
         f"{len(catalog.resources)} resources, "
-        f"{sum(len(r.fields) for r in catalog.resources)} fields"
+        f"{sum(len(r.fields) for r in catalog.resources)} fields, "
+        f"{len(catalog.applications)} applications "
+        f"({sum(len(a.demands) for a in catalog.applications)} demands), "
+        f"{len(catalog.scenarios)} scenarios "
+        f"({sum(len(s.materials) for s in catalog.scenarios)} materials)"
     )
 
 
@@ -576,6 +580,9 @@ def demo(
     second = run_day(settings, catalog)
     if not (first and second):
         raise _fail("the demo did not finish: see the errors above")
+    from hub.demand.cli import demo_supply_and_demand
+
+    demo_supply_and_demand(settings, catalog)
     console.print(
         f"demo finished in {time.monotonic() - started:.0f} s. "
         f"warehouse: {settings.warehouse_url}; "
@@ -668,6 +675,9 @@ def print_flow_summary(
             )
     console.print(table)
 
+
+# sub-commands kept in their own modules (they import the helpers above)
+import hub.demand.cli  # noqa: E402, F401
 
 if __name__ == "__main__":
     app()

@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         description="Published versions kept per shared resource (rollback, as-of reads).",
     )
 
+    # supply and demand
+    approval_working_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=60,
+        description="Working days a provider has to answer a conditional demand before it is "
+        "approved by timeout. Default: catalogs/calendar.yml (10).",
+    )
+    grant_valid_days: int = Field(
+        default=365, ge=1, description="Validity of an approved or timed-out grant, in days."
+    )
+
     # simulated department systems (used by `hub simulate` and by the default connections)
     sim_housing_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")
     sim_tax_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")

@@ -86,80 +86,90 @@ def _latest_by_resource(
 
 
 def resource_status(
-    settings: Settings, catalog: Catalog | None = None, *, now: datetime | None = None
+    settings: Settings,
+    catalog: Catalog | None = None,
+    *,
+    now: datetime | None = None,
+    warehouse: Warehouse | None = None,
 ) -> list[ResourceStatus]:
-    """The status of every resource of the catalog, sorted by department then code."""
+    """The status of every resource of the catalog, sorted by department then code.
+    Reads through ``warehouse`` when given, else opens ``settings.warehouse_url``."""
     catalog = catalog or load_catalog(settings.catalog_dir)
     moment = _utc_naive(now) if now is not None else datetime.now(UTC).replace(tzinfo=None)
-    with open_warehouse(settings.warehouse_url) as warehouse:
-        tables = _ops_tables(warehouse)
-        syncs: dict[str, tuple[Any, ...]] = {}
-        sync_errors: dict[str, tuple[Any, ...]] = {}
-        if "sync_runs" in tables:
-            syncs = _latest_by_resource(
-                warehouse,
-                "SELECT resource, coalesce(finished_at, started_at), status, rows_landed "
-                "FROM ops.sync_runs ORDER BY coalesce(finished_at, started_at), run_id",
-            )
-            sync_errors = _latest_by_resource(
-                warehouse,
-                "SELECT resource, coalesce(finished_at, started_at), error FROM ops.sync_runs "
-                "WHERE error IS NOT NULL ORDER BY coalesce(finished_at, started_at), run_id",
-            )
-        published: dict[str, tuple[Any, ...]] = {}
-        if "publish_log" in tables:
-            published = _latest_by_resource(
-                warehouse,
-                'SELECT resource, version, "rows", data_as_of FROM ops.publish_log '
-                "WHERE is_current ORDER BY published_at, version",
-            )
-        gates: dict[str, tuple[Any, ...]] = {}
-        if "gate_runs" in tables:
-            gates = _latest_by_resource(
-                warehouse,
-                "SELECT resource, finished_at, passed FROM ops.gate_runs "
-                "ORDER BY finished_at, gate_run_id",
-            )
-        failures = _latest_by_resource(
+    if warehouse is not None:
+        return _statuses(warehouse, catalog, moment)
+    with open_warehouse(settings.warehouse_url) as opened:
+        return _statuses(opened, catalog, moment)
+
+
+def _statuses(warehouse: Warehouse, catalog: Catalog, moment: datetime) -> list[ResourceStatus]:
+    tables = _ops_tables(warehouse)
+    syncs: dict[str, tuple[Any, ...]] = {}
+    sync_errors: dict[str, tuple[Any, ...]] = {}
+    if "sync_runs" in tables:
+        syncs = _latest_by_resource(
             warehouse,
-            "SELECT resource, failed_at, error FROM ops.task_failures "
-            "WHERE resource IS NOT NULL AND failed_at IS NOT NULL "
-            "ORDER BY failed_at, task_failure_id",
+            "SELECT resource, coalesce(finished_at, started_at), status, rows_landed "
+            "FROM ops.sync_runs ORDER BY coalesce(finished_at, started_at), run_id",
         )
-        result = []
-        for resource in sorted(catalog.resources, key=lambda r: (r.provider, r.code)):
-            raw_rows = None
-            if warehouse.table_columns("raw", resource.raw_table):
-                count = warehouse.query(
-                    f"SELECT count(*) FROM raw.{quote_ident(resource.raw_table)}"
-                )
-                raw_rows = int(count[0][0])
-            sync_at, sync_status, landed = syncs.get(resource.code, (None, None, None))
-            version, rows, data_as_of = published.get(resource.code, (None, None, None))
-            gate_at, passed = gates.get(resource.code, (None, None))
-            errors = [
-                e
-                for e in (sync_errors.get(resource.code), failures.get(resource.code))
-                if e is not None
-            ]
-            error_at, error = max(errors, key=lambda e: e[0]) if errors else (None, None)
-            result.append(
-                ResourceStatus(
-                    resource=resource.code,
-                    department=resource.provider,
-                    update_cycle=resource.update_cycle.value,
-                    last_sync_at=sync_at,
-                    last_sync_status=sync_status,
-                    last_sync_rows_landed=None if landed is None else int(landed),
-                    raw_rows=raw_rows,
-                    published_version=None if version is None else int(version),
-                    published_rows=None if rows is None else int(rows),
-                    data_as_of=data_as_of,
-                    freshness=freshness(data_as_of, resource, moment),
-                    gate_passed=None if passed is None else bool(passed),
-                    gate_at=gate_at,
-                    last_error=error,
-                    last_error_at=error_at,
-                )
+        sync_errors = _latest_by_resource(
+            warehouse,
+            "SELECT resource, coalesce(finished_at, started_at), error FROM ops.sync_runs "
+            "WHERE error IS NOT NULL ORDER BY coalesce(finished_at, started_at), run_id",
+        )
+    published: dict[str, tuple[Any, ...]] = {}
+    if "publish_log" in tables:
+        published = _latest_by_resource(
+            warehouse,
+            'SELECT resource, version, "rows", data_as_of FROM ops.publish_log '
+            "WHERE is_current ORDER BY published_at, version",
+        )
+    gates: dict[str, tuple[Any, ...]] = {}
+    if "gate_runs" in tables:
+        gates = _latest_by_resource(
+            warehouse,
+            "SELECT resource, finished_at, passed FROM ops.gate_runs "
+            "ORDER BY finished_at, gate_run_id",
+        )
+    failures = _latest_by_resource(
+        warehouse,
+        "SELECT resource, failed_at, error FROM ops.task_failures "
+        "WHERE resource IS NOT NULL AND failed_at IS NOT NULL "
+        "ORDER BY failed_at, task_failure_id",
+    )
+    result = []
+    for resource in sorted(catalog.resources, key=lambda r: (r.provider, r.code)):
+        raw_rows = None
+        if warehouse.table_columns("raw", resource.raw_table):
+            count = warehouse.query(f"SELECT count(*) FROM raw.{quote_ident(resource.raw_table)}")
+            raw_rows = int(count[0][0])
+        sync_at, sync_status, landed = syncs.get(resource.code, (None, None, None))
+        version, rows, data_as_of = published.get(resource.code, (None, None, None))
+        gate_at, passed = gates.get(resource.code, (None, None))
+        errors = [
+            e
+            for e in (sync_errors.get(resource.code), failures.get(resource.code))
+            if e is not None
+        ]
+        error_at, error = max(errors, key=lambda e: e[0]) if errors else (None, None)
+        result.append(
+            ResourceStatus(
+                resource=resource.code,
+                department=resource.provider,
+                update_cycle=resource.update_cycle.value,
+                last_sync_at=sync_at,
+                last_sync_status=sync_status,
+                last_sync_rows_landed=None if landed is None else int(landed),
+                raw_rows=raw_rows,
+                published_version=None if version is None else int(version),
+                published_rows=None if rows is None else int(rows),
+                data_as_of=data_as_of,
+                freshness=freshness(data_as_of, resource, moment),
+                gate_passed=None if passed is None else bool(passed),
+                gate_at=gate_at,
+                last_error=error,
+                last_error_at=error_at,
             )
+        )
+
     return result

@@ -13,9 +13,17 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from hub.catalog.models import Catalog, Department, Resource
+from hub.catalog.models import (
+    Application,
+    Catalog,
+    Department,
+    Resource,
+    Scenario,
+    WorkingCalendar,
+)
 
 M = TypeVar("M", bound=BaseModel)
+Lines = dict[tuple[str | int, ...], int]  # key path -> line in the YAML file
 
 
 @dataclass(frozen=True)
@@ -77,25 +85,35 @@ def _problems_from(
     return problems
 
 
+def _load_file(
+    path: Path, model: type[M], problems: list[CatalogProblem]
+) -> tuple[M, Lines] | None:
+    """One YAML file as ``model``, or None with its problems appended."""
+    try:
+        data, lines = _read_yaml(path)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problems.append(CatalogProblem(path, line, "(document)", f"not valid YAML: {exc}"))
+        return None
+    if not isinstance(data, dict):
+        problems.append(CatalogProblem(path, 1, "(document)", "expected a mapping of keys"))
+        return None
+    try:
+        return model.model_validate(data), lines
+    except ValidationError as exc:
+        problems.extend(_problems_from(path, exc, lines))
+        return None
+
+
 def _load_folder(
     folder: Path, model: type[M], problems: list[CatalogProblem]
-) -> list[tuple[Path, M, dict[tuple[str | int, ...], int]]]:
+) -> list[tuple[Path, M, Lines]]:
     loaded = []
     for path in sorted(folder.glob("*.yml")):
-        try:
-            data, lines = _read_yaml(path)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            problems.append(CatalogProblem(path, line, "(document)", f"not valid YAML: {exc}"))
-            continue
-        if not isinstance(data, dict):
-            problems.append(CatalogProblem(path, 1, "(document)", "expected a mapping of keys"))
-            continue
-        try:
-            loaded.append((path, model.model_validate(data), lines))
-        except ValidationError as exc:
-            problems.extend(_problems_from(path, exc, lines))
+        found = _load_file(path, model, problems)
+        if found is not None:
+            loaded.append((path, *found))
     return loaded
 
 
@@ -109,6 +127,9 @@ def load_catalog(catalog_dir: Path) -> Catalog:
         raise CatalogError([CatalogProblem(catalog_dir, None, "(folder)", "no such folder")])
     departments = _load_folder(catalog_dir / "departments", Department, problems)
     resources = _load_folder(catalog_dir / "resources", Resource, problems)
+    applications = _load_folder(catalog_dir / "applications", Application, problems)
+    scenarios = _load_folder(catalog_dir / "scenarios", Scenario, problems)
+    calendar = _load_calendar(catalog_dir / "calendar.yml", problems)
 
     known_departments = {d.code: d for _, d, _ in departments}
     seen_codes: dict[str, Path] = {}
@@ -163,9 +184,120 @@ def load_catalog(catalog_dir: Path) -> Catalog:
                     f"expected the file name {department.code}.yml",
                 )
             )
+    named: list[tuple[Path, Application | Scenario, dict[tuple[str | int, ...], int]]] = [
+        *applications,
+        *scenarios,
+    ]
+    for path, item, lines in named:
+        if path.stem != item.code:
+            problems.append(
+                CatalogProblem(
+                    path, lines.get(("code",)), "code", f"expected the file name {item.code}.yml"
+                )
+            )
+    by_resource = {r.code: r for _, r, _ in resources}
+    # a resource whose own file is broken is reported there, not again where it is used
+    present = {path.stem for path in (catalog_dir / "resources").glob("*.yml")}
+    problems.extend(_check_scenarios(scenarios, by_resource, present))
+    problems.extend(
+        _check_applications(applications, {s.code for _, s, _ in scenarios}, known_departments)
+    )
     if problems:
         raise CatalogError(problems)
     return Catalog(
         departments=tuple(d for _, d, _ in departments),
         resources=tuple(r for _, r, _ in resources),
+        applications=tuple(a for _, a, _ in applications),
+        scenarios=tuple(s for _, s, _ in scenarios),
+        calendar=calendar,
     )
+
+
+def _load_calendar(path: Path, problems: list[CatalogProblem]) -> WorkingCalendar:
+    """``calendar.yml`` (optional): local working-day overrides."""
+    found = _load_file(path, WorkingCalendar, problems) if path.exists() else None
+    return found[0] if found is not None else WorkingCalendar()
+
+
+def _check_scenarios(
+    scenarios: list[tuple[Path, Scenario, dict[tuple[str | int, ...], int]]],
+    resources: dict[str, Resource],
+    present: set[str],
+) -> list[CatalogProblem]:
+    """A material's replacement must name a resource and fields the catalog offers
+    (``present``: resource files that exist, valid or not)."""
+    problems = []
+    for path, scenario, lines in scenarios:
+        for m, material in enumerate(scenario.materials):
+            for r, replacement in enumerate(material.replaced_by):
+                where = ("materials", m, "replaced_by", r)
+                resource = resources.get(replacement.resource)
+                if resource is None and replacement.resource in present:
+                    continue
+                if resource is None:
+                    problems.append(
+                        CatalogProblem(
+                            path,
+                            lines.get((*where, "resource")),
+                            ".".join(map(str, (*where, "resource"))),
+                            f"no resource {replacement.resource!r} in resources/",
+                        )
+                    )
+                    continue
+                offered = {f.name for f in resource.fields}
+                missing = [f for f in replacement.fields if f not in offered]
+                if missing:
+                    problems.append(
+                        CatalogProblem(
+                            path,
+                            lines.get((*where, "fields")),
+                            ".".join(map(str, (*where, "fields"))),
+                            f"{resource.code} has no field {', '.join(missing)} "
+                            f"(it offers: {', '.join(sorted(offered))})",
+                        )
+                    )
+    return problems
+
+
+def _check_applications(
+    applications: list[tuple[Path, Application, dict[tuple[str | int, ...], int]]],
+    scenarios: set[str],
+    departments: dict[str, Department],
+) -> list[CatalogProblem]:
+    """Scenarios and owner departments must exist; a demand's scenario must be one the
+    application serves. An unknown resource or field in a demand is not an error: the
+    demand is registered as unmatched (hub.demand)."""
+    problems = []
+    for path, app, lines in applications:
+        if app.owner_department is not None and app.owner_department not in departments:
+            problems.append(
+                CatalogProblem(
+                    path,
+                    lines.get(("owner_department",)),
+                    "owner_department",
+                    f"no department {app.owner_department!r} in departments/",
+                )
+            )
+        for i, code in enumerate(app.scenarios):
+            if code not in scenarios:
+                problems.append(
+                    CatalogProblem(
+                        path,
+                        lines.get(("scenarios", i)),
+                        f"scenarios.{i}",
+                        f"no scenario {code!r} in scenarios/ "
+                        f"(known: {', '.join(sorted(scenarios))})",
+                    )
+                )
+        for i, demand in enumerate(app.demands):
+            if demand.scenario not in app.scenarios:
+                problems.append(
+                    CatalogProblem(
+                        path,
+                        lines.get(("demands", i, "scenario")),
+                        f"demands.{i}.scenario",
+                        f"{app.code} does not serve scenario {demand.scenario!r} "
+                        f"(its scenarios: {', '.join(app.scenarios)})",
+                    )
+                )
+    return problems

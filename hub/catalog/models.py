@@ -8,7 +8,7 @@ sharing type, update cycle, primary key, fields with sensitivity, source, legal 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -159,6 +159,11 @@ class Resource(Strict):
     fields: tuple[ResourceField, ...] = Field(min_length=1)
     source: Source
     quality_suite: str | None = None
+    subject_fields: tuple[str, ...] = Field(
+        default=(),
+        description="Fields naming the person or enterprise a row is about: an applicant-only "
+        "grant returns the rows where one of them equals the applicant's ID.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Resource:
@@ -173,6 +178,11 @@ class Resource(Strict):
             raise ValueError(f"source.cursor names {self.source.cursor!r}, which is not a field")
         if self.sharing_type is SharingType.conditional and not self.sharing_conditions:
             raise ValueError("a conditional resource needs `sharing_conditions`")
+        if self.sharing_type is SharingType.none and not self.sharing_conditions:
+            raise ValueError("a resource not shared needs `sharing_conditions` saying why")
+        for name in self.subject_fields:
+            if name not in names:
+                raise ValueError(f"subject_fields names {name!r}, which is not a field")
         return self
 
     @property
@@ -203,9 +213,129 @@ class Department(Strict):
     data_officer: str = Field(description="The department's data officer (数据专员), a role.")
 
 
+class RowScope(StrEnum):
+    all = "all"  # every row of the resource
+    applicant = "applicant"  # only rows whose subject field is the applicant's ID
+
+
+class DemandSpec(Strict):
+    """A demand as an application registers it: which fields of which resource, for which
+    one-stop scenario, why, and on what legal basis."""
+
+    scenario: str = Field(pattern=CODE_PATTERN)
+    resource: str = Field(
+        pattern=CODE_PATTERN,
+        description="A resource code. One the catalog lacks, or a field it does not offer, "
+        "makes the demand `unmatched`: a gap the data bureau chases with the department.",
+    )
+    fields: tuple[str, ...] = Field(min_length=1)
+    purpose: str = Field(min_length=4)
+    legal_basis: str = Field(min_length=4)
+    rows: RowScope = RowScope.all
+
+    @field_validator("fields")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        repeated = sorted({f for f in value if value.count(f) > 1})
+        if repeated:
+            raise ValueError(f"fields repeat: {repeated}")
+        return value
+
+
+class Application(Strict):
+    """An application (e.g. a one-stop service system) that reads shared records."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name_zh: str
+    name_en: str
+    owner: str = Field(description="The organisation that runs the application.")
+    owner_department: str | None = Field(
+        default=None, pattern=CODE_PATTERN, description="Its department code, if in departments/."
+    )
+    contact: str = Field(description="A role and office line, not a person's private data.")
+    purpose: str
+    scenarios: tuple[str, ...] = Field(min_length=1)
+    demands: tuple[DemandSpec, ...] = ()
+
+
+class Replacement(Strict):
+    """Fields of one shared resource that stand in for (part of) a paper material."""
+
+    resource: str = Field(pattern=CODE_PATTERN)
+    fields: tuple[str, ...] = Field(min_length=1)
+
+
+class Material(Strict):
+    """A paper material citizens bring today. It can be waived when every replacement
+    in ``replaced_by`` is granted, published, fresh and passed its last gate."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name_zh: str
+    name_en: str
+    issued_by: str
+    replaced_by: tuple[Replacement, ...] = Field(
+        default=(), description="Empty: no shared data replaces it yet."
+    )
+    note: str = ""
+
+
+class Scenario(Strict):
+    """A one-stop service (一件事一次办) and the paper materials it asks for today."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name_zh: str
+    name_en: str
+    lead: str = Field(description="The organisation that runs the one-stop service.")
+    description: str
+    materials: tuple[Material, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct_materials(self) -> Scenario:
+        codes = [m.code for m in self.materials]
+        repeated = sorted({c for c in codes if codes.count(c) > 1})
+        if repeated:
+            raise ValueError(f"material codes repeat: {repeated}")
+        return self
+
+
+class WorkingCalendar(Strict):
+    """Local overrides of the national working-day calendar (``catalogs/calendar.yml``):
+    extra days off and extra working days, and the default approval deadline."""
+
+    approval_working_days: int = Field(default=10, ge=1, le=60)
+    holidays: tuple[date, ...] = ()
+    workdays: tuple[date, ...] = ()
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> WorkingCalendar:
+        both = sorted(set(self.holidays) & set(self.workdays))
+        if both:
+            raise ValueError(f"dates both holidays and workdays: {[str(d) for d in both]}")
+        return self
+
+
 class Catalog(Strict):
     departments: tuple[Department, ...]
     resources: tuple[Resource, ...]
+    applications: tuple[Application, ...] = ()
+    scenarios: tuple[Scenario, ...] = ()
+    calendar: WorkingCalendar = WorkingCalendar()
+
+    def application(self, code: str) -> Application:
+        for item in self.applications:
+            if item.code == code:
+                return item
+        raise KeyError(f"no application {code!r} in the catalog")
+
+    def scenario(self, code: str) -> Scenario:
+        for item in self.scenarios:
+            if item.code == code:
+                return item
+        raise KeyError(f"no scenario {code!r} in the catalog")
+
+    def has_resource(self, code: str) -> bool:
+        return any(r.code == code for r in self.resources)
 
     def resource(self, code: str) -> Resource:
         for item in self.resources:

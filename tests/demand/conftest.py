@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from hub.catalog import Catalog
+from hub.catalog.models import SharingType
+from hub.demand import DemandBook
+from hub.warehouse import Warehouse, open_warehouse
+
+# A Monday: ten working days later (no holidays in between) is Monday 7 December.
+MONDAY = datetime(2026, 11, 23, 2, 0)  # 10:00 in Jingdezhen
+DEADLINE = datetime(2026, 12, 7, 16, 0)  # 24:00 local on 7 December
+
+
+@pytest.fixture
+def demand_catalog(catalog: Catalog) -> Catalog:
+    """The project's catalog, plus one resource that is not shared (sharing type none)."""
+    mortgages = catalog.resource("mortgages").model_copy(
+        update={"sharing_type": SharingType.none, "sharing_conditions": "涉及金融机构商业秘密"}
+    )
+    resources = tuple(mortgages if r.code == "mortgages" else r for r in catalog.resources)
+    return catalog.model_copy(update={"resources": resources})
+
+
+@pytest.fixture
+def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
+    with open_warehouse(warehouse_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def book(warehouse: Warehouse, demand_catalog: Catalog) -> DemandBook:
+    return DemandBook(warehouse, demand_catalog)
