@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from hub.demand.calendar import utc_now
-from hub.warehouse import Warehouse
+from hub.ops_store import OpsStore
 
 PREFIX = "hubk"
 
@@ -52,12 +52,12 @@ def _digest(secret: str) -> str:
 
 
 def create_key(
-    warehouse: Warehouse, kind: PrincipalKind, code: str, *, by: str, now: datetime | None = None
+    store: OpsStore, kind: PrincipalKind, code: str, *, by: str, now: datetime | None = None
 ) -> IssuedKey:
     """A new key for ``code``; only its hash is stored."""
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    warehouse.execute(
+    store.execute(
         "INSERT INTO ops.api_keys (key_id, principal_kind, principal, secret_sha256, "
         "created_at, created_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
         (key_id, str(kind), code, _digest(secret), now or utc_now(), by),
@@ -65,14 +65,14 @@ def create_key(
     return IssuedKey(key_id, f"{PREFIX}_{key_id}_{secret}", Principal(kind, code, key_id))
 
 
-def revoke_key(warehouse: Warehouse, key_id: str, *, now: datetime | None = None) -> bool:
+def revoke_key(store: OpsStore, key_id: str, *, now: datetime | None = None) -> bool:
     """Revoke a key; False when there is no such active key."""
-    found = warehouse.query(
+    found = store.query(
         "SELECT key_id FROM ops.api_keys WHERE key_id = ? AND revoked_at IS NULL", (key_id,)
     )
     if not found:
         return False
-    warehouse.execute(
+    store.execute(
         "UPDATE ops.api_keys SET revoked_at = ? WHERE key_id = ?", (now or utc_now(), key_id)
     )
     return True
@@ -86,11 +86,11 @@ def parse_key(key: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
-def authenticate(warehouse: Warehouse, key: str) -> Principal:
+def authenticate(store: OpsStore, key: str) -> Principal:
     """The principal of a valid key; raises ApiKeyError (without saying which part was
     wrong beyond "unknown or revoked")."""
     key_id, secret = parse_key(key)
-    rows = warehouse.query(
+    rows = store.query(
         "SELECT principal_kind, principal, secret_sha256 FROM ops.api_keys "
         "WHERE key_id = ? AND revoked_at IS NULL",
         (key_id,),

@@ -25,45 +25,9 @@ from hub.catalog.models import Resource
 SCHEMAS = ("raw", "staging", "audit", "rejects", "shared", "catalog", "ops")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
-OPS_DDL = (
-    """CREATE TABLE IF NOT EXISTS ops.sync_state (
-        resource VARCHAR PRIMARY KEY,
-        department VARCHAR NOT NULL,
-        watermark VARCHAR,
-        state VARCHAR NOT NULL,
-        updated_at TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS ops.load_log (
-        batch_id VARCHAR PRIMARY KEY,
-        resource VARCHAR NOT NULL,
-        kind VARCHAR NOT NULL,
-        rows_loaded BIGINT NOT NULL,
-        rows_quarantined BIGINT NOT NULL,
-        loaded_at TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS ops.sync_runs (
-        run_id VARCHAR NOT NULL,
-        resource VARCHAR NOT NULL,
-        department VARCHAR NOT NULL,
-        started_at TIMESTAMP NOT NULL,
-        finished_at TIMESTAMP,
-        status VARCHAR NOT NULL,
-        rows_read BIGINT,
-        rows_landed BIGINT,
-        rows_quarantined BIGINT,
-        rows_deleted BIGINT,
-        watermark VARCHAR,
-        error VARCHAR,
-        PRIMARY KEY (run_id, resource))""",
-    # written by the Airflow failure callback, read by `hub status`
-    """CREATE TABLE IF NOT EXISTS ops.task_failures (
-        task_failure_id VARCHAR,
-        dag_id VARCHAR,
-        task_id VARCHAR,
-        resource VARCHAR,
-        run_id VARCHAR,
-        map_index INTEGER,
-        try_number INTEGER,
-        failed_at TIMESTAMP,
-        error VARCHAR)""",
+# Demands, grants and API keys (hub.demand, hub.keys): in the warehouse's ops schema, or in
+# the ops SQLite database beside an embedded DuckDB warehouse (hub.ops_store).
+ACCESS_DDL = (
     # supply and demand (hub.demand): the current state of each demand and grant, and
     # every change of state in demand_events (who, when, why)
     """CREATE TABLE IF NOT EXISTS ops.demands (
@@ -122,6 +86,47 @@ OPS_DDL = (
         revoked_at TIMESTAMP)""",
 )
 
+OPS_DDL = (
+    """CREATE TABLE IF NOT EXISTS ops.sync_state (
+        resource VARCHAR PRIMARY KEY,
+        department VARCHAR NOT NULL,
+        watermark VARCHAR,
+        state VARCHAR NOT NULL,
+        updated_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ops.load_log (
+        batch_id VARCHAR PRIMARY KEY,
+        resource VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        rows_loaded BIGINT NOT NULL,
+        rows_quarantined BIGINT NOT NULL,
+        loaded_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ops.sync_runs (
+        run_id VARCHAR NOT NULL,
+        resource VARCHAR NOT NULL,
+        department VARCHAR NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        status VARCHAR NOT NULL,
+        rows_read BIGINT,
+        rows_landed BIGINT,
+        rows_quarantined BIGINT,
+        rows_deleted BIGINT,
+        watermark VARCHAR,
+        error VARCHAR,
+        PRIMARY KEY (run_id, resource))""",
+    # written by the Airflow failure callback, read by `hub status`
+    """CREATE TABLE IF NOT EXISTS ops.task_failures (
+        task_failure_id VARCHAR,
+        dag_id VARCHAR,
+        task_id VARCHAR,
+        resource VARCHAR,
+        run_id VARCHAR,
+        map_index INTEGER,
+        try_number INTEGER,
+        failed_at TIMESTAMP,
+        error VARCHAR)""",
+)
+
 
 def quote_ident(name: str) -> str:
     """Quote a catalog identifier; refuses anything that is not a plain lower-case name."""
@@ -175,6 +180,9 @@ class Warehouse(ABC):
             self.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         for ddl in OPS_DDL:
             self.execute(ddl)
+        if self.engine == "postgres":  # beside DuckDB they live in hub.ops_store's SQLite
+            for ddl in ACCESS_DDL:
+                self.execute(ddl)
 
     def table_columns(self, schema: str, table: str) -> list[str]:
         rows = self.query(

@@ -18,8 +18,8 @@ from hub.catalog.models import DemandSpec, RowScope
 from hub.cli import _catalog, _fail, _settings, app, console
 from hub.demand import Demand, DemandBook, DemandError, DemandStatus
 from hub.demand.calendar import utc_now
+from hub.ops_store import open_ops
 from hub.settings import Settings
-from hub.warehouse import open_warehouse
 
 demand_app = typer.Typer(
     no_args_is_help=True, help="Demands of applications and the providers' answers."
@@ -45,9 +45,9 @@ def _me() -> str:
 
 def _book(settings: Settings) -> tuple[Any, DemandBook]:
     catalog = _catalog(settings)
-    warehouse = open_warehouse(settings.warehouse_url)
-    return warehouse, DemandBook(
-        warehouse,
+    store = open_ops(settings)
+    return store, DemandBook(
+        store,
         catalog,
         approval_working_days=settings.approval_working_days,
         grant_valid_days=settings.grant_valid_days,
@@ -120,7 +120,7 @@ def demand_submit(
     """Register demands: those of catalogs/applications/*.yml (idempotent), or one given
     with --scenario/--resource/--fields/--purpose/--legal-basis for one application."""
     settings = _settings()
-    warehouse, book = _book(settings)
+    store, book = _book(settings)
     actor = by or _me()
     one = [scenario, resource, fields, purpose, legal_basis]
     registered: list[tuple[Demand, bool]] = []
@@ -155,7 +155,7 @@ def demand_submit(
     except DemandError as exc:
         raise _fail(str(exc)) from exc
     finally:
-        warehouse.close()
+        store.close()
     if json_out:
         console.print_json(
             json.dumps([{**d.as_dict(), "new": new} for d, new in registered], ensure_ascii=False)
@@ -175,8 +175,8 @@ def demand_list(
 ) -> None:
     """Demands, filtered by application, provider department, scenario or status."""
     settings = _settings()
-    warehouse, book = _book(settings)
-    with warehouse:
+    store, book = _book(settings)
+    with store:
         found = book.demands(
             application=application, provider=department, scenario=scenario, status=status
         )
@@ -190,8 +190,8 @@ def demand_list(
 def demand_show(demand_id: str, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One demand and every change of its state (who, when, why)."""
     settings = _settings()
-    warehouse, book = _book(settings)
-    with warehouse:
+    store, book = _book(settings)
+    with store:
         try:
             demand, history = book.demand(demand_id), book.history(demand_id)
         except DemandError as exc:
@@ -237,8 +237,8 @@ def demand_approve(
 ) -> None:
     """Approve a pending demand, optionally narrowing its fields, rows and expiry."""
     settings = _settings()
-    warehouse, book = _book(settings)
-    with warehouse:
+    store, book = _book(settings)
+    with store:
         try:
             grant = book.approve(
                 demand_id,
@@ -267,8 +267,8 @@ def demand_refuse(
 ) -> None:
     """Refuse a pending demand; the reason is mandatory."""
     settings = _settings()
-    warehouse, book = _book(settings)
-    with warehouse:
+    store, book = _book(settings)
+    with store:
         try:
             book.refuse(demand_id, department=department, by=by or _me(), reason=reason)
         except DemandError as exc:
@@ -284,8 +284,8 @@ def demand_revoke(
 ) -> None:
     """End a granted demand's grant before its expiry."""
     settings = _settings()
-    warehouse, book = _book(settings)
-    with warehouse:
+    store, book = _book(settings)
+    with store:
         try:
             book.revoke(demand_id, by=by or _me(), reason=reason)
         except DemandError as exc:
@@ -299,8 +299,8 @@ def demand_tick(
 ) -> None:
     """What time decides: approval by timeout, grant expiry, newly matched demands."""
     settings = _settings()
-    warehouse, book = _book(settings)
-    with warehouse:
+    store, book = _book(settings)
+    with store:
         events = book.process_due(_when(now, "--now"))
     for e in events:
         console.print(f"{e.demand_id}: {e.action} ({e.from_status} -> {e.to_status}) {e.reason}")
@@ -318,10 +318,10 @@ def demand_report_command(
     from hub.status import resource_status
 
     settings = _settings()
-    warehouse, book = _book(settings)
+    store, book = _book(settings)
     now = utc_now()
-    with warehouse:
-        statuses = resource_status(settings, book.catalog, now=now, warehouse=warehouse)
+    with store:
+        statuses = resource_status(settings, book.catalog, now=now)
         report = demand_report(book, statuses, now)
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
@@ -384,8 +384,8 @@ def _create_key(kind: str, code: str, by: str) -> None:
     )
     if code not in known:
         raise _fail(f"no {kind} {code!r} in the catalog (known: {', '.join(sorted(known))})")
-    with open_warehouse(settings.warehouse_url) as warehouse:
-        issued = create_key(warehouse, PrincipalKind(kind), code, by=by or _me())
+    with open_ops(settings) as store:
+        issued = create_key(store, PrincipalKind(kind), code, by=by or _me())
     console.print(f"API key for {kind} {code} (key id {issued.key_id}); shown once, store it now:")
     console.print(issued.key, highlight=False, markup=False, soft_wrap=True)
 
@@ -408,8 +408,8 @@ def revoke_key_command(key_id: str) -> None:
     from hub.keys import revoke_key
 
     settings = _settings()
-    with open_warehouse(settings.warehouse_url) as warehouse:
-        if not revoke_key(warehouse, key_id):
+    with open_ops(settings) as store:
+        if not revoke_key(store, key_id):
             raise _fail(f"no active key {key_id!r}")
     console.print(f"revoked key {key_id}")
 
@@ -436,9 +436,9 @@ def demo_supply_and_demand(settings: Settings, catalog: Any) -> None:
     from hub.status import resource_status
 
     console.rule("supply and demand")
-    with open_warehouse(settings.warehouse_url) as warehouse:
+    with open_ops(settings) as store:
         book = DemandBook(
-            warehouse,
+            store,
             catalog,
             approval_working_days=settings.approval_working_days,
             grant_valid_days=settings.grant_valid_days,
@@ -470,7 +470,7 @@ def demo_supply_and_demand(settings: Settings, catalog: Any) -> None:
                     by=f"demo:{demand.provider} data officer",
                 )
         now = utc_now()
-        statuses = resource_status(settings, catalog, now=now, warehouse=warehouse)
+        statuses = resource_status(settings, catalog, now=now)
         report = demand_report(book, statuses, now)
     page = settings.home / "reports" / "supply-and-demand.html"
     page.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from typing import Any
 from hub.catalog import Catalog
 from hub.catalog.models import DemandSpec, Resource, RowScope, SharingType
 from hub.demand.calendar import WorkingDays, utc_now
-from hub.warehouse import Warehouse
+from hub.ops_store import OpsStore
 
 SYSTEM_ACTOR = "system"
 
@@ -215,7 +215,8 @@ def match_demand(catalog: Catalog, spec: DemandSpec) -> Match:
 
 
 class DemandBook:
-    """The demand workflow on one warehouse connection.
+    """The demand workflow on one ops store (hub.ops_store: the PostgreSQL warehouse, or
+    the SQLite file beside an embedded DuckDB warehouse).
 
     ``approval_working_days`` defaults to the catalog's ``calendar.yml`` (10);
     ``grant_valid_days`` bounds approved and timed-out grants (unconditional ones do not
@@ -224,14 +225,14 @@ class DemandBook:
 
     def __init__(
         self,
-        warehouse: Warehouse,
+        store: OpsStore,
         catalog: Catalog,
         *,
         approval_working_days: int | None = None,
         grant_valid_days: int = 365,
         working_days: WorkingDays | None = None,
     ) -> None:
-        self.warehouse = warehouse
+        self.store = store
         self.catalog = catalog
         self.working_days = working_days or WorkingDays(catalog.calendar)
         self.approval_working_days = approval_working_days or catalog.calendar.approval_working_days
@@ -241,7 +242,7 @@ class DemandBook:
     # ------------------------------------------------------------------ reading
 
     def demand(self, demand_id: str) -> Demand:
-        rows = self.warehouse.query(
+        rows = self.store.query(
             f"SELECT {_DEMAND_COLUMNS} FROM ops.demands WHERE demand_id = ?", (demand_id,)
         )
         if not rows:
@@ -268,14 +269,14 @@ class DemandBook:
                 where.append(f"{column} = ?")
                 params.append(str(value))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self.warehouse.query(
+        rows = self.store.query(
             f"SELECT {_DEMAND_COLUMNS} FROM ops.demands{clause} ORDER BY submitted_at, demand_id",
             params,
         )
         return [_demand(r) for r in rows]
 
     def grant(self, grant_id: str) -> Grant:
-        rows = self.warehouse.query(
+        rows = self.store.query(
             f"SELECT {_GRANT_COLUMNS} FROM ops.grants WHERE grant_id = ?", (grant_id,)
         )
         if not rows:
@@ -297,7 +298,7 @@ class DemandBook:
                 where.append(f"{column} = ?")
                 params.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self.warehouse.query(
+        rows = self.store.query(
             f"SELECT {_GRANT_COLUMNS} FROM ops.grants{clause} ORDER BY granted_at, grant_id",
             params,
         )
@@ -309,7 +310,7 @@ class DemandBook:
     def history(self, demand_id: str) -> list[DemandEvent]:
         """Every change of state of a demand, oldest first."""
         self.demand(demand_id)  # raises if unknown
-        rows = self.warehouse.query(
+        rows = self.store.query(
             "SELECT event_id, demand_id, occurred_at, actor, action, from_status, to_status, "
             "reason, details FROM ops.demand_events WHERE demand_id = ? "
             "ORDER BY occurred_at, event_id",
@@ -339,8 +340,8 @@ class DemandBook:
                 f"{application} does not serve scenario {spec.scenario!r} "
                 f"(its scenarios: {', '.join(app.scenarios)})"
             )
-        with self.warehouse.transaction():
-            existing = self.warehouse.query(
+        with self.store.transaction():
+            existing = self.store.query(
                 f"SELECT {_DEMAND_COLUMNS} FROM ops.demands WHERE application = ? "
                 "AND scenario = ? AND resource = ? AND fields = ? AND row_scope = ? "
                 f"AND status IN ({', '.join('?' for _ in LIVE_STATUSES)})",
@@ -363,7 +364,7 @@ class DemandBook:
             deadline = None
             if resource is not None and resource.sharing_type is SharingType.conditional:
                 deadline = self.working_days.deadline(now, self.approval_working_days)
-            self.warehouse.execute(
+            self.store.execute(
                 f"INSERT INTO ops.demands ({_DEMAND_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -417,7 +418,7 @@ class DemandBook:
         provider, or the answer would widen the demand."""
         now = now or utc_now()
         _require_actor(by)
-        with self.warehouse.transaction():
+        with self.store.transaction():
             demand = self._locked(demand_id)
             self._check_answerable(demand, department)
             granted_fields = tuple(fields) if fields else demand.fields
@@ -455,7 +456,7 @@ class DemandBook:
         _require_actor(by)
         if not reason or not reason.strip():
             raise DemandError("a refusal needs a reason: say why the data cannot be shared")
-        with self.warehouse.transaction():
+        with self.store.transaction():
             demand = self._locked(demand_id)
             self._check_answerable(demand, department)
             self._set_status(
@@ -472,7 +473,7 @@ class DemandBook:
         _require_actor(by)
         if not reason or not reason.strip():
             raise DemandError("a revocation needs a reason")
-        with self.warehouse.transaction():
+        with self.store.transaction():
             demand = self._locked(demand_id)
             if demand.status is not DemandStatus.granted or demand.grant_id is None:
                 raise DemandError(
@@ -488,13 +489,13 @@ class DemandBook:
         satisfies move on. Idempotent; returns the events it recorded."""
         now = now or utc_now()
         self._recorded = []
-        overdue = self.warehouse.query(
+        overdue = self.store.query(
             f"SELECT {_DEMAND_COLUMNS} FROM ops.demands WHERE status = ? AND deadline <= ? "
             "ORDER BY deadline, demand_id",
             (str(DemandStatus.pending), now),
         )
         for row in overdue:
-            with self.warehouse.transaction():
+            with self.store.transaction():
                 demand = self._locked(_demand(row).demand_id)
                 if demand.status is not DemandStatus.pending or demand.deadline is None:
                     continue  # answered meanwhile
@@ -513,13 +514,13 @@ class DemandBook:
                     expires_at=demand.deadline + timedelta(days=self.grant_valid_days),
                     reason=reason,
                 )
-        expired = self.warehouse.query(
+        expired = self.store.query(
             "SELECT grant_id, demand_id FROM ops.grants WHERE status = ? AND expires_at <= ? "
             "ORDER BY expires_at, grant_id",
             (str(GrantStatus.active), now),
         )
         for grant_id, demand_id in expired:
-            with self.warehouse.transaction():
+            with self.store.transaction():
                 demand = self._locked(demand_id)
                 grant = self.grant(grant_id)
                 if grant.status is not GrantStatus.active or grant.expires_at is None:
@@ -542,14 +543,14 @@ class DemandBook:
             found = match_demand(self.catalog, spec)
             if found.resource is None:
                 continue
-            with self.warehouse.transaction():
+            with self.store.transaction():
                 current = self._locked(demand.demand_id)
                 if current.status is not DemandStatus.unmatched:
                     continue
                 deadline = None
                 if found.resource.sharing_type is SharingType.conditional:
                     deadline = self.working_days.deadline(now, self.approval_working_days)
-                self.warehouse.execute(
+                self.store.execute(
                     "UPDATE ops.demands SET provider = ?, deadline = ? WHERE demand_id = ?",
                     (found.resource.provider, deadline, demand.demand_id),
                 )
@@ -603,7 +604,7 @@ class DemandBook:
         reason: str | None,
     ) -> Grant:
         grant_id = "GR-" + uuid.uuid4().hex[:12].upper()
-        self.warehouse.execute(
+        self.store.execute(
             f"INSERT INTO ops.grants ({_GRANT_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -624,7 +625,7 @@ class DemandBook:
                 None,
             ),
         )
-        self.warehouse.execute(
+        self.store.execute(
             "UPDATE ops.demands SET grant_id = ? WHERE demand_id = ?", (grant_id, demand.demand_id)
         )
         narrowed = {
@@ -649,7 +650,7 @@ class DemandBook:
     def _end_grant(
         self, grant_id: str, status: GrantStatus, at: datetime, by: str, reason: str
     ) -> None:
-        self.warehouse.execute(
+        self.store.execute(
             "UPDATE ops.grants SET status = ?, ended_at = ?, ended_by = ?, end_reason = ? "
             "WHERE grant_id = ?",
             (str(status), at, by, reason, grant_id),
@@ -668,13 +669,13 @@ class DemandBook:
         details: dict[str, Any] | None = None,
     ) -> None:
         if answered:
-            self.warehouse.execute(
+            self.store.execute(
                 "UPDATE ops.demands SET status = ?, status_reason = ?, answered_at = ?, "
                 "answered_by = ?, updated_at = ? WHERE demand_id = ?",
                 (str(status), reason, at, by, at, demand.demand_id),
             )
         else:
-            self.warehouse.execute(
+            self.store.execute(
                 "UPDATE ops.demands SET status = ?, status_reason = ?, updated_at = ? "
                 "WHERE demand_id = ?",
                 (str(status), reason, at, demand.demand_id),
@@ -704,7 +705,7 @@ class DemandBook:
             reason=reason,
             details=details or {},
         )
-        self.warehouse.execute(
+        self.store.execute(
             "INSERT INTO ops.demand_events (event_id, demand_id, occurred_at, actor, action, "
             "from_status, to_status, reason, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -722,10 +723,10 @@ class DemandBook:
         self._recorded.append(event)
 
     def _locked(self, demand_id: str) -> Demand:
-        """The demand, row-locked on PostgreSQL until the transaction ends (DuckDB has
-        one writing process, so it needs no lock)."""
-        lock = " FOR UPDATE" if self.warehouse.engine == "postgres" else ""
-        rows = self.warehouse.query(
+        """The demand, row-locked on PostgreSQL until the transaction ends (SQLite's
+        BEGIN IMMEDIATE already holds the one write lock)."""
+        lock = " FOR UPDATE" if self.store.engine == "postgres" else ""
+        rows = self.store.query(
             f"SELECT {_DEMAND_COLUMNS} FROM ops.demands WHERE demand_id = ?{lock}", (demand_id,)
         )
         if not rows:

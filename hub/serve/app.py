@@ -8,9 +8,9 @@ Callers authenticate with an API key (``Authorization: Bearer hubk_...`` or
 - both read the supply-and-demand report (``/v1/reports/demands``).
 
 Every error is one JSON body ``{"error": <kind>, "detail": <what was expected>}``.
-The warehouse is opened per request and closed after it, so an embedded DuckDB file is
-held only for the request's duration (a sync or publish in another process makes the
-request answer 503 with ``Retry-After`` rather than wait).
+Keys, demands and grants come from the ops store (:mod:`hub.ops_store`), never from the
+embedded DuckDB file, so the API keeps answering while a sync or publish holds it; only
+the report, which reads resource status from the warehouse, may answer 503 then.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from hub.catalog.models import DemandSpec, RowScope
 from hub.demand import DemandBook, DemandError, DemandNotFoundError, DemandStatus
 from hub.demand.calendar import utc_now
 from hub.keys import ApiKeyError, Principal, PrincipalKind, authenticate
+from hub.ops_store import OpsStore, open_ops
 from hub.settings import Settings
-from hub.warehouse import Warehouse, open_warehouse
 
 
 class ApiError(Exception):
@@ -59,15 +59,10 @@ class Submission(DemandSpec):
     submitted_by: str = Field(min_length=1, description="The developer registering it.")
 
 
-def _warehouse(request: Request) -> Iterator[Warehouse]:
-    """The warehouse for one request, closed after it."""
+def _ops(request: Request) -> Iterator[OpsStore]:
+    """The ops store (keys, demands, grants) for one request, closed after it."""
     settings: Settings = request.app.state.settings
-    try:
-        connection = open_warehouse(settings.warehouse_url)
-    except Exception as exc:  # DuckDB held by a writer in another process
-        if "lock" in str(exc).lower():
-            raise ApiError(503, "busy", "the warehouse is busy; retry shortly") from exc
-        raise
+    connection = open_ops(settings)
     try:
         yield connection
     finally:
@@ -75,7 +70,7 @@ def _warehouse(request: Request) -> Iterator[Warehouse]:
 
 
 def _principal(
-    store: Annotated[Warehouse, Depends(_warehouse)],
+    store: Annotated[OpsStore, Depends(_ops)],
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Principal:
@@ -90,7 +85,7 @@ def _principal(
         raise ApiError(401, "unauthenticated", str(exc)) from exc
 
 
-def _book(request: Request, store: Annotated[Warehouse, Depends(_warehouse)]) -> DemandBook:
+def _book(request: Request, store: Annotated[OpsStore, Depends(_ops)]) -> DemandBook:
     settings: Settings = request.app.state.settings
     return DemandBook(
         store,
@@ -243,7 +238,12 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         from hub.status import resource_status
 
         now = utc_now()
-        statuses = resource_status(settings, catalog, now=now, warehouse=demands.warehouse)
+        try:
+            statuses = resource_status(settings, catalog, now=now)
+        except Exception as exc:  # an embedded DuckDB file held by a writer
+            if "lock" in str(exc).lower():
+                raise ApiError(503, "busy", "the warehouse is busy; retry shortly") from exc
+            raise
         return demand_report(demands, statuses, now).as_dict()
 
     return app

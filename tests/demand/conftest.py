@@ -8,7 +8,8 @@ import pytest
 from hub.catalog import Catalog
 from hub.catalog.models import SharingType
 from hub.demand import DemandBook
-from hub.warehouse import Warehouse, open_warehouse
+from hub.ops_store import OpsStore, open_ops
+from hub.settings import Settings
 
 # A Monday: ten working days later (no holidays in between) is Monday 7 December.
 MONDAY = datetime(2026, 11, 23, 2, 0)  # 10:00 in Jingdezhen
@@ -26,11 +27,13 @@ def demand_catalog(catalog: Catalog) -> Catalog:
 
 
 @pytest.fixture
-def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
-    with open_warehouse(warehouse_url) as opened:
+def store(warehouse_url: str) -> Iterator[OpsStore]:
+    """The ops store of each set-up: PostgreSQL's ops schema, or the SQLite file beside
+    the embedded DuckDB warehouse."""
+    with open_ops(Settings()) as opened:
         yield opened
 
 
 @pytest.fixture
-def book(warehouse: Warehouse, demand_catalog: Catalog) -> DemandBook:
-    return DemandBook(warehouse, demand_catalog)
+def book(store: OpsStore, demand_catalog: Catalog) -> DemandBook:
+    return DemandBook(store, demand_catalog)

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from hub.catalog import Catalog
 from hub.keys import PrincipalKind, create_key
+from hub.ops_store import open_ops
 from hub.serve import create_app
 from hub.settings import Settings
-from hub.warehouse import open_warehouse
 
 SUBMISSION = {
     "scenario": "second_hand_housing_transfer",
@@ -28,7 +28,7 @@ SUBMISSION = {
 @pytest.fixture
 def api(warehouse_url: str, demand_catalog: Catalog) -> tuple[TestClient, dict[str, str]]:
     settings = Settings()
-    with open_warehouse(warehouse_url) as warehouse:
+    with open_ops(Settings()) as warehouse:
         keys = {
             "app": create_key(
                 warehouse, PrincipalKind.application, "housing_transfer_window", by="t"
@@ -122,7 +122,7 @@ def test_a_revoked_key_is_refused(
     from hub.keys import parse_key, revoke_key
 
     client, keys = api
-    with open_warehouse(warehouse_url) as warehouse:
+    with open_ops(Settings()) as warehouse:
         assert revoke_key(warehouse, parse_key(keys["tax"])[0])
     refused = client.get("/v1/demands", headers=auth(keys["tax"]))
     assert refused.status_code == 401
@@ -130,8 +130,46 @@ def test_a_revoked_key_is_refused(
 
 def test_keys_are_stored_hashed(api: tuple[TestClient, dict[str, str]], warehouse_url: str) -> None:
     _, keys = api
-    with open_warehouse(warehouse_url) as warehouse:
+    with open_ops(Settings()) as warehouse:
         stored = warehouse.query("SELECT key_id, secret_sha256 FROM ops.api_keys")
     secrets = {k.split("_", 2)[2] for k in keys.values()}
     assert len(stored) == 4
     assert not any(s in str(row) for row in stored for s in secrets)
+
+
+def test_demands_keep_working_while_another_process_holds_the_duckdb_file(
+    settings: Settings, demand_catalog: Catalog
+) -> None:
+    """The embedded warehouse admits one process; keys and demands live beside it."""
+    import subprocess
+    import sys
+
+    from hub.warehouse import open_warehouse
+
+    with open_warehouse(settings.warehouse_url):
+        pass  # create the file
+    path = settings.warehouse_url.removeprefix("duckdb:///")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            "print('holding', flush=True); time.sleep(60)",
+            path,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with open_ops(settings) as store:
+            key = create_key(store, PrincipalKind.application, "talent_housing", by="t").key
+        client = TestClient(create_app(settings, demand_catalog))
+        submission = {**SUBMISSION, "scenario": "talent_apartment"}
+        created = client.post("/v1/demands", json=submission, headers=auth(key))
+        assert created.status_code == 201, created.text
+        busy = client.get("/v1/reports/demands", headers=auth(key))
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
+    finally:
+        holder.kill()
+        holder.wait()
