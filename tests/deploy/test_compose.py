@@ -167,6 +167,28 @@ def test_airflow_runs_celery_on_redis_and_postgres(compose: dict[str, Any]) -> N
     assert "airflow db migrate" in " ".join(services["airflow-init"]["command"])
 
 
+def test_workers_reach_the_execution_api_and_do_not_share_ports(compose: dict[str, Any]) -> None:
+    """What tests/orchestration/test_celery.py needed to run the same set-up as processes:
+    every Airflow service names the api-server's execution API, and workers sharing one
+    network namespace serve their task logs on different ports."""
+    services = compose["services"]
+    api_command = services["airflow-apiserver"]["command"]
+    api_port = api_command[api_command.index("--port") + 1]
+    for name in AIRFLOW:
+        env = environment(services[name])
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == (
+            f"http://airflow-apiserver:{api_port}/execution/"
+        ), name
+    log_ports: dict[str, set[str]] = {}
+    for name in AIRFLOW:
+        namespace = services[name].get("network_mode", name)
+        if "celery worker" in " ".join(services[name]["command"]):
+            port = environment(services[name]).get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
+            ports = log_ports.setdefault(namespace, set())
+            assert (port or "8793") not in ports, f"{name}: log server port taken in {namespace}"
+            ports.add(port or "8793")
+
+
 def test_one_image_built_from_the_lock_file(compose: dict[str, Any]) -> None:
     for name in RUNS_HUB_CODE:
         service = compose["services"][name]
