@@ -516,6 +516,12 @@ def print_status(settings: Settings, statuses: list[Any]) -> None:
 airflow_app = typer.Typer(no_args_is_help=True, help="A local Airflow (standalone) for the DAGs.")
 app.add_typer(airflow_app, name="airflow")
 
+# audit chain and evidence documents (hub/audit_cli.py)
+from hub.audit_cli import audit_app, evidence_app  # noqa: E402
+
+app.add_typer(audit_app, name="audit")
+app.add_typer(evidence_app, name="evidence")
+
 
 @airflow_app.command("up")
 def airflow_up(

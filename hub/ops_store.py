@@ -2,7 +2,7 @@
 
 With a PostgreSQL warehouse it is the warehouse itself (schema ``ops``): many processes
 read and write it at once. Beside the embedded DuckDB warehouse it is a SQLite database,
-``HUB_HOME/ops.sqlite`` (WAL: many readers and one writer at a time, each waiting up to
+``HUB_HOME/ops/access.sqlite`` (WAL: many readers and one writer at a time, each waiting up to
 ``busy_timeout`` for the others), because a DuckDB file admits one writing process and
 blocks every other process from opening it meanwhile: the API must keep checking keys and
 grants while a sync, build or publish holds the warehouse.
@@ -115,7 +115,7 @@ class SqliteOpsStore:
 
 
 def ops_path(settings: Settings) -> Path:
-    return settings.home / "ops.sqlite"
+    return settings.home / "ops" / "access.sqlite"
 
 
 def open_ops(settings: Settings) -> Any:

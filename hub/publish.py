@@ -210,9 +210,26 @@ def publish(
                 )
             if result.status in {PublishStatus.published, PublishStatus.unchanged}:
                 _prune(warehouse, resource.code, keep, result)
+                _refresh_serving(warehouse, settings, resource, result)
             result.seconds = time.monotonic() - started
             results.append(result)
     return results
+
+
+def _refresh_serving(
+    warehouse: Warehouse, settings: Settings, resource: Resource, result: PublishResult
+) -> None:
+    """Beside an embedded DuckDB warehouse, export the served version for the API
+    (hub.serve.snapshots); a failure leaves the API on the previous version and is noted."""
+    from hub.serve.snapshots import sync_serving
+    from hub.warehouse import DuckDBWarehouse
+
+    if not isinstance(warehouse, DuckDBWarehouse):
+        return
+    try:
+        sync_serving(warehouse, settings, resource)
+    except Exception as exc:
+        result.notes.append(f"serving file not refreshed: {type(exc).__name__}: {exc}")
 
 
 def rollback(settings: Settings, resource: str) -> PublishResult:
@@ -253,17 +270,21 @@ def rollback(settings: Settings, resource: str) -> PublishResult:
                 (resource, target),
             )
             restored = _version_row(warehouse, resource, target)
-    assert restored is not None
-    return PublishResult(
-        resource,
-        PublishStatus.rolled_back,
-        f"{resource}: rolled back from v{current.version} to v{target}",
-        version=target,
-        previous_version=current.version,
-        gate_run_id=restored.gate_run_id,
-        rows=restored.rows,
-        seconds=time.monotonic() - started,
-    )
+        assert restored is not None
+        result = PublishResult(
+            resource,
+            PublishStatus.rolled_back,
+            f"{resource}: rolled back from v{current.version} to v{target}",
+            version=target,
+            previous_version=current.version,
+            gate_run_id=restored.gate_run_id,
+            rows=restored.rows,
+        )
+        catalog = load_catalog(settings.catalog_dir)
+        if catalog.has_resource(resource):
+            _refresh_serving(warehouse, settings, catalog.resource(resource), result)
+    result.seconds = time.monotonic() - started
+    return result
 
 
 def read_as_of(warehouse: Warehouse, resource: str, version: int | None = None) -> str:

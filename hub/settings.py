@@ -86,6 +86,27 @@ class Settings(BaseSettings):
         default=365, ge=1, description="Validity of an approved or timed-out grant, in days."
     )
 
+    # API (hub serve)
+    audit_url: str = Field(
+        default="",
+        description="Audit log: postgresql://... or sqlite:///<file>. Default: the PostgreSQL "
+        "warehouse, else HUB_HOME/ops/audit.sqlite.",
+    )
+    audit_anchor_every_s: float = Field(
+        default=5.0, gt=0, description="How often the audit writer signs the chain's head."
+    )
+    api_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long the API keeps a key or an application's grants before "
+        "reading them again: a revocation takes effect within this time.",
+    )
+    api_rate_per_second: float = Field(
+        default=1000.0, ge=0, description="Requests a second per application (0: no limit)."
+    )
+    api_rate_burst: int = Field(default=2000, ge=1, description="Burst per application.")
+    api_max_page: int = Field(default=1000, ge=1, description="Most records one page returns.")
+
     # simulated department systems (used by `hub simulate` and by the default connections)
     sim_housing_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")
     sim_tax_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")

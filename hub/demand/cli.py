@@ -418,13 +418,18 @@ def revoke_key_command(key_id: str) -> None:
 def serve_command(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
-    """The HTTP API (OpenAPI docs at /docs)."""
+    """The HTTP API (OpenAPI docs at /docs): read, verify, export; demands and answers."""
     import uvicorn
 
+    settings = _settings()
+    _catalog(settings)  # a broken catalog stops here, with its problems listed
+    if workers > 1:
+        uvicorn.run("hub.serve.asgi:app", host=host, port=port, workers=workers, access_log=False)
+        return
     from hub.serve import create_app
 
-    settings = _settings()
     uvicorn.run(create_app(settings, _catalog(settings)), host=host, port=port, access_log=False)
 
 

@@ -292,20 +292,9 @@ class DemandBook:
     ) -> list[Grant]:
         """Grants, optionally of one application / resource, optionally only those
         active at ``active_at``."""
-        where, params = [], []
-        for column, value in (("application", application), ("resource", resource)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self.store.query(
-            f"SELECT {_GRANT_COLUMNS} FROM ops.grants{clause} ORDER BY granted_at, grant_id",
-            params,
+        return list_grants(
+            self.store, application=application, resource=resource, active_at=active_at
         )
-        found = [_grant(r) for r in rows]
-        if active_at is not None:
-            found = [g for g in found if g.is_active(active_at)]
-        return found
 
     def history(self, demand_id: str) -> list[DemandEvent]:
         """Every change of state of a demand, oldest first."""
@@ -743,6 +732,30 @@ class DemandBook:
                 f"{demand.demand_id} asks {demand.provider}'s {demand.resource}: only "
                 f"{demand.provider} can answer it, not {department!r}"
             )
+
+
+def list_grants(
+    store: OpsStore,
+    *,
+    application: str | None = None,
+    resource: str | None = None,
+    active_at: datetime | None = None,
+) -> list[Grant]:
+    """Grants in ``store``, optionally of one application / resource, optionally only
+    those active at ``active_at``."""
+    where, params = [], []
+    for column, value in (("application", application), ("resource", resource)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    rows = store.query(
+        f"SELECT {_GRANT_COLUMNS} FROM ops.grants{clause} ORDER BY granted_at, grant_id", params
+    )
+    found = [_grant(r) for r in rows]
+    if active_at is not None:
+        found = [g for g in found if g.is_active(active_at)]
+    return found
 
 
 def _event_of(row: Sequence[Any]) -> DemandEvent:

@@ -15,8 +15,8 @@ the report, which reads resource status from the warehouse, may answer 503 then.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -30,6 +30,7 @@ from hub.demand import DemandBook, DemandError, DemandNotFoundError, DemandStatu
 from hub.demand.calendar import utc_now
 from hub.keys import ApiKeyError, Principal, PrincipalKind, authenticate
 from hub.ops_store import OpsStore, open_ops
+from hub.serve.records import Services, records_router, request_id_of
 from hub.settings import Settings
 
 
@@ -102,11 +103,22 @@ Book = Annotated[DemandBook, Depends(_book)]
 def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     """The API over ``settings``' warehouse and catalog."""
     catalog = catalog or load_catalog(settings.catalog_dir)
+    services = Services(settings, catalog)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.close()  # drains the audit writer, closes the pool
+
     app = FastAPI(
         title="exchange-hub",
         version="1",
-        description="Supply and demand of the city's shared data.",
+        description="The city's shared data: read, verify and export under grants; "
+        "register demands and answer them.",
+        lifespan=lifespan,
     )
+    app.state.services = services
+    app.include_router(records_router())
 
     app.state.settings = settings
     app.state.catalog = catalog
@@ -127,10 +139,10 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         return JSONResponse({"error": "refused", "detail": str(exc)}, status_code=409)
 
     @app.middleware("http")
-    async def _request_id(request: Request, call_next: Any) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    async def _set_request_id(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
-        response.headers["X-Request-Id"] = request_id
+        if "x-request-id" not in response.headers:  # the read endpoints set their own
+            response.headers["X-Request-Id"] = request_id_of(request)
         return response
 
     def _application(caller: Principal) -> str:

@@ -1,0 +1,192 @@
+"""Published versions as read-only SQLite files, for the API beside an embedded warehouse.
+
+The embedded DuckDB file admits one writing process and blocks every other process from
+opening it meanwhile, so the API cannot read ``shared`` there while a sync, build or
+publish runs. Instead, each published version of a resource is exported once, by the
+process that publishes it, to ``HUB_HOME/serving/<resource>/v<N>.sqlite``:
+
+- written under a ``.partial`` name and renamed when complete (fsync'd), never rewritten:
+  version tables never change once published, so neither does their file;
+- ``current.json`` beside them names the current version (written to a temporary file
+  and renamed: a reader sees the old pointer or the new one);
+- indexes on the primary key, the subject fields and every identifier field (``*_id``,
+  ``*_no``, ``*_code``): what applications look records up by;
+- values as the API returns them: dates ``YYYY-MM-DD``, timestamps
+  ``YYYY-MM-DD HH:MM:SS[.ffffff]``, decimals as exact text, booleans 0/1;
+- files of versions past retention are deleted with them.
+
+Readers open a file with ``mode=ro&immutable=1``: no locks, any number of processes.
+With a PostgreSQL warehouse none of this is needed: the API reads version tables there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hub.catalog.models import Resource, ResourceField
+from hub.publish import PRUNED, PublishedVersion, current_version, published_versions
+from hub.settings import Settings
+from hub.warehouse import DuckDBWarehouse, quote_ident
+
+POINTER = "current.json"
+BATCH_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class ServingVersion:
+    """What ``current.json`` says: the version to serve and where it came from."""
+
+    resource: str
+    version: int
+    rows: int
+    data_as_of: str | None
+    gate_run_id: str
+    published_at: str
+    file: str  # name of the SQLite file in the resource's serving folder
+
+    @classmethod
+    def of(cls, published: PublishedVersion) -> ServingVersion:
+        return cls(
+            resource=published.resource,
+            version=published.version,
+            rows=published.rows,
+            data_as_of=_iso(published.data_as_of),
+            gate_run_id=published.gate_run_id,
+            published_at=_iso(published.published_at) or "",
+            file=f"v{published.version}.sqlite",
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(" ")
+
+
+def serving_dir(settings: Settings) -> Path:
+    return settings.home / "serving"
+
+
+def sqlite_type(spec: ResourceField) -> str:
+    return "INTEGER" if spec.type in {"integer", "boolean"} else "TEXT"
+
+
+def indexed_fields(resource: Resource) -> list[str]:
+    """Fields that get their own index (besides the primary key)."""
+    names = [*resource.subject_fields]
+    for spec in resource.fields:
+        if spec.type == "string" and spec.name.endswith(("_id", "_no", "_code")):
+            names.append(spec.name)
+    return [n for n in dict.fromkeys(names) if (n,) != tuple(resource.primary_key)]
+
+
+def _select_as_served(resource: Resource) -> str:
+    """The version's columns cast to the text the API serves."""
+    columns = []
+    for spec in resource.fields:
+        name = quote_ident(spec.name)
+        if spec.type in {"date", "timestamp"} or spec.type.startswith("decimal"):
+            columns.append(f"CAST({name} AS VARCHAR) AS {name}")
+        elif spec.type == "boolean":
+            columns.append(f"CAST({name} AS INTEGER) AS {name}")
+        else:
+            columns.append(name)
+    return ", ".join(columns)
+
+
+def export_version(
+    warehouse: DuckDBWarehouse, resource: Resource, published: PublishedVersion, target: Path
+) -> None:
+    """Write one published version to ``target`` (atomically: ``.partial`` then rename)."""
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(partial)
+    try:
+        db.execute("PRAGMA journal_mode = OFF")  # a new file: nothing to recover
+        db.execute("PRAGMA synchronous = OFF")  # fsync once, below, before the rename
+        columns = ", ".join(f'"{f.name}" {sqlite_type(f)}' for f in resource.fields)
+        db.execute(f"CREATE TABLE records ({columns})")
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        placeholders = ", ".join("?" for _ in resource.fields)
+        keys = ", ".join(quote_ident(k) for k in resource.primary_key)
+        reader = warehouse.connection.sql(
+            f"SELECT {_select_as_served(resource)} FROM {published.table} ORDER BY {keys}"
+        ).to_arrow_reader(BATCH_ROWS)
+        for batch in reader:
+            rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
+            db.executemany(f"INSERT INTO records VALUES ({placeholders})", rows)
+        key_list = ", ".join(f'"{k}"' for k in resource.primary_key)
+        db.execute(f"CREATE UNIQUE INDEX records_key ON records ({key_list})")
+        for name in indexed_fields(resource):
+            db.execute(f'CREATE INDEX "records_{name}" ON records ("{name}")')
+        db.executemany(
+            "INSERT INTO meta VALUES (?, ?)",
+            [(k, json.dumps(v)) for k, v in asdict(ServingVersion.of(published)).items()],
+        )
+        db.commit()
+        db.execute("ANALYZE")
+    finally:
+        db.close()
+    with open(partial, "rb") as handle:
+        os.fsync(handle.fileno())
+    partial.replace(target)
+
+
+def write_pointer(folder: Path, serving: ServingVersion) -> None:
+    """Point ``current.json`` at ``serving`` in one rename."""
+    temporary = folder / f".{POINTER}.{os.getpid()}"
+    temporary.write_text(json.dumps(asdict(serving), ensure_ascii=False), encoding="utf-8")
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    temporary.replace(folder / POINTER)
+
+
+def read_pointer(folder: Path) -> ServingVersion | None:
+    path = folder / POINTER
+    if not path.exists():
+        return None
+    return ServingVersion(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def sync_serving(
+    warehouse: DuckDBWarehouse, settings: Settings, resource: Resource
+) -> ServingVersion | None:
+    """Make the serving folder of ``resource`` match the warehouse: the current version's
+    file exists, ``current.json`` names it, files of pruned versions are gone. Idempotent;
+    returns what is served now (None: nothing published)."""
+    folder = serving_dir(settings) / resource.code
+    current = current_version(warehouse, resource.code)
+    if current is None:
+        return None
+    target = folder / f"v{current.version}.sqlite"
+    if not target.exists():
+        export_version(warehouse, resource, current, target)
+    serving = ServingVersion.of(current)
+    if read_pointer(folder) != serving:
+        write_pointer(folder, serving)
+    kept = {
+        f"v{v.version}.sqlite"
+        for v in published_versions(warehouse, resource.code)
+        if v.status != PRUNED
+    }
+    for old in folder.glob("v*.sqlite"):
+        if old.name not in kept:
+            old.unlink(missing_ok=True)
+    return serving
+
+
+def open_version(folder: Path, serving: ServingVersion) -> sqlite3.Connection:
+    """A read-only connection to a served version (no locks: the file never changes)."""
+    uri = f"file:{folder / serving.file}?mode=ro&immutable=1"
+    connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    connection.execute("PRAGMA query_only = ON")
+    return connection
+
+
+def describe(serving: ServingVersion) -> dict[str, Any]:
+    return asdict(serving)

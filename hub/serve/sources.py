@@ -1,0 +1,408 @@
+"""Where the API reads published records: one interface, two places.
+
+- :class:`SnapshotSource`, beside the embedded DuckDB warehouse: the read-only SQLite
+  files of :mod:`hub.serve.snapshots` (``current.json`` re-read when it changes).
+- :class:`PostgresSource`: the version tables ``shared."<code>__v<N>"`` of a PostgreSQL
+  warehouse through a connection pool, the current version from ``ops.publish_log``.
+
+Both answer for one pinned version per request, so a publish in the middle of a request
+never mixes two versions, and both return values as the API serves them (text dates,
+timestamps and decimals; see :mod:`hub.serve.snapshots`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from hub.catalog.models import Resource
+from hub.serve.snapshots import ServingVersion, open_version, read_pointer, serving_dir
+from hub.settings import Settings
+from hub.warehouse import quote_ident
+
+VERSION_CACHE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """The published version a request reads."""
+
+    resource: str
+    version: int
+    rows: int
+    data_as_of: datetime | None
+    gate_run_id: str
+    published_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``column op value``; op is one of ``=``, ``>=``."""
+
+    column: str
+    op: str
+    value: Any
+
+
+class RecordSource(Protocol):
+    def current(self, resource: Resource) -> VersionInfo | None: ...
+
+    def lookup(
+        self,
+        resource: Resource,
+        version: VersionInfo,
+        columns: Sequence[str],
+        conditions: Sequence[Condition],
+        any_of: Sequence[Condition],
+        after: Sequence[Any] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]: ...
+
+    def count(
+        self,
+        resource: Resource,
+        version: VersionInfo,
+        conditions: Sequence[Condition],
+        distinct: str | None,
+    ) -> int: ...
+
+    def batches(
+        self, resource: Resource, version: VersionInfo, columns: Sequence[str], rows: int
+    ) -> Iterator[pa.RecordBatch]: ...
+
+    def close(self) -> None: ...
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, width: int) -> list[Any]:
+    """The key values of a cursor; raises ValueError when it is not one of ours."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    try:
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("not a cursor this API returned") from exc
+    if not isinstance(values, list) or len(values) != width:
+        raise ValueError("not a cursor this API returned")
+    if not all(isinstance(v, str | int | float) or v is None for v in values):
+        raise ValueError("not a cursor this API returned")
+    return values
+
+
+def served_value(value: Any) -> Any:
+    """A value as the API serves it (the same text the snapshot files hold)."""
+    if isinstance(value, datetime):
+        return value.isoformat(" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _where(
+    conditions: Sequence[Condition], any_of: Sequence[Condition], placeholder: str
+) -> tuple[str, list[Any]]:
+    parts, params = [], []
+    for c in conditions:
+        parts.append(f"{quote_ident(c.column)} {c.op} {placeholder}")
+        params.append(c.value)
+    if any_of:
+        parts.append(
+            "(" + " OR ".join(f"{quote_ident(c.column)} {c.op} {placeholder}" for c in any_of) + ")"
+        )
+        params.extend(c.value for c in any_of)
+    return (" AND ".join(parts) or "TRUE"), params
+
+
+def _after(
+    resource: Resource, after: Sequence[Any] | None, placeholder: str
+) -> tuple[str, list[Any]]:
+    if after is None:
+        return "TRUE", []
+    keys = ", ".join(quote_ident(k) for k in resource.primary_key)
+    marks = ", ".join(placeholder for _ in resource.primary_key)
+    return f"({keys}) > ({marks})", list(after)
+
+
+# ---------------------------------------------------------------------- SQLite snapshots
+
+
+class SnapshotSource:
+    """Published versions from the SQLite files beside an embedded warehouse."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.root = serving_dir(settings)
+        self._pointers: dict[str, tuple[float, ServingVersion | None]] = {}
+        self._local = threading.local()
+
+    def current(self, resource: Resource) -> VersionInfo | None:
+        folder = self.root / resource.code
+        pointer = folder / "current.json"
+        try:
+            stamp = pointer.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        cached = self._pointers.get(resource.code)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, read_pointer(folder))
+            self._pointers[resource.code] = cached
+        serving = cached[1]
+        if serving is None:
+            return None
+        return VersionInfo(
+            resource=serving.resource,
+            version=serving.version,
+            rows=serving.rows,
+            data_as_of=datetime.fromisoformat(serving.data_as_of) if serving.data_as_of else None,
+            gate_run_id=serving.gate_run_id,
+            published_at=datetime.fromisoformat(serving.published_at)
+            if serving.published_at
+            else None,
+        )
+
+    def _connection(self, resource: Resource, version: VersionInfo) -> sqlite3.Connection:
+        """One read-only connection per thread and version file."""
+        connections: dict[Path, sqlite3.Connection] = self._local.__dict__.setdefault("c", {})
+        path = self.root / resource.code / f"v{version.version}.sqlite"
+        found = connections.get(path)
+        if found is None:
+            serving = ServingVersion(
+                resource.code, version.version, version.rows, None, "", "", path.name
+            )
+            found = open_version(path.parent, serving)
+            connections[path] = found
+        return found
+
+    def lookup(
+        self,
+        resource: Resource,
+        version: VersionInfo,
+        columns: Sequence[str],
+        conditions: Sequence[Condition],
+        any_of: Sequence[Condition],
+        after: Sequence[Any] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        where, params = _where(conditions, any_of, "?")
+        page, more = _after(resource, after, "?")
+        keys = ", ".join(quote_ident(k) for k in resource.primary_key)
+        cursor = self._connection(resource, version).execute(
+            f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM records "
+            f"WHERE {where} AND {page} ORDER BY {keys} LIMIT ?",
+            [*params, *more, limit],
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def count(
+        self,
+        resource: Resource,
+        version: VersionInfo,
+        conditions: Sequence[Condition],
+        distinct: str | None,
+    ) -> int:
+        where, params = _where(conditions, (), "?")
+        what = f"DISTINCT {quote_ident(distinct)}" if distinct else "*"
+        row = (
+            self._connection(resource, version)
+            .execute(
+                f"SELECT count({what}) FROM records WHERE {where}",
+                [served_value(p) for p in params],
+            )
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def batches(
+        self, resource: Resource, version: VersionInfo, columns: Sequence[str], rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        connection = open_version(
+            self.root / resource.code,
+            ServingVersion(
+                resource.code,
+                version.version,
+                version.rows,
+                None,
+                "",
+                "",
+                f"v{version.version}.sqlite",
+            ),
+        )
+        try:
+            keys = ", ".join(quote_ident(k) for k in resource.primary_key)
+            cursor = connection.execute(
+                f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM records ORDER BY {keys}"
+            )
+            while chunk := cursor.fetchmany(rows):
+                yield pa.RecordBatch.from_pylist(
+                    [dict(zip(columns, r, strict=True)) for r in chunk],
+                    schema=_served_schema(resource, columns),
+                )
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        for connection in self._local.__dict__.get("c", {}).values():
+            connection.close()
+
+
+def _served_schema(resource: Resource, columns: Sequence[str]) -> pa.Schema:
+    types = {"integer": pa.int64(), "boolean": pa.int64()}
+    return pa.schema([(c, types.get(resource.field(c).type, pa.string())) for c in columns])
+
+
+# ---------------------------------------------------------------------- PostgreSQL
+
+
+class PostgresSource:
+    """Published versions from a PostgreSQL warehouse, through a connection pool."""
+
+    def __init__(self, settings: Settings, *, min_size: int = 2, max_size: int = 16) -> None:
+        from psycopg_pool import ConnectionPool
+
+        from hub.warehouse import _libpq_url
+
+        self.pool = ConnectionPool(
+            _libpq_url(settings.warehouse_url),
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            open=True,
+        )
+        self._versions: dict[str, tuple[float, VersionInfo | None]] = {}
+
+    def current(self, resource: Resource) -> VersionInfo | None:
+        cached = self._versions.get(resource.code)
+        if cached is not None and time.monotonic() - cached[0] < VERSION_CACHE_SECONDS:
+            return cached[1]
+        with self.pool.connection() as connection:
+            row = connection.execute(
+                'SELECT resource, version, "rows", data_as_of, gate_run_id, published_at '
+                "FROM ops.publish_log WHERE resource = %s AND is_current",
+                (resource.code,),
+            ).fetchone()
+        info = VersionInfo(*row) if row else None
+        self._versions[resource.code] = (time.monotonic(), info)
+        return info
+
+    @staticmethod
+    def _table(resource: Resource, version: VersionInfo) -> str:
+        return f"shared.{quote_ident(f'{resource.code}__v{version.version}')}"
+
+    def lookup(
+        self,
+        resource: Resource,
+        version: VersionInfo,
+        columns: Sequence[str],
+        conditions: Sequence[Condition],
+        any_of: Sequence[Condition],
+        after: Sequence[Any] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        where, params = _where(_typed(resource, conditions), _typed(resource, any_of), "%s")
+        page, more = _after(resource, _typed_values(resource, after), "%s")
+        keys = ", ".join(quote_ident(k) for k in resource.primary_key)
+        with self.pool.connection() as connection:
+            cursor = connection.execute(
+                f"SELECT {', '.join(quote_ident(c) for c in columns)} "
+                f"FROM {self._table(resource, version)} "
+                f"WHERE {where} AND {page} ORDER BY {keys} LIMIT %s",
+                [*params, *more, limit],
+            )
+            names = [d.name for d in cursor.description or ()]
+            rows = cursor.fetchall()
+        return [{n: served_value(v) for n, v in zip(names, row, strict=True)} for row in rows]
+
+    def count(
+        self,
+        resource: Resource,
+        version: VersionInfo,
+        conditions: Sequence[Condition],
+        distinct: str | None,
+    ) -> int:
+        where, params = _where(_typed(resource, conditions), (), "%s")
+        what = f"DISTINCT {quote_ident(distinct)}" if distinct else "*"
+        with self.pool.connection() as connection:
+            row = connection.execute(
+                f"SELECT count({what}) FROM {self._table(resource, version)} WHERE {where}",
+                params,
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def batches(
+        self, resource: Resource, version: VersionInfo, columns: Sequence[str], rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        keys = ", ".join(quote_ident(k) for k in resource.primary_key)
+        schema = _served_schema(resource, columns)
+        with self.pool.connection() as connection, connection.transaction():
+            cursor = connection.cursor(name="hub_export")  # server-side: memory stays flat
+            cursor.itersize = rows
+            cursor.execute(
+                f"SELECT {', '.join(quote_ident(c) for c in columns)} "
+                f"FROM {self._table(resource, version)} ORDER BY {keys}"
+            )
+            while chunk := cursor.fetchmany(rows):
+                yield pa.RecordBatch.from_pylist(
+                    [{c: _served_cell(v) for c, v in zip(columns, r, strict=True)} for r in chunk],
+                    schema=schema,
+                )
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _served_cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    return served_value(value)
+
+
+def _typed(resource: Resource, conditions: Sequence[Condition]) -> list[Condition]:
+    """PostgreSQL compares typed columns with typed values: parse the text the API took."""
+    return [
+        Condition(c.column, c.op, _typed_value(resource, c.column, c.value)) for c in conditions
+    ]
+
+
+def _typed_values(resource: Resource, after: Sequence[Any] | None) -> list[Any] | None:
+    if after is None:
+        return None
+    return [_typed_value(resource, k, v) for k, v in zip(resource.primary_key, after, strict=True)]
+
+
+def _typed_value(resource: Resource, column: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    kind = resource.field(column).type
+    if kind == "date":
+        return date.fromisoformat(value)
+    if kind == "timestamp":
+        return datetime.fromisoformat(value)
+    if kind.startswith("decimal"):
+        return Decimal(value)
+    if kind == "integer":
+        return int(value)
+    if kind == "boolean":
+        return value.lower() in {"1", "true"}
+    return value
+
+
+def open_source(settings: Settings) -> RecordSource:
+    """The record source for ``settings``' warehouse."""
+    if settings.warehouse_engine == "postgres":
+        return PostgresSource(settings)
+    return SnapshotSource(settings)
