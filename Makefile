@@ -5,7 +5,7 @@
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: demo test lint bench-extract bench-gate clean install
+.PHONY: demo test lint manifest bench-extract bench-gate clean install
 
 install: .venv/.installed
 
@@ -22,7 +22,11 @@ lint: install
 	$(RUN) ruff format --check .
 	$(RUN) mypy
 
-test: lint
+# target/manifest.json (dbt parse, ~5 s when stale): the build_shared DAG is rendered from it
+manifest: install
+	$(RUN) python -m hub.build
+
+test: lint manifest
 	$(RUN) pytest
 
 bench-extract: install
@@ -33,3 +37,7 @@ bench-gate: install
 
 clean:
 	rm -rf state .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench-api
+bench-api: install
+	$(RUN) python bench/api.py

@@ -122,6 +122,9 @@ def up(settings: Settings, *, port: int = DEFAULT_PORT, wait_s: float = 120.0) -
     if healthy(url):
         raise AirflowCtlError(f"another Airflow already answers on {url}: choose another --port")
     home.mkdir(parents=True, exist_ok=True)
+    from hub.build import parse_manifest
+
+    parse_manifest(settings)  # build_shared is rendered from target/manifest.json
     with log.open("ab") as out:
         process = subprocess.Popen(
             standalone_command(),

@@ -296,12 +296,21 @@ def build_command(
     select: Annotated[
         str | None, typer.Option("--select", help="dbt selection, e.g. shared.persons+.")
     ] = None,
+    parse: Annotated[
+        bool,
+        typer.Option(
+            "--parse", help="Only write target/manifest.json (dbt parse) for the Airflow DAGs."
+        ),
+    ] = False,
 ) -> None:
     """Run dbt: staging views, candidate shared tables in `audit`, the catalog tables."""
-    from hub.build import BuildError, build
+    from hub.build import BuildError, build, parse_manifest
 
     settings = _settings()
     try:
+        if parse:
+            console.print(f"manifest: {parse_manifest(settings)}")
+            return
         result = build(settings, select=select)
     except BuildError as exc:
         raise _fail(str(exc)) from exc
@@ -562,10 +571,11 @@ def demo(
     airflow: Annotated[
         bool,
         typer.Option(
-            "--airflow",
-            help="Run the flow through the Airflow DAGs in-process (dag.test(), no server).",
+            "--airflow/--direct",
+            help="Through the Airflow DAGs in-process (dag.test(), no server; the default), "
+            "or calling each step directly (faster, no Airflow).",
         ),
-    ] = False,
+    ] = True,
 ) -> None:
     """The whole flow on the embedded default, for two simulated days:
     simulate -> sync -> build -> gate -> publish, then advance a day and run it again."""

@@ -35,6 +35,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # Cosmos's partial-parse cache, per home (the default /tmp/cosmos is shared)
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos"),
         "DO_NOT_TRACK": "1",
         "GX_ANALYTICS_ENABLED": "False",
     }
@@ -124,15 +126,23 @@ def run_dag(
     """``dag.test()`` one of the hub's DAGs; returns the run's state (``success``...).
 
     ``configure`` False: use the Airflow this process already configured and migrated
-    (a test's session fixture) instead of ``settings.home / "airflow"``.
+    (a test's session fixture) instead of ``settings.home / "airflow"``. Either way
+    target/manifest.json is written first when stale (``build_shared`` is rendered from
+    it), and dbt's hold on a DuckDB warehouse is released when the run ends: every task
+    of ``dag.test()`` runs in this process.
     """
+    from hub.build import parse_manifest, release_dbt_connections
     from hub.orchestration.factories import build_dags
 
     if configure:
         migrate(settings)
+    parse_manifest(settings)
     with _hub_env(settings):
         dag = build_dags(settings)[dag_id]
-        run: Any = dag.test(logical_date=logical_date)
+        try:
+            run: Any = dag.test(logical_date=logical_date)
+        finally:
+            release_dbt_connections(settings)
     return str(getattr(run, "state", "unknown"))
 
 
@@ -140,12 +150,20 @@ def run_flow(
     settings: Settings, *, logical_date: datetime | None = None, with_build: bool = True
 ) -> dict[str, str]:
     """Run every sync DAG (the simulated systems running), then ``build_shared``, each
-    with ``dag.test()`` in this process. Returns ``{dag_id: state}`` in run order."""
+    with ``dag.test()`` in this process. Returns ``{dag_id: state}`` in run order.
+
+    Like ``hub build``, first regenerates the catalog-derived dbt files when the catalog
+    changed, then the manifest ``build_shared`` is rendered from.
+    """
+    from hub.build import parse_manifest, write_project_files
     from hub.catalog import load_catalog
     from hub.simulate.servers import running_systems
 
     logical_date = logical_date or datetime.now(UTC).replace(microsecond=0)
     catalog = load_catalog(settings.catalog_dir)
+    if with_build:
+        write_project_files(catalog)
+        parse_manifest(settings)
     states: dict[str, str] = {}
     with running_systems(settings):
         for code in sorted(d.code for d in catalog.departments):

@@ -1,5 +1,7 @@
-"""DAG factories. Reading ``catalogs/`` is the only I/O at parse time: no database,
-network or heavy import (pandas, pyarrow, dbt, GX are imported inside the tasks)."""
+"""DAG factories. Reading ``catalogs/`` and dbt's ``target/manifest.json`` (which
+``build_shared`` is rendered from, through Cosmos) is the only I/O at parse time: no
+database, network, dbt run or heavy import (pandas, pyarrow, dbt, GX are imported inside
+the tasks; Cosmos only where ``build_shared`` is built)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,14 @@ from airflow.sdk import DAG, Asset, AssetAny, task
 from hub.catalog import Catalog, load_catalog
 from hub.catalog.models import Resource, UpdateCycle
 from hub.orchestration import tasks
-from hub.settings import Settings
+from hub.settings import PROJECT_ROOT, Settings
 
 DUCKDB_POOL = "hub_duckdb"
 TAGS = ["exchange-hub"]
+DBT_GROUP = "dbt"
+# a dbt failure is mostly the data or the SQL (a retry fails the same way); one retry
+# covers a dropped connection without holding the resource's publication for minutes
+DBT_RETRIES = 1
 
 # The shortest update cycle of a department decides how often its DAG runs.
 _CYCLE_SCHEDULE: dict[UpdateCycle, str | timedelta] = {
@@ -87,11 +93,82 @@ def sync_dags(settings: Settings, catalog: Catalog) -> list[DAG]:
     ]
 
 
+def dbt_task_group(settings: Settings) -> Any:
+    """Cosmos ``DbtTaskGroup`` ``dbt``: one task per seed and model, ``dbt build --select
+    <node>`` (the node, then its data and unit tests; a failure stops only what depends on
+    it), rendered from ``target/manifest.json`` (LoadMode.DBT_MANIFEST: parsing the DAG
+    never runs dbt) and run in the worker's process through dbtRunner with profiles.yml.
+
+    Raises hub.build.ManifestError when the manifest is missing or stale.
+    """
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import (
+        ExecutionMode,
+        InvocationMode,
+        LoadMode,
+        TestBehavior,
+        TestIndirectSelection,
+    )
+
+    from hub.build import DBT_PROFILE, DBT_PROJECT, current_manifest, dbt_target
+
+    return DbtTaskGroup(
+        group_id=DBT_GROUP,
+        project_config=ProjectConfig(
+            manifest_path=current_manifest(), project_name=DBT_PROJECT, install_dbt_deps=False
+        ),
+        profile_config=ProfileConfig(
+            profile_name=DBT_PROFILE,
+            target_name=dbt_target(settings),
+            profiles_yml_filepath=PROJECT_ROOT / "profiles.yml",
+        ),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            dbt_project_path=PROJECT_ROOT,
+            # a node's tests whose other parents are its ancestors (built before it); the
+            # warn-only relationships tests between sibling models are left to `hub build`
+            test_indirect_selection=TestIndirectSelection.BUILDABLE,
+        ),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            # the hub's Assets are the raw tables; lineage of dbt nodes is dbt's docs
+            emit_datasets=False,
+        ),
+        operator_args={
+            "retries": DBT_RETRIES,
+            "interceptors": [tasks.dbt_profile_environment],
+        },
+    )
+
+
+def model_tasks(group: Any, codes: list[str]) -> dict[str, Any]:
+    """The task of ``group`` that builds each resource's candidate (model ``<code>``);
+    a code without a model in the manifest is left out."""
+    from hub.build import DBT_PROJECT
+
+    found = {}
+    for code in codes:
+        node = group.tasks_map.get(f"model.{DBT_PROJECT}.{code}")
+        if node is not None:
+            found[code] = node
+    return found
+
+
 def build_shared_dag(settings: Settings, catalog: Catalog) -> DAG:
-    """``build_shared``: dbt build, then gate + publish per resource (mapped), scheduled
-    on any raw Asset a sync emits. A resource that fails its gate or publish fails only
-    its own mapped index."""
+    """``build_shared``: create missing raw tables, the dbt task group (one task per seed
+    and model, from the manifest), then gate + publish per resource (mapped), scheduled
+    on any raw Asset a sync emits.
+
+    A mapped task cannot depend on one upstream per index, so ``gate_publish`` waits for
+    every candidate model (trigger rule all_done) and each index checks its own model's
+    task: a model that failed (or was skipped after a failed staging view) fails only its
+    resource's gate_publish, and every other resource is gated and published. Raises
+    hub.build.ManifestError when target/manifest.json is missing or stale.
+    """
     resources = sorted(catalog.resources, key=lambda r: r.code)
+    codes = [r.code for r in resources]
     with DAG(
         dag_id="build_shared",
         schedule=AssetAny(*(raw_asset(r) for r in resources)),
@@ -100,18 +177,32 @@ def build_shared_dag(settings: Settings, catalog: Catalog) -> DAG:
         max_active_runs=1,
         default_args=_default_args(settings),
         tags=[*TAGS, "build"],
-        doc_md="dbt build of staging and shared models, then gate and publish per resource.",
+        doc_md="Missing raw tables created, then dbt (Cosmos: one task per seed and model, "
+        "`dbt build` of the node and its tests), then gate and publish per resource.",
     ) as dag:
-        built = task(task_id="dbt_build")(tasks.dbt_build)()
-        published = task(task_id="gate_publish", map_index_template="{{ task.op_kwargs['code'] }}")(
-            tasks.gate_publish_one
-        ).expand(code=[r.code for r in resources])
-        built >> published
+        prepared = task(task_id="prepare_warehouse")(tasks.prepare_warehouse)()
+        group = dbt_task_group(settings)
+        prepared >> group
+        candidates = model_tasks(group, codes)
+        published = (
+            task(
+                task_id="gate_publish",
+                map_index_template="{{ task.op_kwargs['code'] }}",
+                trigger_rule="all_done",
+            )(tasks.gate_publish_one)
+            .partial(built_by={code: t.task_id for code, t in candidates.items()})
+            .expand(code=codes)
+        )
+        if candidates:
+            [candidates[code] for code in sorted(candidates)] >> published
+        else:  # no model for any resource: every index fails, after dbt
+            group >> published
     return dag
 
 
 def maintenance_dag(settings: Settings, catalog: Catalog) -> DAG:
-    """``maintenance``: freshness against each update cycle, version pruning."""
+    """``maintenance``: freshness against each update cycle, version pruning, approval
+    by timeout of overdue demands (and grant expiry), audit-chain verification."""
     with DAG(
         dag_id="maintenance",
         schedule="@daily",
@@ -120,11 +211,15 @@ def maintenance_dag(settings: Settings, catalog: Catalog) -> DAG:
         max_active_runs=1,
         default_args=_default_args(settings),
         tags=[*TAGS, "maintenance"],
-        doc_md="Freshness of every resource (ops.freshness) and published-version pruning.",
+        doc_md="Freshness of every resource (ops.freshness), published-version pruning, "
+        "approval by timeout of demands past their deadline, expiry of grants, and "
+        "verification of the audit chain.",
     ) as dag:
         fresh = task(task_id="check_freshness")(tasks.check_freshness)()
         pruned = task(task_id="prune_versions")(tasks.prune_versions)()
         fresh >> pruned
+        task(task_id="answer_overdue_demands", retries=1)(tasks.answer_overdue_demands)()
+        task(task_id="verify_audit_chain", retries=0)(tasks.verify_audit_chain)()
     return dag
 
 

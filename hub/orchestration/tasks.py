@@ -5,6 +5,7 @@ Heavy libraries (dbt, GX, pyarrow) are imported here, inside the tasks."""
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 import uuid
 from datetime import UTC, datetime
@@ -64,22 +65,66 @@ def raw_landed(results: Any) -> list[str]:
     return [r["resource"] for r in results if r is not None]
 
 
-def dbt_build() -> dict[str, Any]:
-    """``hub.build.build`` (dbt build); raises hub.build.BuildError on a failing node."""
-    from hub.build import build
+def prepare_warehouse() -> list[str]:
+    """Create the schemas, ops tables and any missing raw table before dbt runs, so a
+    resource never synced builds an empty candidate instead of failing its staging view."""
+    from hub.build import prepare_warehouse, release_dbt_connections
+    from hub.catalog import load_catalog
 
-    result = build(Settings())
-    return {"nodes": len(result.nodes), "seconds": round(result.seconds, 2)}
+    settings = Settings()
+    catalog = load_catalog(settings.catalog_dir)
+    release_dbt_connections(settings)  # a previous run's dbt, under dag.test()
+    prepare_warehouse(settings, catalog)
+    return sorted(r.code for r in catalog.resources)
 
 
-def gate_publish_one(code: str) -> dict[str, Any]:
-    """Gate then publish one resource; raises TaskFailedError when it is not published."""
+def dbt_profile_environment(context: Any, operator: Any) -> None:
+    """Cosmos interceptor, run by each dbt task before dbt: the variables profiles.yml
+    reads, from this worker's ``HUB_WAREHOUSE_URL``. Set in the process environment
+    (Cosmos passes it on to dbt), not in the operator's templated ``env``, so the
+    warehouse password never reaches the DAG's serialized or rendered fields."""
+    from hub.build import dbt_environment
+
+    os.environ.update(dbt_environment(Settings()))
+
+
+def _require_built(code: str, model_task_id: str | None) -> None:
+    """Fail (no retry) unless the dbt task that builds ``code``'s candidate succeeded in
+    this run: gate_publish waits for every model (all_done) and checks its own here."""
+    from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
+    if model_task_id is None:
+        raise AirflowFailException(
+            f"gate of {code}: the dbt project has no model {code} (target/manifest.json); "
+            "nothing gated or published"
+        )
+    ti: Any = get_current_context()["ti"]
+    found = ti.get_task_states(dag_id=ti.dag_id, task_ids=[model_task_id], run_ids=[ti.run_id])
+    state = (found.get(ti.run_id) or {}).get(model_task_id)
+    if state != "success":
+        raise AirflowFailException(
+            f"gate of {code}: dbt did not build its candidate in this run "
+            f"({model_task_id}: {state}); nothing gated or published"
+        )
+
+
+def gate_publish_one(code: str, built_by: dict[str, str] | None = None) -> dict[str, Any]:
+    """Gate then publish one resource; raises TaskFailedError when it is not published.
+
+    ``built_by`` maps resource codes to the dbt task building their candidate: when
+    given, the resource is gated only if that task succeeded in this run.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hub.build import release_dbt_connections
     from hub.gate import GateError, SuiteError, run_gate
     from hub.publish import publish
 
+    if built_by is not None:
+        _require_built(code, built_by.get(code))
     settings = Settings()
+    release_dbt_connections(settings)  # dbt ran in this process (dag.test): free the file
     try:
         runs = run_gate(settings, [code])
     except (GateError, SuiteError) as exc:  # a bad suite or no candidate: retrying won't help
@@ -182,6 +227,49 @@ def prune_versions() -> dict[str, list[int]]:
             _prune(warehouse, resource.code, settings.keep_versions, result)
             pruned[resource.code] = result.pruned
     return pruned
+
+
+def answer_overdue_demands() -> list[dict[str, Any]]:
+    """Approve by timeout the demands whose deadline passed by the run's interval end,
+    expire grants, move on newly matched demands (``DemandBook.process_due``)."""
+    from hub.catalog import load_catalog
+    from hub.demand import DemandBook
+    from hub.ops_store import open_ops
+
+    settings = Settings()
+    catalog = load_catalog(settings.catalog_dir)
+    with open_ops(settings) as store:
+        book = DemandBook(
+            store,
+            catalog,
+            approval_working_days=settings.approval_working_days,
+            grant_valid_days=settings.grant_valid_days,
+        )
+        events = book.process_due(_interval_end())
+    for event in events:
+        log.info("%s: %s (%s)", event.demand_id, event.action, event.reason)
+    return [{"demand_id": e.demand_id, "action": e.action, "to": e.to_status} for e in events]
+
+
+def verify_audit_chain() -> dict[str, Any]:
+    """Walk the audit chain (``hub audit verify``); fails, without retrying, on the first
+    altered, inserted or deleted entry or a cut tail."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hub.audit import AuditError, audit_url, verify_chain
+    from hub.evidence import load_evidence_key, public_key_set
+
+    settings = Settings()
+    url = audit_url(settings)
+    try:
+        report = verify_chain(url, public_key_set(load_evidence_key(settings)))
+    except AuditError as exc:
+        if "no audit log" in str(exc):  # nothing served yet
+            return {"entries": 0, "ok": True}
+        raise
+    if not report.ok:
+        raise AirflowFailException(f"audit chain broken: {report.problem}")
+    return {"entries": report.entries, "ok": True, "unanchored": report.unanchored}
 
 
 def record_task_failure(context: Any) -> None:
