@@ -43,18 +43,7 @@ from typing import Any
 from hub.catalog import load_catalog
 from hub.catalog.models import Catalog, Resource
 from hub.settings import Settings
-from hub.warehouse import Warehouse, open_warehouse, quote_ident
-
-PUBLISH_LOG_DDL = """CREATE TABLE IF NOT EXISTS ops.publish_log (
-    resource VARCHAR NOT NULL,
-    version INTEGER NOT NULL,
-    gate_run_id VARCHAR NOT NULL,
-    "rows" BIGINT NOT NULL,
-    data_as_of TIMESTAMP,
-    published_at TIMESTAMP NOT NULL,
-    is_current BOOLEAN NOT NULL,
-    status VARCHAR NOT NULL,
-    PRIMARY KEY (resource, version))"""
+from hub.warehouse import PUBLISH_LOG_DDL, Warehouse, open_warehouse, quote_ident
 
 # ops.publish_log.status of a version
 PUBLISHED = "published"  # its table exists; the current one or kept for rollback / as-of

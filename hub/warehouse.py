@@ -25,6 +25,46 @@ from hub.catalog.models import Resource
 SCHEMAS = ("raw", "staging", "audit", "rejects", "shared", "catalog", "ops")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
+# The tables the gate (hub.gate), publish (hub.publish) and maintenance write; the dbt
+# on-run-start macro macros/create_ops_tables.sql creates the first three for the catalog
+# models too (tests/build checks that both agree).
+GATE_RUNS_DDL = """CREATE TABLE IF NOT EXISTS ops.gate_runs (
+        gate_run_id VARCHAR PRIMARY KEY,
+        resource VARCHAR NOT NULL,
+        candidate_rows BIGINT NOT NULL,
+        candidate_max_batch VARCHAR,
+        passed BOOLEAN NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP NOT NULL,
+        docs_path VARCHAR)"""
+GATE_RESULTS_DDL = """CREATE TABLE IF NOT EXISTS ops.gate_results (
+        gate_run_id VARCHAR NOT NULL,
+        resource VARCHAR NOT NULL,
+        expectation VARCHAR NOT NULL,
+        "column" VARCHAR,
+        severity VARCHAR NOT NULL,
+        mostly DOUBLE PRECISION NOT NULL,
+        success BOOLEAN NOT NULL,
+        unexpected_count BIGINT,
+        unexpected_percent DOUBLE PRECISION,
+        sample_values VARCHAR,
+        observed_value VARCHAR)"""
+PUBLISH_LOG_DDL = """CREATE TABLE IF NOT EXISTS ops.publish_log (
+    resource VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    gate_run_id VARCHAR NOT NULL,
+    "rows" BIGINT NOT NULL,
+    data_as_of TIMESTAMP,
+    published_at TIMESTAMP NOT NULL,
+    is_current BOOLEAN NOT NULL,
+    status VARCHAR NOT NULL,
+    PRIMARY KEY (resource, version))"""
+FRESHNESS_DDL = (
+    "CREATE TABLE IF NOT EXISTS ops.freshness ("
+    "resource VARCHAR, department VARCHAR, update_cycle VARCHAR, checked_for TIMESTAMP, "
+    "last_success TIMESTAMP, age_hours DOUBLE PRECISION, stale BOOLEAN)"
+)
+
 # Demands, grants and API keys (hub.demand, hub.keys): in the warehouse's ops schema, or in
 # the ops SQLite database beside an embedded DuckDB warehouse (hub.ops_store).
 ACCESS_DDL = (
@@ -125,6 +165,10 @@ OPS_DDL = (
         try_number INTEGER,
         failed_at TIMESTAMP,
         error VARCHAR)""",
+    GATE_RUNS_DDL,
+    GATE_RESULTS_DDL,
+    PUBLISH_LOG_DDL,
+    FRESHNESS_DDL,
 )
 
 

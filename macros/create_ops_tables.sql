@@ -1,8 +1,8 @@
 {#
-    ops.gate_runs and ops.publish_log as the quality gate (hub/gate/run.py, GATE_DDL)
-    and the publish step (hub/publish.py, PUBLISH_LOG_DDL) create them: keep the three
-    in step. The catalog reads both; on a fresh warehouse dbt runs before either step,
-    so create them empty here. Runs as on-run-start.
+    ops.gate_runs and ops.publish_log as hub/warehouse.py defines them (GATE_RUNS_DDL,
+    PUBLISH_LOG_DDL; tests/build/test_ops_tables.py checks that both agree). The catalog
+    reads both; on a fresh warehouse dbt may run before the gate or publish, so create
+    them empty here. Runs as on-run-start.
 #}
 {% macro create_ops_tables() %}
     create schema if not exists ops;

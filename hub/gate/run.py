@@ -18,7 +18,13 @@ from hub.gate.dialect import Dialect
 from hub.gate.pushdown import GateError
 from hub.gate.suites import CitizenId, PartyId, RowCountChange, Suite, load_suite, load_suites
 from hub.settings import Settings
-from hub.warehouse import Warehouse, open_warehouse, quote_ident
+from hub.warehouse import (
+    GATE_RESULTS_DDL,
+    GATE_RUNS_DDL,
+    Warehouse,
+    open_warehouse,
+    quote_ident,
+)
 
 if TYPE_CHECKING:  # GX is imported when a gate runs, not with the package
     from great_expectations.data_context.types.resource_identifiers import (
@@ -27,29 +33,7 @@ if TYPE_CHECKING:  # GX is imported when a gate runs, not with the package
 
     from hub.gate.gx import DataDocs
 
-GATE_DDL = (
-    """CREATE TABLE IF NOT EXISTS ops.gate_runs (
-        gate_run_id VARCHAR PRIMARY KEY,
-        resource VARCHAR NOT NULL,
-        candidate_rows BIGINT NOT NULL,
-        candidate_max_batch VARCHAR,
-        passed BOOLEAN NOT NULL,
-        started_at TIMESTAMP NOT NULL,
-        finished_at TIMESTAMP NOT NULL,
-        docs_path VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS ops.gate_results (
-        gate_run_id VARCHAR NOT NULL,
-        resource VARCHAR NOT NULL,
-        expectation VARCHAR NOT NULL,
-        "column" VARCHAR,
-        severity VARCHAR NOT NULL,
-        mostly {double} NOT NULL,
-        success BOOLEAN NOT NULL,
-        unexpected_count BIGINT,
-        unexpected_percent {double},
-        sample_values VARCHAR,
-        observed_value VARCHAR)""",
-)
+GATE_DDL = (GATE_RUNS_DDL, GATE_RESULTS_DDL)  # one definition: hub.warehouse
 # success must not hinge on float noise: 0.99 * 100 is 98.99999999999999
 _EPSILON = 1e-9
 
@@ -92,9 +76,8 @@ class GateRun:
 
 def ensure_gate_tables(warehouse: Warehouse) -> None:
     """Create ``ops.gate_runs`` and ``ops.gate_results`` if missing (both engines)."""
-    double = Dialect(warehouse.engine).double
     for ddl in GATE_DDL:
-        warehouse.execute(ddl.format(double=double))
+        warehouse.execute(ddl)
 
 
 def _now() -> datetime:

@@ -17,12 +17,6 @@ log = logging.getLogger(__name__)
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
-_FRESHNESS_DDL = (
-    "CREATE TABLE IF NOT EXISTS ops.freshness ("
-    "resource VARCHAR, department VARCHAR, update_cycle VARCHAR, checked_for TIMESTAMP, "
-    "last_success TIMESTAMP, age_hours DOUBLE PRECISION, stale BOOLEAN)"
-)
-
 
 _REFUSALS = frozenset({"gate_failed", "candidate_changed"})
 
@@ -159,7 +153,7 @@ def check_freshness() -> list[dict[str, Any]]:
     """Age of each resource's last successful sync against its update cycle, as of the
     run's interval end; replaces that instant's rows of ``ops.freshness``."""
     from hub.catalog import load_catalog
-    from hub.warehouse import open_warehouse
+    from hub.warehouse import FRESHNESS_DDL, open_warehouse
 
     settings = Settings()
     catalog = load_catalog(settings.catalog_dir)
@@ -167,7 +161,7 @@ def check_freshness() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with open_warehouse(settings.warehouse_url) as warehouse:
         warehouse.ensure_schemas()
-        warehouse.execute(_FRESHNESS_DDL)
+        warehouse.execute(FRESHNESS_DDL)
         has_runs = bool(warehouse.table_columns("ops", "sync_runs"))
         for resource in sorted(catalog.resources, key=lambda r: r.code):
             last = None

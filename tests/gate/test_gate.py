@@ -177,16 +177,11 @@ def test_row_count_change_against_the_published_version(
     url = gate_settings.warehouse_url
     create_candidate(url, catalog.resource("persons"), persons_columns(PERSONS))
     with open_warehouse(url) as warehouse:
-        # publish's table, as the contract defines it; the gate only reads it
-        warehouse.execute(
-            "CREATE TABLE IF NOT EXISTS ops.publish_log (resource VARCHAR, version INTEGER, "
-            "gate_run_id VARCHAR, rows BIGINT, data_as_of TIMESTAMP, published_at TIMESTAMP, "
-            "is_current BOOLEAN, status VARCHAR)"
-        )
+        # publish's table (hub.warehouse creates it on open); the gate only reads it
         warehouse.execute(
             "INSERT INTO ops.publish_log VALUES "
-            "('persons', 1, 'x', 1000, NULL, NULL, FALSE, 'ok'), "
-            "('persons', 2, 'y', 400, NULL, NULL, TRUE, 'ok')"
+            "('persons', 1, 'x', 1000, NULL, TIMESTAMP '2026-11-01 00:00:00', FALSE, 'ok'), "
+            "('persons', 2, 'y', 400, NULL, TIMESTAMP '2026-11-02 00:00:00', TRUE, 'ok')"
         )
     [shrunk] = run_gate(gate_settings, ["persons"], catalog=catalog)
     change = _result(shrunk, "row_count_change", None)

@@ -39,25 +39,6 @@ BASE_ROWS = 40
 T0 = datetime(2026, 11, 1, 8, 0, 0)
 _clock = itertools.count(1)
 
-GATE_RUNS_DDL = """CREATE TABLE IF NOT EXISTS ops.gate_runs (
-    gate_run_id VARCHAR PRIMARY KEY,
-    resource VARCHAR NOT NULL,
-    candidate_rows BIGINT NOT NULL,
-    candidate_max_batch VARCHAR,
-    passed BOOLEAN NOT NULL,
-    started_at TIMESTAMP NOT NULL,
-    finished_at TIMESTAMP NOT NULL,
-    docs_path VARCHAR)"""
-GATE_RESULTS_DDL = """CREATE TABLE IF NOT EXISTS ops.gate_results (
-    gate_run_id VARCHAR NOT NULL,
-    resource VARCHAR NOT NULL,
-    expectation VARCHAR NOT NULL,
-    "column" VARCHAR,
-    severity VARCHAR NOT NULL,
-    success BOOLEAN NOT NULL,
-    unexpected_count BIGINT,
-    sample_values VARCHAR)"""
-
 
 # ------------------------------------------------------------------ fixtures and helpers
 
@@ -72,9 +53,7 @@ def settings(warehouse_url: str) -> Settings:
 @pytest.fixture
 def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
     """The test's own connection for making candidates and gate runs (publish opens its own)."""
-    with open_warehouse(warehouse_url) as opened:
-        opened.execute(GATE_RUNS_DDL)
-        opened.execute(GATE_RESULTS_DDL)
+    with open_warehouse(warehouse_url) as opened:  # creates the ops tables
         yield opened
 
 
@@ -160,8 +139,8 @@ def record_gate_run(
     for expectation, column, unexpected, sample in failures:
         warehouse.execute(
             'INSERT INTO ops.gate_results (gate_run_id, resource, expectation, "column", '
-            "severity, success, unexpected_count, sample_values) "
-            "VALUES (?, ?, ?, ?, 'error', FALSE, ?, ?)",
+            "severity, mostly, success, unexpected_count, sample_values) "
+            "VALUES (?, ?, ?, ?, 'error', 1.0, FALSE, ?, ?)",
             (run_id, CODE, expectation, column, unexpected, sample),
         )
     return run_id
