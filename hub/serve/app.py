@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -137,6 +138,15 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     @app.exception_handler(DemandError)
     async def _refused(request: Request, exc: DemandError) -> Response:
         return JSONResponse({"error": "refused", "detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        """One body like every other error, naming each field and what was expected."""
+        problems = [
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+            for error in exc.errors()
+        ]
+        return JSONResponse({"error": "invalid", "detail": "; ".join(problems)}, status_code=422)
 
     @app.middleware("http")
     async def _set_request_id(request: Request, call_next: Any) -> Response:

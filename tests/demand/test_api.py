@@ -101,6 +101,7 @@ def test_errors_are_clear_json(api: tuple[TestClient, dict[str, str]]) -> None:
     assert other.status_code == 404
     no_reason = client.post(f"{url}/refuse", json={"officer": "x"}, headers=auth(keys["housing"]))
     assert no_reason.status_code == 422
+    assert no_reason.json()["error"] == "invalid" and "body.reason" in no_reason.json()["detail"]
     widen = client.post(
         f"{url}/approve",
         json={"officer": "x", "fields": ["owner_name"]},
