@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -120,6 +121,25 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     )
     app.state.services = services
     app.include_router(records_router())
+    codes = sorted(r.code for r in catalog.resources)
+
+    def openapi() -> dict[str, Any]:
+        """The generated spec, with the catalog's resource codes as the values of {code}
+        (any other answers 404, as documented)."""
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )  # fmt: skip
+            for item in schema.get("paths", {}).values():
+                for operation in item.values():
+                    for parameter in operation.get("parameters", []):
+                        if parameter.get("in") == "path" and parameter.get("name") == "code":
+                            parameter["schema"] = {"type": "string", "enum": codes}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     app.state.settings = settings
     app.state.catalog = catalog

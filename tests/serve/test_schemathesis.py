@@ -19,6 +19,7 @@ from tests.serve.conftest import Published
 @pytest.fixture
 def server(published: Published, hub_home: Path) -> str:
     port = free_port()
+    hub_home.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "hub"), "serve", "--port", str(port)],
         env=os.environ.copy(),
@@ -41,7 +42,6 @@ def server(published: Published, hub_home: Path) -> str:
         process.wait(timeout=20)
 
 
-@pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
 def test_no_input_makes_the_api_fail_with_a_server_error(
     server: str, published: Published, hub_home: Path
 ) -> None:
