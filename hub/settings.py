@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     )
     api_rate_burst: int = Field(default=2000, ge=1, description="Burst per application.")
     api_max_page: int = Field(default=1000, ge=1, description="Most records one page returns.")
+    api_switch_interval_s: float = Field(
+        default=0.001,
+        gt=0,
+        description="Python's GIL switch interval in the API process (default 5 ms there).",
+    )
 
     # simulated department systems (used by `hub simulate` and by the default connections)
     sim_housing_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")

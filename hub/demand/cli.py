@@ -428,9 +428,11 @@ def serve_command(
     if workers > 1:
         uvicorn.run("hub.serve.asgi:app", host=host, port=port, workers=workers, access_log=False)
         return
-    from hub.serve import create_app
+    from hub.serve.app import create_app, tune_for_serving
 
-    uvicorn.run(create_app(settings, _catalog(settings)), host=host, port=port, access_log=False)
+    served = create_app(settings, _catalog(settings))
+    tune_for_serving(settings)
+    uvicorn.run(served, host=host, port=port, access_log=False)
 
 
 def demo_supply_and_demand(settings: Settings, catalog: Any) -> None:

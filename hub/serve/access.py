@@ -9,17 +9,19 @@ checked against the clock on every request (an expiry takes effect to the second
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 from hub.catalog.models import Resource, RowScope, Sensitivity
 from hub.demand import Grant
 from hub.demand.calendar import utc_now
 from hub.demand.workflow import list_grants
 from hub.keys import ApiKeyError, Principal, authenticate
-from hub.ops_store import open_ops
 from hub.settings import Settings
 
 
@@ -32,7 +34,7 @@ class Permission:
     row_scope: RowScope  # `all` if any grant covers all rows
     grants: tuple[Grant, ...]
 
-    @property
+    @cached_property
     def masked(self) -> tuple[str, ...]:
         """Personal fields outside the grant: returned masked, never in clear."""
         personal = {Sensitivity.personal, Sensitivity.sensitive}
@@ -61,7 +63,11 @@ class AccessError(PermissionError):
 
 
 class Access:
-    """Cached key and grant lookups against the ops store."""
+    """Cached key, grant and permission lookups against the ops store.
+
+    One kept connection (no schema DDL on this path) serves the misses, one at a time;
+    while one caller refreshes an entry, the others keep serving the one they have.
+    """
 
     def __init__(self, settings: Settings, catalog_resources: dict[str, Resource]) -> None:
         self.settings = settings
@@ -69,31 +75,61 @@ class Access:
         self.resources = catalog_resources
         self._keys: dict[str, tuple[float, Principal]] = {}
         self._grants: dict[str, tuple[float, list[Grant]]] = {}
+        self._permissions: dict[tuple[str, str], tuple[float, Permission | None]] = {}
         self._lock = threading.Lock()
+        self._store: Any = None
+
+    def _ops(self) -> Any:
+        """The kept ops-store connection (opened on first use; under ``_lock``)."""
+        if self._store is None:
+            if self.settings.warehouse_engine == "postgres":
+                from hub.warehouse import PostgresWarehouse
+
+                self._store = PostgresWarehouse(self.settings.warehouse_url)
+            else:
+                from hub.ops_store import SqliteOpsStore, ops_path
+
+                self._store = SqliteOpsStore(ops_path(self.settings))
+        return self._store
+
+    def _read(self, reader: Any) -> Any:
+        """Run ``reader(store)`` on the kept connection; reconnect once if it broke."""
+        with self._lock:
+            try:
+                return reader(self._ops())
+            except Exception:
+                self._drop()
+                return reader(self._ops())
+
+    def _drop(self) -> None:
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.close()
+            self._store = None
+
+    def _fresh(self, stamp: float) -> bool:
+        return time.monotonic() - stamp < self.ttl
 
     def principal(self, key: str) -> Principal:
         """The caller of ``key``; raises AccessError 401."""
         digest = hashlib.sha256(key.encode()).hexdigest()
         cached = self._keys.get(digest)
-        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+        if cached is not None and (self._fresh(cached[0]) or self._lock.locked()):
             return cached[1]
         try:
-            with open_ops(self.settings) as store:
-                found = authenticate(store, key)
+            found: Principal = self._read(lambda store: authenticate(store, key))
         except ApiKeyError as exc:
+            self._keys.pop(digest, None)
             raise AccessError(401, "unauthenticated", str(exc)) from exc
-        with self._lock:
-            self._keys[digest] = (time.monotonic(), found)
+        self._keys[digest] = (time.monotonic(), found)
         return found
 
     def grants(self, application: str) -> list[Grant]:
         cached = self._grants.get(application)
-        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+        if cached is not None and (self._fresh(cached[0]) or self._lock.locked()):
             return cached[1]
-        with open_ops(self.settings) as store:
-            found = list_grants(store, application=application)
-        with self._lock:
-            self._grants[application] = (time.monotonic(), found)
+        found: list[Grant] = self._read(lambda store: list_grants(store, application=application))
+        self._grants[application] = (time.monotonic(), found)
         return found
 
     def permission(self, application: str, code: str) -> Permission:
@@ -103,28 +139,46 @@ class Access:
         if resource is None:
             raise AccessError(404, "not_found", f"no resource {code!r} in the catalog")
         now = utc_now()
-        active = tuple(
-            g for g in self.grants(application) if g.resource == code and g.is_active(now)
-        )
+        cached = self._permissions.get((application, code))
+        if cached is not None and self._fresh(cached[0]):
+            permission = cached[1]
+            if permission is not None and all(g.is_active(now) for g in permission.grants):
+                return permission
+            if permission is None:
+                raise _no_grant(application, code)
+        grants = self.grants(application)
+        active = tuple(g for g in grants if g.resource == code and g.is_active(now))
         if not active:
-            raise AccessError(
-                403,
-                "no_grant",
-                f"{application} holds no active grant on {code}: register a demand "
-                "(POST /v1/demands) and wait for the provider's approval",
-            )
+            self._permissions[(application, code)] = (time.monotonic(), None)
+            raise _no_grant(application, code)
         granted = {f for g in active for f in g.fields}
         scope = (
             RowScope.all if any(g.row_scope is RowScope.all for g in active) else RowScope.applicant
         )
         fields = tuple(f.name for f in resource.fields if f.name in granted)
-        return Permission(resource, fields, scope, active)
+        permission = Permission(resource, fields, scope, active)
+        self._permissions[(application, code)] = (time.monotonic(), permission)
+        return permission
 
     def forget(self) -> None:
         """Drop the caches (tests; a revocation that must act at once)."""
         with self._lock:
             self._keys.clear()
             self._grants.clear()
+            self._permissions.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+def _no_grant(application: str, code: str) -> AccessError:
+    return AccessError(
+        403,
+        "no_grant",
+        f"{application} holds no active grant on {code}: register a demand "
+        "(POST /v1/demands) and wait for the provider's approval",
+    )
 
 
 class RateLimiter:

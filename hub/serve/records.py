@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 import orjson
 import pyarrow as pa
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,8 +44,23 @@ from hub.serve.sources import (
 from hub.settings import Settings
 from hub.status import FRESH, freshness
 
-# a header parameter (name from the argument: x_end_user_id -> X-End-User-Id)
-Auth = Annotated[str | None, Header()]
+
+def _header(name: str, description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": required,
+            "schema": {"type": "string"}, "description": description}  # fmt: skip
+
+
+# Read from request.headers (cheaper than one FastAPI parameter each), documented here.
+CALLER_HEADERS = [
+    _header("Authorization", "Bearer hubk_... (or X-API-Key): the application's key"),
+    _header("X-End-User-Id", "Who is served (required for reads)"),
+    _header("X-Purpose", "Why the data is read (required for reads; percent-encoded UTF-8)"),
+    _header("X-Scenario", "The one-stop scenario, one the application serves"),
+    _header("X-Request-Id", "Echoed back; one is made when absent"),
+]
+APPLICANT_HEADER = [
+    _header("X-Applicant-Id", "The applicant's ID, required when the grant is applicant-only")
+]
 MAX_FILTER_LENGTH = 200
 RESERVED = {"limit", "after"}
 
@@ -93,6 +108,14 @@ class Services:
                 ).start()
             return self._audit
 
+    async def aclose(self) -> None:
+        """Drain the audit writer, close the record source's pools and the kept ops
+        connection (at the end of the app's lifespan)."""
+        source = self._source
+        self.close()
+        if source is not None:
+            await source.aclose()
+
     def close(self) -> None:
         with self._lock:
             if self._audit is not None:
@@ -101,6 +124,7 @@ class Services:
             if self._source is not None:
                 self._source.close()
                 self._source = None
+        self.access.close()
 
 
 @dataclass
@@ -130,8 +154,8 @@ def _services(request: Request) -> Services:
     return services
 
 
-def _audit(services: Services, call: Call, status: int, body: bytes | None) -> None:
-    """Append the call to the audit chain; raises ReadError 503 when it cannot."""
+async def _audit(services: Services, call: Call, status: int, body: bytes | None) -> None:
+    """Append the call to the audit chain, durably; raises ReadError 503 when it cannot."""
     from hub.audit import AuditEntry, AuditError
 
     entry = AuditEntry(
@@ -150,14 +174,14 @@ def _audit(services: Services, call: Call, status: int, body: bytes | None) -> N
         status=status,
     )
     try:
-        services.audit.append_sync(entry)
+        await services.audit.append(entry)
     except AuditError as exc:
         raise ReadError(503, "audit_unavailable", f"the audit log cannot record: {exc}") from exc
 
 
-def _respond(services: Services, call: Call, payload: Any, status: int = 200) -> Response:
+async def _respond(services: Services, call: Call, payload: Any, status: int = 200) -> Response:
     body = orjson.dumps(payload)
-    _audit(services, call, status, body)
+    await _audit(services, call, status, body)
     return Response(
         body,
         status_code=status,
@@ -166,30 +190,25 @@ def _respond(services: Services, call: Call, payload: Any, status: int = 200) ->
     )
 
 
-def _refuse(services: Services, call: Call, exc: ReadError | AccessError) -> Response:
+async def _refuse(services: Services, call: Call, exc: ReadError | AccessError) -> Response:
     """An error answer, audited like any other."""
     headers = {"X-Request-Id": call.request_id}
     if isinstance(exc, ReadError) and exc.headers:
         headers.update(exc.headers)
     body = orjson.dumps({"error": exc.error, "detail": exc.detail})
     try:
-        _audit(services, call, exc.status, body)
+        await _audit(services, call, exc.status, body)
     except ReadError as failed:
         body = orjson.dumps({"error": failed.error, "detail": failed.detail})
         return Response(body, status_code=503, media_type="application/json", headers=headers)
     return Response(body, status_code=exc.status, media_type="application/json", headers=headers)
 
 
-def _caller(
-    services: Services,
-    call: Call,
-    authorization: str | None,
-    x_api_key: str | None,
-    end_user: str | None,
-    purpose: str | None,
-    scenario: str | None,
-) -> Principal:
-    key = x_api_key
+def _caller(services: Services, call: Call, request: Request, *, reading: bool = True) -> Principal:
+    """The calling application, rate-limited, with who is served and why (headers)."""
+    headers = request.headers
+    authorization = headers.get("authorization")
+    key = headers.get("x-api-key")
     if authorization and authorization.lower().startswith("bearer "):
         key = authorization[7:]
     if not key:
@@ -206,6 +225,9 @@ def _caller(
             f"{principal.code} is over its rate limit; retry shortly",
             {"Retry-After": str(max(1, round(wait)))},
         )
+    end_user = headers.get("x-end-user-id") or ("-" if not reading else None)
+    purpose = headers.get("x-purpose") or ("catalog" if not reading else None)
+    scenario = headers.get("x-scenario")
     if not end_user or not end_user.strip():
         raise ReadError(400, "missing_header", "X-End-User-Id: who is served (required)")
     if not purpose or not purpose.strip():
@@ -223,8 +245,8 @@ def _caller(
     return principal
 
 
-def _version_info(services: Services, resource: Resource) -> VersionInfo:
-    info = services.source.current(resource)
+async def _version_info(services: Services, resource: Resource) -> VersionInfo:
+    info = await services.source.current(resource)
     if info is None:
         raise ReadError(404, "not_published", f"{resource.code} has no published version yet")
     return info
@@ -303,13 +325,13 @@ CURRENT_RIGHT = "现势"
 PENSION = "企业职工基本养老保险"
 
 
-def _decide(
+async def _decide(
     services: Services, claim: Claim, resource: Resource, info: VersionInfo, today: date
 ) -> tuple[bool, dict[str, Any]]:
     """The answer to ``claim`` on the pinned version, and what it was decided on."""
     source = services.source
     if claim.claim in {"owns_property", "owns_no_property"}:
-        rights = source.count(
+        rights = await source.count(
             resource,
             info,
             [Condition("owner_id", "=", claim.subject), Condition("status", "=", CURRENT_RIGHT)],
@@ -320,7 +342,7 @@ def _decide(
     if claim.claim == "deed_tax_paid":
         if not claim.certificate_no:
             raise ReadError(422, "invalid", "deed_tax_paid needs certificate_no")
-        paid = source.count(
+        paid = await source.count(
             resource,
             info,
             [
@@ -332,7 +354,7 @@ def _decide(
         )
         return paid > 0, {"certificate_no": claim.certificate_no, "payments": paid}
     if claim.claim == "tax_cleared":
-        clear = source.count(
+        clear = await source.count(
             resource,
             info,
             [
@@ -346,7 +368,7 @@ def _decide(
     if not claim.months:
         raise ReadError(422, "invalid", "social_insurance_months needs months")
     kind = claim.insurance_type or PENSION
-    months = source.count(
+    months = await source.count(
         resource,
         info,
         [Condition("citizen_id", "=", claim.subject), Condition("insurance_type", "=", kind)],
@@ -358,28 +380,16 @@ def _decide(
 def records_router() -> APIRouter:
     router = APIRouter()
 
-    @router.get("/v1/catalog", tags=["read"])
-    def read_catalog(
+    @router.get("/v1/catalog", tags=["read"], openapi_extra={"parameters": CALLER_HEADERS})
+    async def read_catalog(
         request: Request,
-        authorization: Auth = None,
-        x_api_key: Auth = None,
-        x_end_user_id: Auth = None,
-        x_purpose: Auth = None,
     ) -> Response:
         """The resources and fields the caller may read, with sharing type, the published
         version, its freshness and the gate run it passed."""
         services = _services(request)
         call = Call(request_id_of(request), "catalog")
         try:
-            principal = _caller(
-                services,
-                call,
-                authorization,
-                x_api_key,
-                x_end_user_id or "-",
-                x_purpose or "catalog",
-                None,
-            )
+            principal = _caller(services, call, request, reading=False)
             now = utc_now()
             items = []
             for resource in sorted(services.catalog.resources, key=lambda r: r.code):
@@ -387,7 +397,7 @@ def records_router() -> APIRouter:
                     permission = services.access.permission(principal.code, resource.code)
                 except AccessError:
                     permission = None
-                info = services.source.current(resource)
+                info = await services.source.current(resource)
                 items.append(
                     {
                         "resource": resource.code,
@@ -401,31 +411,27 @@ def records_router() -> APIRouter:
                         "published": _about(resource, info, now) if info else None,
                     }
                 )
-            return _respond(services, call, {"resources": items})
+            return await _respond(services, call, {"resources": items})
         except (ReadError, AccessError) as exc:
-            return _refuse(services, call, exc)
+            return await _refuse(services, call, exc)
 
-    @router.get("/v1/resources/{code}/records", tags=["read"])
-    def read_records(
+    @router.get(
+        "/v1/resources/{code}/records",
+        tags=["read"],
+        openapi_extra={"parameters": CALLER_HEADERS + APPLICANT_HEADER},
+    )
+    async def read_records(
         code: str,
         request: Request,
         limit: Annotated[int, Query(ge=1, description="Records per page.")] = 100,
         after: Annotated[str | None, Query(max_length=2000)] = None,
-        authorization: Auth = None,
-        x_api_key: Auth = None,
-        x_end_user_id: Auth = None,
-        x_purpose: Auth = None,
-        x_scenario: Auth = None,
-        x_applicant_id: Auth = None,
     ) -> Response:
         """Look records up by granted fields (``?citizen_id=...``, equality), a page at a
         time in key order; ``next`` is the cursor of the following page."""
         services = _services(request)
         call = Call(request_id_of(request), "lookup", resource=code[:100])
         try:
-            principal = _caller(
-                services, call, authorization, x_api_key, x_end_user_id, x_purpose, x_scenario
-            )
+            principal = _caller(services, call, request)
             if limit > services.settings.api_max_page:
                 raise ReadError(
                     400,
@@ -454,20 +460,20 @@ def records_router() -> APIRouter:
                         400, "invalid", f"{name}: at most {MAX_FILTER_LENGTH} characters"
                     )
                 conditions.append(Condition(name, "=", value))
-            any_of = _applicant_rows(permission, x_applicant_id)
+            any_of = _applicant_rows(permission, request.headers.get("x-applicant-id"))
             cursor = None
             if after is not None:
                 try:
                     cursor = decode_cursor(after, len(resource.primary_key))
                 except ValueError as exc:
                     raise ReadError(400, "invalid", f"after: {exc}") from exc
-            info = _version_info(services, resource)
+            info = await _version_info(services, resource)
             call.version = info.version
             columns = list(
                 dict.fromkeys([*resource.primary_key, *permission.fields, *permission.masked])
             )
             try:
-                rows = services.source.lookup(
+                rows = await services.source.lookup(
                     resource, info, columns, conditions, any_of, cursor, limit + 1
                 )
             except (ValueError, ArithmeticError) as exc:  # a value the column's type rejects
@@ -492,20 +498,16 @@ def records_router() -> APIRouter:
                 "records": [_shape(permission, r) for r in rows],
                 "next": next_cursor,
             }
-            return _respond(services, call, payload)
+            return await _respond(services, call, payload)
         except (ReadError, AccessError) as exc:
-            return _refuse(services, call, exc)
+            return await _refuse(services, call, exc)
 
-    @router.post("/v1/verify", tags=["read"])
-    def verify(
+    @router.post(
+        "/v1/verify", tags=["read"], openapi_extra={"parameters": CALLER_HEADERS + APPLICANT_HEADER}
+    )
+    async def verify(
         claim: Claim,
         request: Request,
-        authorization: Auth = None,
-        x_api_key: Auth = None,
-        x_end_user_id: Auth = None,
-        x_purpose: Auth = None,
-        x_scenario: Auth = None,
-        x_applicant_id: Auth = None,
     ) -> Response:
         """Answer a claim with yes or no and a signed evidence document (Ed25519) to file
         instead of a paper certificate. ``GET /v1/keys`` publishes the public key."""
@@ -515,9 +517,7 @@ def records_router() -> APIRouter:
         rule = CLAIMS[claim.claim]
         call = Call(request_id_of(request), f"verify:{claim.claim}", resource=rule.resource)
         try:
-            principal = _caller(
-                services, call, authorization, x_api_key, x_end_user_id, x_purpose, x_scenario
-            )
+            principal = _caller(services, call, request)
             permission = services.access.permission(principal.code, rule.resource)
             missing = [f for f in rule.needs if f not in permission.fields]
             if missing:
@@ -527,8 +527,9 @@ def records_router() -> APIRouter:
                     f"verifying {claim.claim} needs {', '.join(missing)} in the grant "
                     f"on {rule.resource}",
                 )
+            applicant = request.headers.get("x-applicant-id")
             if permission.row_scope is RowScope.applicant and (
-                not x_applicant_id or x_applicant_id.strip() != claim.subject
+                not applicant or applicant.strip() != claim.subject
             ):
                 raise ReadError(
                     403,
@@ -536,10 +537,10 @@ def records_router() -> APIRouter:
                     "the grant covers only the applicant: the subject must be the X-Applicant-Id",
                 )
             resource = permission.resource
-            info = _version_info(services, resource)
+            info = await _version_info(services, resource)
             call.version = info.version
             now = utc_now()
-            answer, basis = _decide(services, claim, resource, info, (now.date()))
+            answer, basis = await _decide(services, claim, resource, info, (now.date()))
             about = _about(resource, info, now)
             document = sign_evidence(
                 {
@@ -558,9 +559,9 @@ def records_router() -> APIRouter:
                 services.evidence_key,
             )
             call.fields, call.row_count = rule.needs, 1
-            return _respond(services, call, {"answer": answer, "evidence": document, **about})
+            return await _respond(services, call, {"answer": answer, "evidence": document, **about})
         except (ReadError, AccessError) as exc:
-            return _refuse(services, call, exc)
+            return await _refuse(services, call, exc)
 
     @router.get("/v1/keys", tags=["read"])
     def keys(request: Request) -> Response:
@@ -572,25 +573,20 @@ def records_router() -> APIRouter:
             media_type="application/json",
         )
 
-    @router.get("/v1/resources/{code}/export", tags=["read"])
-    def export(
+    @router.get(
+        "/v1/resources/{code}/export", tags=["read"], openapi_extra={"parameters": CALLER_HEADERS}
+    )
+    async def export(
         code: str,
         request: Request,
         format: Annotated[Literal["parquet", "arrow"], Query()] = "parquet",
-        authorization: Auth = None,
-        x_api_key: Auth = None,
-        x_end_user_id: Auth = None,
-        x_purpose: Auth = None,
-        x_scenario: Auth = None,
     ) -> Response:
         """The granted columns of the whole published version, streamed as Parquet or
         Arrow IPC (only for grants covering all rows)."""
         services = _services(request)
         call = Call(request_id_of(request), f"export:{format}", resource=code[:100])
         try:
-            principal = _caller(
-                services, call, authorization, x_api_key, x_end_user_id, x_purpose, x_scenario
-            )
+            principal = _caller(services, call, request)
             permission = services.access.permission(principal.code, code)
             if permission.row_scope is not RowScope.all:
                 raise ReadError(
@@ -600,17 +596,17 @@ def records_router() -> APIRouter:
                     "a bulk export needs a grant on all rows",
                 )
             resource = permission.resource
-            info = _version_info(services, resource)
+            info = await _version_info(services, resource)
             call.version, call.fields, call.row_count = info.version, permission.fields, info.rows
             # audited before the first byte: the export is the declared version, whole
-            _audit(
+            await _audit(
                 services,
                 call,
                 200,
                 f"{code}:v{info.version}:{','.join(permission.fields)}".encode(),
             )
         except (ReadError, AccessError) as exc:
-            return _refuse(services, call, exc)
+            return await _refuse(services, call, exc)
         media = (
             "application/vnd.apache.parquet"
             if format == "parquet"

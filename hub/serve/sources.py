@@ -56,9 +56,12 @@ class Condition:
 
 
 class RecordSource(Protocol):
-    def current(self, resource: Resource) -> VersionInfo | None: ...
+    """Reads run on the API's event loop (``current``, ``lookup``, ``count`` are awaited);
+    ``batches`` is a plain iterator a streaming response drains in a worker thread."""
 
-    def lookup(
+    async def current(self, resource: Resource) -> VersionInfo | None: ...
+
+    async def lookup(
         self,
         resource: Resource,
         version: VersionInfo,
@@ -69,7 +72,7 @@ class RecordSource(Protocol):
         limit: int,
     ) -> list[dict[str, Any]]: ...
 
-    def count(
+    async def count(
         self,
         resource: Resource,
         version: VersionInfo,
@@ -80,6 +83,8 @@ class RecordSource(Protocol):
     def batches(
         self, resource: Resource, version: VersionInfo, columns: Sequence[str], rows: int
     ) -> Iterator[pa.RecordBatch]: ...
+
+    async def aclose(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -149,7 +154,7 @@ class SnapshotSource:
         self._pointers: dict[str, tuple[float, ServingVersion | None]] = {}
         self._local = threading.local()
 
-    def current(self, resource: Resource) -> VersionInfo | None:
+    async def current(self, resource: Resource) -> VersionInfo | None:
         folder = self.root / resource.code
         pointer = folder / "current.json"
         try:
@@ -187,7 +192,7 @@ class SnapshotSource:
             connections[path] = found
         return found
 
-    def lookup(
+    async def lookup(
         self,
         resource: Resource,
         version: VersionInfo,
@@ -197,6 +202,7 @@ class SnapshotSource:
         after: Sequence[Any] | None,
         limit: int,
     ) -> list[dict[str, Any]]:
+        # an indexed read of an immutable file: well under a millisecond, run inline
         where, params = _where(conditions, any_of, "?")
         page, more = _after(resource, after, "?")
         keys = ", ".join(quote_ident(k) for k in resource.primary_key)
@@ -208,7 +214,7 @@ class SnapshotSource:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def count(
+    async def count(
         self,
         resource: Resource,
         version: VersionInfo,
@@ -255,6 +261,9 @@ class SnapshotSource:
         finally:
             connection.close()
 
+    async def aclose(self) -> None:
+        self.close()
+
     def close(self) -> None:
         for connection in self._local.__dict__.get("c", {}).values():
             connection.close()
@@ -269,32 +278,49 @@ def _served_schema(resource: Resource, columns: Sequence[str]) -> pa.Schema:
 
 
 class PostgresSource:
-    """Published versions from a PostgreSQL warehouse, through a connection pool."""
+    """Published versions from a PostgreSQL warehouse: an async connection pool per event
+    loop for lookups (each uvicorn worker has one loop), a connection of its own for each
+    export (a server-side cursor, so memory stays flat)."""
 
     def __init__(self, settings: Settings, *, min_size: int = 2, max_size: int = 16) -> None:
-        from psycopg_pool import ConnectionPool
-
         from hub.warehouse import _libpq_url
 
-        self.pool = ConnectionPool(
-            _libpq_url(settings.warehouse_url),
-            min_size=min_size,
-            max_size=max_size,
-            kwargs={"autocommit": True},
-            open=True,
-        )
+        self.url = _libpq_url(settings.warehouse_url)
+        self.min_size, self.max_size = min_size, max_size
+        self._pools: dict[int, Any] = {}
         self._versions: dict[str, tuple[float, VersionInfo | None]] = {}
 
-    def current(self, resource: Resource) -> VersionInfo | None:
+    async def _pool(self) -> Any:
+        import asyncio
+
+        from psycopg_pool import AsyncConnectionPool
+
+        loop = id(asyncio.get_running_loop())
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = AsyncConnectionPool(
+                self.url,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                kwargs={"autocommit": True},
+                open=False,
+            )
+            await pool.open()
+            self._pools[loop] = pool
+        return pool
+
+    async def current(self, resource: Resource) -> VersionInfo | None:
         cached = self._versions.get(resource.code)
         if cached is not None and time.monotonic() - cached[0] < VERSION_CACHE_SECONDS:
             return cached[1]
-        with self.pool.connection() as connection:
-            row = connection.execute(
+        pool = await self._pool()
+        async with pool.connection() as connection:
+            cursor = await connection.execute(
                 'SELECT resource, version, "rows", data_as_of, gate_run_id, published_at '
                 "FROM ops.publish_log WHERE resource = %s AND is_current",
                 (resource.code,),
-            ).fetchone()
+            )
+            row = await cursor.fetchone()
         info = VersionInfo(*row) if row else None
         self._versions[resource.code] = (time.monotonic(), info)
         return info
@@ -303,7 +329,7 @@ class PostgresSource:
     def _table(resource: Resource, version: VersionInfo) -> str:
         return f"shared.{quote_ident(f'{resource.code}__v{version.version}')}"
 
-    def lookup(
+    async def lookup(
         self,
         resource: Resource,
         version: VersionInfo,
@@ -316,18 +342,19 @@ class PostgresSource:
         where, params = _where(_typed(resource, conditions), _typed(resource, any_of), "%s")
         page, more = _after(resource, _typed_values(resource, after), "%s")
         keys = ", ".join(quote_ident(k) for k in resource.primary_key)
-        with self.pool.connection() as connection:
-            cursor = connection.execute(
+        pool = await self._pool()
+        async with pool.connection() as connection:
+            cursor = await connection.execute(
                 f"SELECT {', '.join(quote_ident(c) for c in columns)} "
                 f"FROM {self._table(resource, version)} "
                 f"WHERE {where} AND {page} ORDER BY {keys} LIMIT %s",
                 [*params, *more, limit],
             )
             names = [d.name for d in cursor.description or ()]
-            rows = cursor.fetchall()
+            rows = await cursor.fetchall()
         return [{n: served_value(v) for n, v in zip(names, row, strict=True)} for row in rows]
 
-    def count(
+    async def count(
         self,
         resource: Resource,
         version: VersionInfo,
@@ -336,19 +363,23 @@ class PostgresSource:
     ) -> int:
         where, params = _where(_typed(resource, conditions), (), "%s")
         what = f"DISTINCT {quote_ident(distinct)}" if distinct else "*"
-        with self.pool.connection() as connection:
-            row = connection.execute(
+        pool = await self._pool()
+        async with pool.connection() as connection:
+            cursor = await connection.execute(
                 f"SELECT count({what}) FROM {self._table(resource, version)} WHERE {where}",
                 params,
-            ).fetchone()
+            )
+            row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
     def batches(
         self, resource: Resource, version: VersionInfo, columns: Sequence[str], rows: int
     ) -> Iterator[pa.RecordBatch]:
+        import psycopg
+
         keys = ", ".join(quote_ident(k) for k in resource.primary_key)
         schema = _served_schema(resource, columns)
-        with self.pool.connection() as connection, connection.transaction():
+        with psycopg.connect(self.url) as connection, connection.transaction():
             cursor = connection.cursor(name="hub_export")  # server-side: memory stays flat
             cursor.itersize = rows
             cursor.execute(
@@ -361,8 +392,15 @@ class PostgresSource:
                     schema=schema,
                 )
 
+    async def aclose(self) -> None:
+        import asyncio
+
+        pool = self._pools.pop(id(asyncio.get_running_loop()), None)
+        if pool is not None:
+            await pool.close()
+
     def close(self) -> None:
-        self.pool.close()
+        self._pools.clear()  # pools of loops that are gone close with them
 
 
 def _served_cell(value: Any) -> Any:
