@@ -228,6 +228,11 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         if not mine:  # do not confirm that someone else's demand exists
             raise DemandNotFoundError(f"no demand {demand.demand_id!r}")
 
+    @app.get("/health", tags=["ops"])
+    def health() -> dict[str, str]:
+        """Liveness for the container's healthcheck."""
+        return {"status": "ok"}
+
     @app.post("/v1/demands", status_code=201, tags=["demands"])
     def submit_demand(body: Submission, caller: Caller, demands: Book, response: Response) -> Any:
         """Register a demand of the calling application (201; 200 when the same live

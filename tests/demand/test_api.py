@@ -82,6 +82,7 @@ def test_submit_answer_and_read_back(api: tuple[TestClient, dict[str, str]]) -> 
 
 def test_errors_are_clear_json(api: tuple[TestClient, dict[str, str]]) -> None:
     client, keys = api
+    assert client.get("/health").json() == {"status": "ok"}  # the container's healthcheck
     none = client.post("/v1/demands", json=SUBMISSION)
     assert none.status_code == 401 and none.json()["error"] == "unauthenticated"
     wrong = client.get("/v1/demands", headers=auth(keys["app"][:-3] + "xyz"))
