@@ -78,6 +78,13 @@ def revoke_key(store: OpsStore, key_id: str, *, now: datetime | None = None) -> 
     return True
 
 
+def api_key_of(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a request sends: ``Authorization: Bearer <key>``, else ``X-API-Key``."""
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:]
+    return x_api_key or None
+
+
 def parse_key(key: str) -> tuple[str, str]:
     """``(key_id, secret)``; raises ApiKeyError when the key is not of our form."""
     parts = key.strip().split("_", 2)

@@ -46,12 +46,7 @@ def _me() -> str:
 def _book(settings: Settings) -> tuple[Any, DemandBook]:
     catalog = _catalog(settings)
     store = open_ops(settings)
-    return store, DemandBook(
-        store,
-        catalog,
-        approval_working_days=settings.approval_working_days,
-        grant_valid_days=settings.grant_valid_days,
-    )
+    return store, DemandBook.for_settings(store, catalog, settings)
 
 
 def _when(text: str | None, what: str) -> datetime | None:
@@ -444,12 +439,7 @@ def demo_supply_and_demand(settings: Settings, catalog: Any) -> None:
 
     console.rule("supply and demand")
     with open_ops(settings) as store:
-        book = DemandBook(
-            store,
-            catalog,
-            approval_working_days=settings.approval_working_days,
-            grant_valid_days=settings.grant_valid_days,
-        )
+        book = DemandBook.for_settings(store, catalog, settings)
         registered = [
             book.submit(a.code, spec, by="demo")[0]
             for a in catalog.applications

@@ -45,6 +45,14 @@ class Tally:
     overdue: int = 0
     answer_hours: list[float] = field(default_factory=list)
 
+    def add(self, bucket: str, *, overdue: bool, answer_hours: float | None) -> None:
+        """Count one demand in ``bucket`` (met, pending, refused, unmatched, lapsed)."""
+        self.total += 1
+        setattr(self, bucket, getattr(self, bucket) + 1)
+        self.overdue += overdue
+        if answer_hours is not None:
+            self.answer_hours.append(answer_hours)
+
     @property
     def completion_rate(self) -> float | None:
         return self.met / self.total if self.total else None
@@ -137,28 +145,21 @@ class DemandReport:
         }
 
 
-def _count(tally: Tally, demand: Demand, grants: dict[str, Grant], now: datetime) -> None:
-    tally.total += 1
-    status = demand.status
-    if status is DemandStatus.granted:
+def _bucket(demand: Demand, grants: dict[str, Grant], now: datetime) -> str:
+    """Which count a demand adds to: met, pending, refused, unmatched or lapsed."""
+    if demand.status is DemandStatus.granted:
         grant = grants.get(demand.grant_id or "")
-        if grant is not None and grant.is_active(now):
-            tally.met += 1
-        else:
-            tally.lapsed += 1
-    elif status is DemandStatus.pending:
-        tally.pending += 1
-        if demand.deadline is not None and demand.deadline <= now:
-            tally.overdue += 1
-    elif status is DemandStatus.refused:
-        tally.refused += 1
-    elif status is DemandStatus.unmatched:
-        tally.unmatched += 1
-    else:  # revoked, expired
-        tally.lapsed += 1
-    if demand.deadline is not None and demand.answered_at is not None:
-        hours = (demand.answered_at - demand.submitted_at).total_seconds() / 3600
-        tally.answer_hours.append(hours)
+        return "met" if grant is not None and grant.is_active(now) else "lapsed"
+    if demand.status in {DemandStatus.pending, DemandStatus.refused, DemandStatus.unmatched}:
+        return str(demand.status)
+    return "lapsed"  # revoked, expired
+
+
+def _answer_hours(demand: Demand) -> float | None:
+    """How long the provider took over a conditional demand (None: not one, or open)."""
+    if demand.deadline is None or demand.answered_at is None:
+        return None
+    return (demand.answered_at - demand.submitted_at).total_seconds() / 3600
 
 
 def demand_report(book: DemandBook, statuses: list[ResourceStatus], now: datetime) -> DemandReport:
@@ -172,16 +173,16 @@ def demand_report(book: DemandBook, statuses: list[ResourceStatus], now: datetim
     by_scenario: dict[str, Tally] = {s.code: Tally() for s in catalog.scenarios}
     overdue = []
     for demand in demands:
-        _count(totals, demand, grants, now)
-        _count(
-            by_department.setdefault(demand.provider or NO_PROVIDER, Tally()), demand, grants, now
-        )
-        _count(by_scenario.setdefault(demand.scenario, Tally()), demand, grants, now)
-        if (
-            demand.status is DemandStatus.pending
-            and demand.deadline is not None
-            and demand.deadline <= now
+        bucket = _bucket(demand, grants, now)
+        late = demand.is_overdue(now)
+        hours = _answer_hours(demand)
+        for tally in (
+            totals,
+            by_department.setdefault(demand.provider or NO_PROVIDER, Tally()),
+            by_scenario.setdefault(demand.scenario, Tally()),
         ):
+            tally.add(bucket, overdue=late, answer_hours=hours)
+        if late:
             overdue.append(demand)
     active = [g for g in grants.values() if g.is_active(now)]
     by_resource = {s.resource: s for s in statuses}

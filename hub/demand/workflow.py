@@ -32,6 +32,7 @@ from hub.catalog import Catalog
 from hub.catalog.models import DemandSpec, Resource, RowScope, SharingType
 from hub.demand.calendar import WorkingDays, utc_now
 from hub.ops_store import OpsStore
+from hub.settings import Settings
 
 SYSTEM_ACTOR = "system"
 
@@ -90,6 +91,14 @@ class Demand:
     answered_by: str | None
     grant_id: str | None
     updated_at: datetime
+
+    def is_overdue(self, now: datetime) -> bool:
+        """Still pending at or past its deadline (the maintenance run approves it)."""
+        return (
+            self.status is DemandStatus.pending
+            and self.deadline is not None
+            and self.deadline <= now
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return _jsonable(self.__dict__)
@@ -239,6 +248,16 @@ class DemandBook:
         self.grant_valid_days = grant_valid_days
         self._recorded: list[DemandEvent] = []
 
+    @classmethod
+    def for_settings(cls, store: OpsStore, catalog: Catalog, settings: Settings) -> DemandBook:
+        """The book with the deadline and grant validity of ``settings`` (``HUB_*``)."""
+        return cls(
+            store,
+            catalog,
+            approval_working_days=settings.approval_working_days,
+            grant_valid_days=settings.grant_valid_days,
+        )
+
     # ------------------------------------------------------------------ reading
 
     def demand(self, demand_id: str) -> Demand:
@@ -348,7 +367,12 @@ class DemandBook:
             found = match_demand(self.catalog, spec)
             demand_id = "DM-" + uuid.uuid4().hex[:12].upper()
             resource = found.resource
-            provider = resource.provider if resource else _provider_guess(self.catalog, spec)
+            # an unmatched demand on a known resource: its provider must fill the gap
+            provider = (
+                self.catalog.resource(spec.resource).provider
+                if self.catalog.has_resource(spec.resource)
+                else None
+            )
             status = DemandStatus.unmatched if resource is None else DemandStatus.pending
             deadline = None
             if resource is not None and resource.sharing_type is SharingType.conditional:
@@ -781,14 +805,6 @@ def _spec_of(demand: Demand) -> DemandSpec:
         legal_basis=demand.legal_basis,
         rows=demand.row_scope,
     )
-
-
-def _provider_guess(catalog: Catalog, spec: DemandSpec) -> str | None:
-    """For an unmatched demand on a known resource, its provider is who must fill the gap."""
-    for resource in catalog.resources:
-        if resource.code == spec.resource:
-            return resource.provider
-    return None
 
 
 def _require_actor(by: str) -> None:

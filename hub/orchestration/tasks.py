@@ -233,12 +233,7 @@ def answer_overdue_demands() -> list[dict[str, Any]]:
     settings = Settings()
     catalog = load_catalog(settings.catalog_dir)
     with open_ops(settings) as store:
-        book = DemandBook(
-            store,
-            catalog,
-            approval_working_days=settings.approval_working_days,
-            grant_valid_days=settings.grant_valid_days,
-        )
+        book = DemandBook.for_settings(store, catalog, settings)
         events = book.process_due(_interval_end())
     for event in events:
         log.info("%s: %s (%s)", event.demand_id, event.action, event.reason)

@@ -34,7 +34,7 @@ from hub.catalog import Catalog, load_catalog
 from hub.catalog.models import DemandSpec, RowScope
 from hub.demand import DemandBook, DemandError, DemandNotFoundError, DemandStatus
 from hub.demand.calendar import utc_now
-from hub.keys import ApiKeyError, Principal, PrincipalKind, authenticate
+from hub.keys import ApiKeyError, Principal, PrincipalKind, api_key_of, authenticate
 from hub.ops_store import OpsStore, open_ops
 from hub.serve.records import Services, records_router, request_id_of
 from hub.settings import Settings
@@ -81,9 +81,7 @@ def _principal(
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    key = x_api_key
-    if authorization and authorization.lower().startswith("bearer "):
-        key = authorization[7:]
+    key = api_key_of(authorization, x_api_key)
     if not key:
         raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer ...")
     try:
@@ -94,12 +92,7 @@ def _principal(
 
 def _book(request: Request, store: Annotated[OpsStore, Depends(_ops)]) -> DemandBook:
     settings: Settings = request.app.state.settings
-    return DemandBook(
-        store,
-        request.app.state.catalog,
-        approval_working_days=settings.approval_working_days,
-        grant_valid_days=settings.grant_valid_days,
-    )
+    return DemandBook.for_settings(store, request.app.state.catalog, settings)
 
 
 Caller = Annotated[Principal, Depends(_principal)]

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hub.catalog import Catalog
 from hub.catalog.models import Resource, RowScope
 from hub.demand.calendar import utc_now
-from hub.keys import Principal, PrincipalKind
+from hub.keys import Principal, PrincipalKind, api_key_of
 from hub.serve.access import Access, AccessError, Permission, RateLimiter, mask
 from hub.serve.sources import (
     Condition,
@@ -40,6 +40,7 @@ from hub.serve.sources import (
     decode_cursor,
     encode_cursor,
     open_source,
+    served_schema,
 )
 from hub.settings import Settings
 from hub.status import FRESH, freshness
@@ -207,10 +208,7 @@ async def _refuse(services: Services, call: Call, exc: ReadError | AccessError) 
 def _caller(services: Services, call: Call, request: Request, *, reading: bool = True) -> Principal:
     """The calling application, rate-limited, with who is served and why (headers)."""
     headers = request.headers
-    authorization = headers.get("authorization")
-    key = headers.get("x-api-key")
-    if authorization and authorization.lower().startswith("bearer "):
-        key = authorization[7:]
+    key = api_key_of(headers.get("authorization"), headers.get("x-api-key"))
     if not key:
         raise ReadError(401, "unauthenticated", "send an API key: Authorization: Bearer ...")
     principal = services.access.principal(key)
@@ -649,33 +647,22 @@ class _Chunks:
 def _export_stream(
     source: RecordSource, resource: Resource, info: VersionInfo, columns: list[str], fmt: str
 ) -> Iterator[bytes]:
+    """The version's rows as Parquet or Arrow IPC, a record batch at a time (no rows: a
+    valid empty file with the served schema, which every batch of the sources has)."""
     import pyarrow.parquet as pq
 
     sink = _Chunks()
-    schema = None
-    writer: Any = None
+    output = pa.PythonFile(sink, mode="w")
+    schema = served_schema(resource, columns)
+    writer: Any = (
+        pq.ParquetWriter(output, schema, compression="zstd")
+        if fmt == "parquet"
+        else pa.ipc.new_stream(output, schema)
+    )
     for batch in source.batches(resource, info, columns, 50_000):
-        if writer is None:
-            schema = batch.schema
-            output = pa.PythonFile(sink, mode="w")
-            writer = (
-                pq.ParquetWriter(output, schema, compression="zstd")
-                if fmt == "parquet"
-                else pa.ipc.new_stream(output, schema)
-            )
         writer.write_batch(batch)
         if chunk := sink.drain():
             yield chunk
-    if writer is None:  # no rows: still a valid, empty file
-        from hub.serve.sources import _served_schema
-
-        schema = _served_schema(resource, columns)
-        output = pa.PythonFile(sink, mode="w")
-        writer = (
-            pq.ParquetWriter(output, schema, compression="zstd")
-            if fmt == "parquet"
-            else pa.ipc.new_stream(output, schema)
-        )
     writer.close()
     if chunk := sink.drain():
         yield chunk

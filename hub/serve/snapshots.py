@@ -27,7 +27,6 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from hub.catalog.models import Resource, ResourceField
 from hub.publish import PRUNED, PublishedVersion, current_version, published_versions
@@ -59,7 +58,7 @@ class ServingVersion:
             data_as_of=_iso(published.data_as_of),
             gate_run_id=published.gate_run_id,
             published_at=_iso(published.published_at) or "",
-            file=f"v{published.version}.sqlite",
+            file=version_file(published.version),
         )
 
 
@@ -69,6 +68,11 @@ def _iso(value: datetime | None) -> str | None:
 
 def serving_dir(settings: Settings) -> Path:
     return settings.home / "serving"
+
+
+def version_file(version: int) -> str:
+    """The name of a version's file in its resource's serving folder."""
+    return f"v{version}.sqlite"
 
 
 def sqlite_type(spec: ResourceField) -> str:
@@ -163,14 +167,14 @@ def sync_serving(
     current = current_version(warehouse, resource.code)
     if current is None:
         return None
-    target = folder / f"v{current.version}.sqlite"
+    target = folder / version_file(current.version)
     if not target.exists():
         export_version(warehouse, resource, current, target)
     serving = ServingVersion.of(current)
     if read_pointer(folder) != serving:
         write_pointer(folder, serving)
     kept = {
-        f"v{v.version}.sqlite"
+        version_file(v.version)
         for v in published_versions(warehouse, resource.code)
         if v.status != PRUNED
     }
@@ -180,13 +184,9 @@ def sync_serving(
     return serving
 
 
-def open_version(folder: Path, serving: ServingVersion) -> sqlite3.Connection:
-    """A read-only connection to a served version (no locks: the file never changes)."""
-    uri = f"file:{folder / serving.file}?mode=ro&immutable=1"
+def open_version(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a served version's file (no locks: it never changes)."""
+    uri = f"file:{path}?mode=ro&immutable=1"
     connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
     connection.execute("PRAGMA query_only = ON")
     return connection
-
-
-def describe(serving: ServingVersion) -> dict[str, Any]:
-    return asdict(serving)

@@ -27,7 +27,13 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from hub.catalog.models import Resource
-from hub.serve.snapshots import ServingVersion, open_version, read_pointer, serving_dir
+from hub.serve.snapshots import (
+    ServingVersion,
+    open_version,
+    read_pointer,
+    serving_dir,
+    version_file,
+)
 from hub.settings import Settings
 from hub.warehouse import quote_ident
 
@@ -182,15 +188,15 @@ class SnapshotSource:
     def _connection(self, resource: Resource, version: VersionInfo) -> sqlite3.Connection:
         """One read-only connection per thread and version file."""
         connections: dict[Path, sqlite3.Connection] = self._local.__dict__.setdefault("c", {})
-        path = self.root / resource.code / f"v{version.version}.sqlite"
+        path = self._path(resource, version)
         found = connections.get(path)
         if found is None:
-            serving = ServingVersion(
-                resource.code, version.version, version.rows, None, "", "", path.name
-            )
-            found = open_version(path.parent, serving)
+            found = open_version(path)
             connections[path] = found
         return found
+
+    def _path(self, resource: Resource, version: VersionInfo) -> Path:
+        return self.root / resource.code / version_file(version.version)
 
     async def lookup(
         self,
@@ -236,18 +242,7 @@ class SnapshotSource:
     def batches(
         self, resource: Resource, version: VersionInfo, columns: Sequence[str], rows: int
     ) -> Iterator[pa.RecordBatch]:
-        connection = open_version(
-            self.root / resource.code,
-            ServingVersion(
-                resource.code,
-                version.version,
-                version.rows,
-                None,
-                "",
-                "",
-                f"v{version.version}.sqlite",
-            ),
-        )
+        connection = open_version(self._path(resource, version))
         try:
             keys = ", ".join(quote_ident(k) for k in resource.primary_key)
             cursor = connection.execute(
@@ -256,7 +251,7 @@ class SnapshotSource:
             while chunk := cursor.fetchmany(rows):
                 yield pa.RecordBatch.from_pylist(
                     [dict(zip(columns, r, strict=True)) for r in chunk],
-                    schema=_served_schema(resource, columns),
+                    schema=served_schema(resource, columns),
                 )
         finally:
             connection.close()
@@ -269,7 +264,8 @@ class SnapshotSource:
             connection.close()
 
 
-def _served_schema(resource: Resource, columns: Sequence[str]) -> pa.Schema:
+def served_schema(resource: Resource, columns: Sequence[str]) -> pa.Schema:
+    """The Arrow schema of exported columns: integers and booleans as int64, the rest text."""
     types = {"integer": pa.int64(), "boolean": pa.int64()}
     return pa.schema([(c, types.get(resource.field(c).type, pa.string())) for c in columns])
 
@@ -378,7 +374,7 @@ class PostgresSource:
         import psycopg
 
         keys = ", ".join(quote_ident(k) for k in resource.primary_key)
-        schema = _served_schema(resource, columns)
+        schema = served_schema(resource, columns)
         with psycopg.connect(self.url) as connection, connection.transaction():
             cursor = connection.cursor(name="hub_export")  # server-side: memory stays flat
             cursor.itersize = rows
