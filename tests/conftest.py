@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -129,3 +132,26 @@ def warehouse_url(
     monkeypatch.setenv("HUB_WAREHOUSE_URL", url)
     reset_settings()
     return url
+
+
+@contextmanager
+def duckdb_held_elsewhere(warehouse_url: str) -> Iterator[None]:
+    """Another process holds the DuckDB file open read-write (as a sync or publish does)
+    until the block ends: no other process can open it meanwhile."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            "print('holding', flush=True); time.sleep(60)",
+            warehouse_url.removeprefix("duckdb:///"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

@@ -13,6 +13,7 @@ from hub.keys import PrincipalKind, create_key
 from hub.ops_store import open_ops
 from hub.serve import create_app
 from hub.settings import Settings
+from tests.conftest import duckdb_held_elsewhere
 
 SUBMISSION = {
     "scenario": "second_hand_housing_transfer",
@@ -143,27 +144,11 @@ def test_demands_keep_working_while_another_process_holds_the_duckdb_file(
     settings: Settings, demand_catalog: Catalog
 ) -> None:
     """The embedded warehouse admits one process; keys and demands live beside it."""
-    import subprocess
-    import sys
-
     from hub.warehouse import open_warehouse
 
     with open_warehouse(settings.warehouse_url):
         pass  # create the file
-    path = settings.warehouse_url.removeprefix("duckdb:///")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-            "print('holding', flush=True); time.sleep(60)",
-            path,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    with duckdb_held_elsewhere(settings.warehouse_url):
         with open_ops(settings) as store:
             key = create_key(store, PrincipalKind.application, "talent_housing", by="t").key
         client = TestClient(create_app(settings, demand_catalog))
@@ -172,6 +157,3 @@ def test_demands_keep_working_while_another_process_holds_the_duckdb_file(
         assert created.status_code == 201, created.text
         busy = client.get("/v1/reports/demands", headers=auth(key))
         assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
-    finally:
-        holder.kill()
-        holder.wait()

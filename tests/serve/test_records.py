@@ -13,6 +13,7 @@ from hub.audit import audit_url, verify_chain
 from hub.demand import DemandBook
 from hub.evidence import EvidenceError, verify_evidence
 from hub.ops_store import open_ops
+from tests.conftest import duckdb_held_elsewhere
 from tests.serve.conftest import CERT, NOBODY, OWNER, SELLER, Published, headers
 
 RIGHTS = "/v1/resources/property_rights/records"
@@ -229,18 +230,7 @@ def test_catalog_lists_what_the_caller_may_read(published: Published) -> None:
 
 @pytest.mark.parametrize("warehouse_url", ["duckdb"], indirect=True)
 def test_reads_go_on_while_another_process_holds_the_duckdb_file(published: Published) -> None:
-    import subprocess
-    import sys
-
-    path = published.settings.warehouse_url.removeprefix("duckdb:///")
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-         "print('holding', flush=True); time.sleep(60)", path],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    with duckdb_held_elsewhere(published.settings.warehouse_url):
         key = published.keys["app"]
         response = published.client.get(RIGHTS, headers=headers(key, SELLER))
         assert response.status_code == 200 and response.json()["count"] == 2
@@ -249,9 +239,6 @@ def test_reads_go_on_while_another_process_holds_the_duckdb_file(published: Publ
             headers=headers(key, OWNER),
         )  # fmt: skip
         assert verify.status_code == 200 and verify.json()["answer"] is True
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_rate_limit_answers_429(published: Published) -> None:
