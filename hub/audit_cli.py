@@ -1,6 +1,7 @@
 """``hub audit ...`` and ``hub evidence ...``: check the audit chain and evidence documents.
 
-Registered in :mod:`hub.cli`. The heavy modules are imported inside the commands.
+Registered by :mod:`hub.cli`, whose console, settings and error helpers it shares. The
+heavy modules are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -10,28 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from hub.settings import Settings, SettingsError, get_settings
+from hub.cli import _fail, _settings, app, console, errors
+from hub.settings import Settings, SettingsError
 
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log of API requests.")
 evidence_app = typer.Typer(no_args_is_help=True, help="Signed evidence documents and their keys.")
-
-console = Console(width=None if Console().is_terminal else 160)
-errors = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(code=1)
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except (SettingsError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+app.add_typer(audit_app, name="audit")
+app.add_typer(evidence_app, name="evidence")
 
 
 def _read_json(path: Path, what: str) -> Any:

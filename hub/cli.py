@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -37,7 +38,8 @@ FAULT_LABELS = {
 
 
 def _fail(message: str) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    # the message is text, not markup: a "[...]" in it (a file name, a list) prints as is
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code=1)
 
 
@@ -525,12 +527,6 @@ def print_status(settings: Settings, statuses: list[Any]) -> None:
 airflow_app = typer.Typer(no_args_is_help=True, help="A local Airflow (standalone) for the DAGs.")
 app.add_typer(airflow_app, name="airflow")
 
-# audit chain and evidence documents (hub/audit_cli.py)
-from hub.audit_cli import audit_app, evidence_app  # noqa: E402
-
-app.add_typer(audit_app, name="audit")
-app.add_typer(evidence_app, name="evidence")
-
 
 @airflow_app.command("up")
 def airflow_up(
@@ -692,7 +688,9 @@ def print_flow_summary(
     console.print(table)
 
 
-# sub-commands kept in their own modules (they import the helpers above)
+# sub-commands kept in their own modules (they import the helpers above and register
+# themselves): hub audit|evidence, and hub demand|app|department|serve
+import hub.audit_cli  # noqa: E402
 import hub.demand.cli  # noqa: E402, F401
 
 if __name__ == "__main__":
