@@ -691,7 +691,8 @@ def print_flow_summary(
 # sub-commands kept in their own modules (they import the helpers above and register
 # themselves): hub audit|evidence, and hub demand|app|department|serve
 import hub.audit_cli  # noqa: E402
-import hub.demand.cli  # noqa: E402, F401
+import hub.demand.cli  # noqa: E402
+import hub.keys_cli  # noqa: E402, F401
 
 if __name__ == "__main__":
     app()

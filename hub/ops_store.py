@@ -118,6 +118,16 @@ def ops_path(settings: Settings) -> Path:
     return settings.home / "ops" / "access.sqlite"
 
 
+def open_ops_connection(settings: Settings) -> Any:
+    """A long-lived ops-store connection for a server process: no schema DDL (the tables
+    exist once any ``hub`` command or the API's start has opened the store)."""
+    if settings.warehouse_engine == "postgres":
+        from hub.warehouse import PostgresWarehouse
+
+        return PostgresWarehouse(settings.warehouse_url)
+    return SqliteOpsStore(ops_path(settings))
+
+
 def open_ops(settings: Settings) -> Any:
     """The ops store for ``settings`` (a context manager; close it when done)."""
     if settings.warehouse_engine == "postgres":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -95,6 +96,17 @@ class Settings(BaseSettings):
     audit_anchor_every_s: float = Field(
         default=5.0, gt=0, description="How often the audit writer signs the chain's head."
     )
+    audit_anchor_slack_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Beyond twice the anchor interval, how late an anchor may be before "
+        "`hub audit verify` calls the anchors between deleted.",
+    )
+    audit_anchor_dir: Path | None = Field(
+        default=None,
+        description="Where exported anchors are kept (`hub audit anchor --export`, the "
+        "maintenance DAG): outside the hub's state. Default on the demo: HUB_HOME/anchors.",
+    )
     api_cache_seconds: float = Field(
         default=5.0,
         ge=0,
@@ -111,6 +123,48 @@ class Settings(BaseSettings):
         gt=0,
         description="Python's GIL switch interval in the API process (default 5 ms there).",
     )
+    redis_url: str = Field(
+        default="",
+        description="redis://...: rate limits shared by every API process of the cluster. "
+        "Default: the ops store (a SQLite file, or the PostgreSQL warehouse).",
+    )
+    api_max_body_bytes: int = Field(
+        default=65_536, ge=1_024, description="Largest request body the API reads (413 above)."
+    )
+    api_max_header_bytes: int = Field(
+        default=16_384, ge=1_024, description="Largest total of request headers (431 above)."
+    )
+    api_max_query_bytes: int = Field(
+        default=4_096, ge=256, description="Longest query string (414 above)."
+    )
+    api_max_fields: int = Field(
+        default=200, ge=1, description="Most fields one demand or request may name."
+    )
+    api_cursor_ttl_s: int = Field(
+        default=3_600, ge=60, description="How long a `next` cursor stays valid."
+    )
+
+    crypto_profile: Literal["standard", "gm"] = Field(
+        default="standard",
+        description="standard: Ed25519, SHA-256, AES-GCM. gm: the national commercial "
+        "algorithms (SM2 signatures, SM3 digests, SM4) for a GB/T 39786 assessment.",
+    )
+
+    # applicant assertions (applicant-only grants): an identity provider the bureau trusts
+    idp_jwks: str = Field(
+        default="",
+        description="The trusted identity provider's public keys: a JWKS file path or an "
+        "https:// URL. Default on the embedded demo: the local identity provider's "
+        "(`hub idp`); elsewhere applicant-only grants are refused until it is set.",
+    )
+    idp_issuer: str = Field(default="", description="The `iss` its assertions carry.")
+    idp_audience: str = Field(
+        default="exchange-hub", description="The `aud` an assertion must carry: this hub."
+    )
+    idp_max_ttl_s: int = Field(
+        default=600, ge=10, le=86_400, description="Longest lifetime (exp - iat) accepted."
+    )
+    idp_jwks_cache_s: float = Field(default=300.0, ge=0, description="JWKS URL refresh.")
 
     # simulated department systems (used by `hub simulate` and by the default connections)
     sim_housing_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")
@@ -118,7 +172,7 @@ class Settings(BaseSettings):
     sim_sftp_port: int = Field(default=2222, ge=1, le=65535)
     sim_registry_port: int = Field(default=8765, ge=1, le=65535)
 
-    @field_validator("home", "catalog_dir", "landing_dir", mode="after")
+    @field_validator("home", "catalog_dir", "landing_dir", "audit_anchor_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None

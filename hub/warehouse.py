@@ -124,6 +124,13 @@ ACCESS_DDL = (
         created_at TIMESTAMP NOT NULL,
         created_by VARCHAR NOT NULL,
         revoked_at TIMESTAMP)""",
+    # every public key the hub has signed evidence or anchors with (hub.keys_registry)
+    """CREATE TABLE IF NOT EXISTS ops.signing_keys (
+        key_id VARCHAR PRIMARY KEY,
+        purpose VARCHAR NOT NULL,
+        algorithm VARCHAR NOT NULL,
+        public_jwk VARCHAR NOT NULL,
+        first_used_at TIMESTAMP NOT NULL)""",
 )
 
 OPS_DDL = (

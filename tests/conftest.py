@@ -120,6 +120,17 @@ def mariadb_url() -> Iterator[str]:
         admin.close()
 
 
+def set_deployment_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keys a deployment sets as secrets (only the embedded demo makes its own)."""
+    from hub.keyring import encode_key
+    from hub.signing import Ed25519Signer
+
+    monkeypatch.setenv("HUB_SECRET_EVIDENCE_KEY", Ed25519Signer.generate().to_secret())
+    monkeypatch.setenv("HUB_SECRET_AUDIT_KEY", Ed25519Signer.generate().to_secret())
+    for name in ("SUBJECT_KEY", "CURSOR_KEY"):
+        monkeypatch.setenv(f"HUB_SECRET_{name}", encode_key(os.urandom(32)))
+
+
 @pytest.fixture(params=["duckdb", "postgres"])
 def warehouse_url(
     request: pytest.FixtureRequest, hub_home: Path, monkeypatch: pytest.MonkeyPatch
@@ -129,6 +140,7 @@ def warehouse_url(
         url = f"duckdb:///{hub_home / 'warehouse.duckdb'}"
     else:
         url = request.getfixturevalue("postgres_url")
+        set_deployment_secrets(monkeypatch)  # a PostgreSQL hub is a deployment: no defaults
     monkeypatch.setenv("HUB_WAREHOUSE_URL", url)
     reset_settings()
     return url

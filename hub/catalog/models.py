@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
+MAX_DEMAND_FIELDS = 200  # no resource has more; a longer list is refused before any work
 _DECIMAL = re.compile(r"^decimal\((\d{1,2}),(\d{1,2})\)$")
 
 
@@ -35,6 +36,22 @@ class Sensitivity(StrEnum):
     internal = "internal"
     personal = "personal"
     sensitive = "sensitive"
+
+
+class Masking(StrEnum):
+    """How a personal field outside a grant is shown (hub.serve.masking)."""
+
+    redact = "redact"  # nothing of the value shows
+    partial = "partial"  # long identifiers and addresses: the two ends of 15+ characters
+
+
+class Identifier(StrEnum):
+    """What kind of identifier a field holds: its canonical form and check (hub.identifiers)."""
+
+    citizen_id = "citizen_id"
+    credit_code = "credit_code"
+    party_id = "party_id"  # a person's citizen ID or an enterprise's credit code
+    code = "code"  # certificate, contract and unit numbers: canonical form only
 
 
 class UpdateCycle(StrEnum):
@@ -85,6 +102,16 @@ class ResourceField(Strict):
     date_format: str | None = Field(
         default=None, description="strptime format for text sources, when not ISO 8601."
     )
+    identifier: Identifier | None = Field(
+        default=None,
+        description="An identifier field: filters and claims on it are compared in canonical "
+        "form (full-width, spaces, case) and checked for its kind.",
+    )
+    masking: Masking = Field(
+        default=Masking.redact,
+        description="How the value is shown to a reader whose grant does not include it "
+        "(personal and sensitive fields only).",
+    )
 
     @field_validator("type")
     @classmethod
@@ -99,6 +126,19 @@ class ResourceField(Strict):
             "expected one of string, integer, boolean, date, timestamp, decimal(p,s) "
             f"with 0 <= s <= p <= 38; got {value!r}"
         )
+
+    @model_validator(mode="after")
+    def _masking_of_personal_fields(self) -> ResourceField:
+        if self.masking is Masking.partial and self.sensitivity not in {
+            Sensitivity.personal,
+            Sensitivity.sensitive,
+        }:
+            raise ValueError("masking: partial applies to personal and sensitive fields only")
+        return self
+
+    @property
+    def is_personal(self) -> bool:
+        return self.sensitivity in {Sensitivity.personal, Sensitivity.sensitive}
 
     @property
     def source_names(self) -> tuple[str, ...]:
@@ -228,17 +268,22 @@ class DemandSpec(Strict):
         description="A resource code. One the catalog lacks, or a field it does not offer, "
         "makes the demand `unmatched`: a gap the data bureau chases with the department.",
     )
-    fields: tuple[str, ...] = Field(min_length=1)
-    purpose: str = Field(min_length=4)
-    legal_basis: str = Field(min_length=4)
+    fields: tuple[str, ...] = Field(min_length=1, max_length=MAX_DEMAND_FIELDS)
+    purpose: str = Field(min_length=4, max_length=2_000)
+    legal_basis: str = Field(min_length=4, max_length=2_000)
     rows: RowScope = RowScope.all
 
     @field_validator("fields")
     @classmethod
     def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        repeated = sorted({f for f in value if value.count(f) > 1})
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        for name in value:  # one pass: a long list costs what it is long
+            if len(name) > 64:
+                raise ValueError(f"field name {name[:64]!r}... is longer than 64 characters")
+            (repeated if name in seen else seen).add(name)
         if repeated:
-            raise ValueError(f"fields repeat: {repeated}")
+            raise ValueError(f"fields repeat: {sorted(repeated)}")
         return value
 
 

@@ -71,3 +71,11 @@ def to_local(moment: datetime) -> datetime:
 def utc_now() -> datetime:
     """Now, as the naive UTC the hub stores."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def naive_utc(moment: datetime | None) -> datetime | None:
+    """``moment`` as the naive UTC the hub stores: a zone-aware time is converted, a
+    naive one is taken as UTC already."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -19,7 +19,7 @@ from hub.cli import _catalog, _fail, _settings, app, console
 from hub.demand import Demand, DemandBook, DemandError, DemandStatus
 from hub.demand.calendar import utc_now
 from hub.ops_store import open_ops
-from hub.settings import Settings
+from hub.settings import Settings, SettingsError
 
 demand_app = typer.Typer(
     no_args_is_help=True, help="Demands of applications and the providers' answers."
@@ -420,14 +420,35 @@ def serve_command(
 
     settings = _settings()
     _catalog(settings)  # a broken catalog stops here, with its problems listed
+    _require_keys(settings)
+    limits: dict[str, Any] = {
+        "access_log": False,
+        # header bytes beyond this never reach the app (the app refuses past its own cap)
+        "h11_max_incomplete_event_size": settings.api_max_header_bytes + 1024,
+    }
     if workers > 1:
-        uvicorn.run("hub.serve.asgi:app", host=host, port=port, workers=workers, access_log=False)
+        uvicorn.run("hub.serve.asgi:app", host=host, port=port, workers=workers, **limits)
         return
     from hub.serve.app import create_app, tune_for_serving
 
     served = create_app(settings, _catalog(settings))
     tune_for_serving(settings)
-    uvicorn.run(served, host=host, port=port, access_log=False)
+    uvicorn.run(served, host=host, port=port, **limits)
+
+
+def _require_keys(settings: Settings) -> None:
+    """Refuse to start without the keys the API signs, MACs and encrypts with."""
+    from hub.audit import load_anchor_signer
+    from hub.evidence import load_evidence_signer, load_subject_key
+    from hub.keyring import secret_bytes
+
+    try:
+        load_evidence_signer(settings)
+        load_anchor_signer(settings)
+        load_subject_key(settings)
+        secret_bytes(settings, "cursor_key")
+    except SettingsError as exc:
+        raise _fail(f"hub serve cannot start: {exc}") from exc
 
 
 def demo_supply_and_demand(settings: Settings, catalog: Any) -> None:

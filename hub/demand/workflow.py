@@ -30,7 +30,7 @@ from typing import Any
 
 from hub.catalog import Catalog
 from hub.catalog.models import DemandSpec, Resource, RowScope, SharingType
-from hub.demand.calendar import WorkingDays, utc_now
+from hub.demand.calendar import WorkingDays, naive_utc, utc_now
 from hub.ops_store import OpsStore
 from hub.settings import Settings
 
@@ -124,6 +124,7 @@ class Grant:
     ended_at: datetime | None
     ended_by: str | None
     end_reason: str | None
+    scenario: str | None = None  # the scenario of the demand it answers
 
     def is_active(self, now: datetime) -> bool:
         """Active now: not revoked, not expired (even before maintenance marks it)."""
@@ -170,6 +171,12 @@ _DEMAND_COLUMNS = (
 _GRANT_COLUMNS = (
     "grant_id, demand_id, application, resource, fields, row_scope, purpose, basis, "
     "granted_at, granted_by, expires_at, status, ended_at, ended_by, end_reason"
+)
+# a grant with the scenario of its demand
+_GRANT_SELECT = (
+    "SELECT "
+    + ", ".join(f"g.{c.strip()}" for c in _GRANT_COLUMNS.split(","))
+    + ", d.scenario FROM ops.grants g LEFT JOIN ops.demands d ON d.demand_id = g.demand_id"
 )
 
 
@@ -295,9 +302,7 @@ class DemandBook:
         return [_demand(r) for r in rows]
 
     def grant(self, grant_id: str) -> Grant:
-        rows = self.store.query(
-            f"SELECT {_GRANT_COLUMNS} FROM ops.grants WHERE grant_id = ?", (grant_id,)
-        )
+        rows = self.store.query(f"{_GRANT_SELECT} WHERE g.grant_id = ?", (grant_id,))
         if not rows:
             raise DemandNotFoundError(f"no grant {grant_id!r}")
         return _grant(rows[0])
@@ -334,7 +339,7 @@ class DemandBook:
         """Register a demand; returns it and whether it is new (the same live demand
         submitted again is returned unchanged). Raises DemandError for an unknown
         application or a scenario the application does not serve."""
-        now = now or utc_now()
+        now = naive_utc(now) or utc_now()
         _require_actor(by)
         try:
             app = self.catalog.application(application)
@@ -349,21 +354,36 @@ class DemandBook:
                 f"(its scenarios: {', '.join(app.scenarios)})"
             )
         with self.store.transaction():
-            existing = self.store.query(
-                f"SELECT {_DEMAND_COLUMNS} FROM ops.demands WHERE application = ? "
-                "AND scenario = ? AND resource = ? AND fields = ? AND row_scope = ? "
-                f"AND status IN ({', '.join('?' for _ in LIVE_STATUSES)})",
-                (
-                    application,
-                    spec.scenario,
-                    spec.resource,
-                    _fields_json(spec.fields),
-                    str(spec.rows),
-                    *(str(s) for s in LIVE_STATUSES),
-                ),
-            )
-            if existing:
-                return _demand(existing[0]), False
+            wanted = sorted(spec.fields)
+            earlier = [
+                _demand(row)
+                for row in self.store.query(
+                    f"SELECT {_DEMAND_COLUMNS} FROM ops.demands WHERE application = ? "
+                    "AND resource = ? ORDER BY submitted_at, demand_id",
+                    (application, spec.resource),
+                )
+            ]
+            same_fields = [d for d in earlier if sorted(d.fields) == wanted]
+            for demand in same_fields:  # the same live demand, its fields in any order
+                if (
+                    demand.status in LIVE_STATUSES
+                    and demand.scenario == spec.scenario
+                    and demand.row_scope is spec.rows
+                ):
+                    return demand, False
+            refused = [d for d in same_fields if d.status is DemandStatus.refused]
+            basis = " ".join(spec.legal_basis.split())
+            for demand in refused:
+                if " ".join(demand.legal_basis.split()) == basis:
+                    raise DemandError(
+                        f"{demand.demand_id} asked for the same fields of {spec.resource} on "
+                        f"the same legal basis and was refused"
+                        + (f" on {demand.answered_at:%Y-%m-%d}" if demand.answered_at else "")
+                        + f" by {demand.answered_by or demand.provider}: "
+                        f"{demand.status_reason or 'no reason recorded'}. Resubmit only with a "
+                        "changed legal basis"
+                    )
+            after_refusal = refused[-1].demand_id if refused else None
             found = match_demand(self.catalog, spec)
             demand_id = "DM-" + uuid.uuid4().hex[:12].upper()
             resource = found.resource
@@ -402,6 +422,8 @@ class DemandBook:
                 ),
             )
             details: dict[str, Any] = {"fields": list(spec.fields), "rows": str(spec.rows)}
+            if after_refusal is not None:
+                details["after_refusal"] = after_refusal  # a changed legal basis: a new clock
             if deadline is not None:
                 details["deadline"] = deadline.isoformat()
                 details["working_days"] = self.approval_working_days
@@ -429,7 +451,7 @@ class DemandBook:
         the fields, only the applicant's rows, an expiry (default ``grant_valid_days``).
         Raises DemandError when the demand is not pending, ``department`` is not its
         provider, or the answer would widen the demand."""
-        now = now or utc_now()
+        now = naive_utc(now) or utc_now()
         _require_actor(by)
         with self.store.transaction():
             demand = self._locked(demand_id)
@@ -447,6 +469,7 @@ class DemandBook:
             resource = self.catalog.resource(demand.resource)
             if scope is RowScope.applicant and not resource.subject_fields:
                 raise DemandError(f"{resource.code} has no subject field to limit rows by")
+            expires_at = naive_utc(expires_at)
             if expires_at is not None and expires_at <= now:
                 raise DemandError(f"the expiry {expires_at.isoformat()} is not in the future")
             expiry = expires_at or now + timedelta(days=self.grant_valid_days)
@@ -465,7 +488,7 @@ class DemandBook:
         self, demand_id: str, *, department: str, by: str, reason: str, now: datetime | None = None
     ) -> Demand:
         """The provider refuses a pending demand; a refusal without a reason is refused."""
-        now = now or utc_now()
+        now = naive_utc(now) or utc_now()
         _require_actor(by)
         if not reason or not reason.strip():
             raise DemandError("a refusal needs a reason: say why the data cannot be shared")
@@ -482,7 +505,7 @@ class DemandBook:
     ) -> Demand:
         """End a demand's grant before its expiry (the provider, the data bureau or the
         application withdrawing). Needs a reason."""
-        now = now or utc_now()
+        now = naive_utc(now) or utc_now()
         _require_actor(by)
         if not reason or not reason.strip():
             raise DemandError("a revocation needs a reason")
@@ -770,12 +793,10 @@ def list_grants(
     where, params = [], []
     for column, value in (("application", application), ("resource", resource)):
         if value is not None:
-            where.append(f"{column} = ?")
+            where.append(f"g.{column} = ?")
             params.append(value)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    rows = store.query(
-        f"SELECT {_GRANT_COLUMNS} FROM ops.grants{clause} ORDER BY granted_at, grant_id", params
-    )
+    rows = store.query(f"{_GRANT_SELECT}{clause} ORDER BY g.granted_at, g.grant_id", params)
     found = [_grant(r) for r in rows]
     if active_at is not None:
         found = [g for g in found if g.is_active(active_at)]

@@ -241,24 +241,47 @@ def answer_overdue_demands() -> list[dict[str, Any]]:
 
 
 def verify_audit_chain() -> dict[str, Any]:
-    """Walk the audit chain (``hub audit verify``); fails, without retrying, on the first
-    altered, inserted or deleted entry or a cut tail."""
+    """Export a signed anchor of the audit chain's head to HUB_AUDIT_ANCHOR_DIR (outside
+    the hub), then walk the chain against every anchor kept there (``hub audit verify``);
+    fails, without retrying, on the first altered, inserted or deleted entry, a missing
+    anchor or a cut tail."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from hub.audit import AuditError, audit_url, verify_chain
-    from hub.evidence import load_evidence_key, public_key_set
+    from hub.audit import (
+        AuditError,
+        anchor_dir,
+        audit_url,
+        export_anchor,
+        exported_anchors,
+        load_anchor_signer,
+        max_gap_s,
+        verify_chain,
+    )
+    from hub.evidence import load_evidence_signer
+    from hub.keys_registry import known_keys
 
     settings = Settings()
     url = audit_url(settings)
+    anchor_key = load_anchor_signer(settings)
+    folder = anchor_dir(settings)
+    keys = known_keys(settings, load_evidence_signer(settings), anchor_key)
     try:
-        report = verify_chain(url, public_key_set(load_evidence_key(settings)))
+        report = verify_chain(
+            url, keys, anchors=exported_anchors(folder), max_gap_s=max_gap_s(settings)
+        )
     except AuditError as exc:
         if "no audit log" in str(exc):  # nothing served yet
             return {"entries": 0, "ok": True}
         raise
     if not report.ok:
         raise AirflowFailException(f"audit chain broken: {report.problem}")
-    return {"entries": report.entries, "ok": True, "unanchored": report.unanchored}
+    exported = export_anchor(url, anchor_key, folder)  # only once the chain checked out
+    return {
+        "entries": report.entries,
+        "ok": True,
+        "unanchored": report.unanchored,
+        "exported_anchor": str(exported) if exported else None,
+    }
 
 
 def record_task_failure(context: Any) -> None:

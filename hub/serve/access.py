@@ -1,10 +1,18 @@
-"""Who is calling and what they may read, cached for the hot path; per-application rate
-limits.
+"""Who is calling, and the ONE grant a request is served under.
+
+A request is served under exactly one grant, never the union of several: its fields, row
+scope, masking, purpose and expiry come from that grant alone (DESIGN.md, "Application
+access"). :meth:`Access.select` picks it:
+
+1. the caller names it (``X-Grant-Id``): it must be the caller's, on this resource, active;
+2. otherwise the grants of the caller on the resource, narrowed to the one-stop scenario
+   it names (``X-Scenario``), that cover every field the request asks for. Exactly one
+   must remain: none is a 403 naming the fields, several is a 409 naming the grants, so
+   two narrow grants never add up to a wide one and the hub never guesses.
 
 Keys and grants are read from the ops store (:mod:`hub.ops_store`) and kept for
-``ttl`` seconds (``HUB_API_CACHE_SECONDS``, default 5): a revoked key or grant stops
-working within that time, and a lookup costs no ops-store round trip. Grants are also
-checked against the clock on every request (an expiry takes effect to the second).
+``HUB_API_CACHE_SECONDS`` (default 5): a revoked key or grant stops working within that
+time. A grant's expiry is checked against the clock on every request.
 """
 
 from __future__ import annotations
@@ -13,57 +21,77 @@ import contextlib
 import hashlib
 import threading
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
-from hub.catalog.models import Resource, RowScope, Sensitivity
+from hub.catalog.models import Resource, ResourceField, RowScope
 from hub.demand import Grant
 from hub.demand.calendar import utc_now
 from hub.demand.workflow import list_grants
 from hub.keys import ApiKeyError, Principal, authenticate
 from hub.settings import Settings
 
+T = TypeVar("T")
+
+
+class Refusal(Exception):  # noqa: N818 - a refusal is the answer, not a fault
+    """A request the policy refuses: HTTP status, error kind, and what was expected."""
+
+    def __init__(
+        self, status: int, error: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers
+
+
+# the name the previous module used; routers and tests catch either
+AccessError = Refusal
+
 
 @dataclass(frozen=True)
-class Permission:
-    """What one application may read of one resource now (the union of its grants)."""
+class GrantView:
+    """What one grant allows on one resource."""
 
+    grant: Grant
     resource: Resource
-    fields: tuple[str, ...]  # granted, in catalog order
-    row_scope: RowScope  # `all` if any grant covers all rows
-    grants: tuple[Grant, ...]
+
+    @cached_property
+    def fields(self) -> tuple[str, ...]:
+        """The granted fields, in catalog order."""
+        granted = set(self.grant.fields)
+        return tuple(f.name for f in self.resource.fields if f.name in granted)
 
     @cached_property
     def masked(self) -> tuple[str, ...]:
-        """Personal fields outside the grant: returned masked, never in clear."""
-        personal = {Sensitivity.personal, Sensitivity.sensitive}
+        """Personal fields outside the grant: shown masked (hub.serve.masking), never used
+        to filter, sort, page or match."""
         return tuple(
-            f.name
-            for f in self.resource.fields
-            if f.sensitivity in personal and f.name not in self.fields
+            f.name for f in self.resource.fields if f.is_personal and f.name not in self.fields
         )
 
+    @cached_property
+    def masked_specs(self) -> tuple[ResourceField, ...]:
+        return tuple(self.resource.field(name) for name in self.masked)
 
-def mask(value: object) -> object:
-    """Keep the ends, hide the middle: 张** / 3602**********1234."""
-    if value is None:
-        return None
-    text = str(value)
-    if len(text) <= 3:
-        return text[:1] + "*" * (len(text) - 1)
-    keep = max(1, len(text) // 4)
-    return text[:keep] + "*" * (len(text) - 2 * keep) + text[-keep:]
+    @property
+    def row_scope(self) -> RowScope:
+        return self.grant.row_scope
 
+    @cached_property
+    def subject_fields(self) -> tuple[str, ...]:
+        """The resource's subject fields that this grant includes: an applicant-only grant
+        matches the applicant on these and on no other field."""
+        return tuple(f for f in self.resource.subject_fields if f in self.fields)
 
-class AccessError(PermissionError):
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.error, self.detail = status, error, detail
+    @property
+    def grant_id(self) -> str:
+        return self.grant.grant_id
 
 
 class Access:
-    """Cached key, grant and permission lookups against the ops store.
+    """Cached key and grant lookups against the ops store.
 
     One kept connection (no schema DDL on this path) serves the misses, one at a time;
     while one caller refreshes an entry, the others keep serving the one they have.
@@ -75,28 +103,24 @@ class Access:
         self.resources = catalog_resources
         self._keys: dict[str, tuple[float, Principal]] = {}
         self._grants: dict[str, tuple[float, list[Grant]]] = {}
-        self._permissions: dict[tuple[str, str], tuple[float, Permission | None]] = {}
         self._lock = threading.Lock()
         self._store: Any = None
 
     def _ops(self) -> Any:
         """The kept ops-store connection (opened on first use; under ``_lock``)."""
         if self._store is None:
-            if self.settings.warehouse_engine == "postgres":
-                from hub.warehouse import PostgresWarehouse
+            from hub.ops_store import open_ops_connection
 
-                self._store = PostgresWarehouse(self.settings.warehouse_url)
-            else:
-                from hub.ops_store import SqliteOpsStore, ops_path
-
-                self._store = SqliteOpsStore(ops_path(self.settings))
+            self._store = open_ops_connection(self.settings)
         return self._store
 
-    def _read(self, reader: Any) -> Any:
+    def _read(self, reader: Callable[[Any], T]) -> T:
         """Run ``reader(store)`` on the kept connection; reconnect once if it broke."""
         with self._lock:
             try:
                 return reader(self._ops())
+            except ApiKeyError:
+                raise
             except Exception:
                 self._drop()
                 return reader(self._ops())
@@ -111,7 +135,7 @@ class Access:
         return time.monotonic() - stamp < self.ttl
 
     def principal(self, key: str) -> Principal:
-        """The caller of ``key``; raises AccessError 401."""
+        """The caller of ``key``; raises Refusal 401."""
         digest = hashlib.sha256(key.encode()).hexdigest()
         cached = self._keys.get(digest)
         if cached is not None and (self._fresh(cached[0]) or self._lock.locked()):
@@ -120,11 +144,12 @@ class Access:
             found: Principal = self._read(lambda store: authenticate(store, key))
         except ApiKeyError as exc:
             self._keys.pop(digest, None)
-            raise AccessError(401, "unauthenticated", str(exc)) from exc
+            raise Refusal(401, "unauthenticated", str(exc)) from exc
         self._keys[digest] = (time.monotonic(), found)
         return found
 
     def grants(self, application: str) -> list[Grant]:
+        """Every grant of ``application`` (active or not), cached."""
         cached = self._grants.get(application)
         if cached is not None and (self._fresh(cached[0]) or self._lock.locked()):
             return cached[1]
@@ -132,73 +157,110 @@ class Access:
         self._grants[application] = (time.monotonic(), found)
         return found
 
-    def permission(self, application: str, code: str) -> Permission:
-        """What ``application`` may read of ``code`` now; raises AccessError 404 for an
-        unknown resource and 403 without an active grant."""
+    def resource(self, code: str) -> Resource:
+        """The catalog resource ``code``; raises Refusal 404."""
         resource = self.resources.get(code)
         if resource is None:
-            raise AccessError(404, "not_found", f"no resource {code!r} in the catalog")
+            raise Refusal(404, "not_found", f"no resource {code[:100]!r} in the catalog")
+        return resource
+
+    def active(self, application: str, code: str) -> list[GrantView]:
+        """The active grants of ``application`` on ``code``, oldest first."""
+        resource = self.resource(code)
         now = utc_now()
-        cached = self._permissions.get((application, code))
-        if cached is not None and self._fresh(cached[0]):
-            permission = cached[1]
-            if permission is not None and all(g.is_active(now) for g in permission.grants):
-                return permission
-            if permission is None:
-                raise _no_grant(application, code)
-        grants = self.grants(application)
-        active = tuple(g for g in grants if g.resource == code and g.is_active(now))
+        return [
+            GrantView(g, resource)
+            for g in self.grants(application)
+            if g.resource == code and g.is_active(now)
+        ]
+
+    def select(
+        self,
+        application: str,
+        code: str,
+        *,
+        grant_id: str | None = None,
+        scenario: str | None = None,
+        asked: Collection[str] = (),
+    ) -> GrantView:
+        """The one grant ``application`` is served under on ``code`` for a request asking
+        for the fields ``asked`` (see the module docstring). Raises Refusal: 404 unknown
+        resource, 403 no (matching) grant or a field outside it, 409 ambiguous."""
+        active = self.active(application, code)
+        if grant_id is not None:
+            for view in active:
+                if view.grant_id == grant_id:
+                    _require_fields(view, asked)
+                    return view
+            # the same answer for a grant of another application, an ended one and none
+            raise Refusal(
+                403,
+                "no_grant",
+                f"{application} holds no active grant {grant_id[:64]!r} on {code}",
+            )
         if not active:
-            self._permissions[(application, code)] = (time.monotonic(), None)
             raise _no_grant(application, code)
-        granted = {f for g in active for f in g.fields}
-        scope = (
-            RowScope.all if any(g.row_scope is RowScope.all for g in active) else RowScope.applicant
-        )
-        fields = tuple(f.name for f in resource.fields if f.name in granted)
-        permission = Permission(resource, fields, scope, active)
-        self._permissions[(application, code)] = (time.monotonic(), permission)
-        return permission
+        candidates = active
+        if scenario is not None:
+            candidates = [v for v in active if v.grant.scenario == scenario]
+            if not candidates:
+                raise Refusal(
+                    403,
+                    "no_grant",
+                    f"{application} holds no active grant on {code} for scenario {scenario!r}",
+                )
+        covering = [v for v in candidates if set(asked) <= set(v.fields)]
+        if not covering:
+            outside = sorted(set(asked) - set().union(*(set(v.fields) for v in candidates)))
+            if outside:
+                raise Refusal(
+                    403,
+                    "field_not_granted",
+                    f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not in "
+                    f"{application}'s grants on {code}",
+                )
+            raise Refusal(
+                403,
+                "field_not_granted",
+                f"no single grant of {application} on {code} covers "
+                f"{', '.join(sorted(asked))}: grants are never combined",
+            )
+        if len(covering) > 1:
+            names = ", ".join(v.grant_id for v in covering)
+            raise Refusal(
+                409,
+                "ambiguous_grant",
+                f"{len(covering)} grants of {application} on {code} cover this request "
+                f"({names}): name one with X-Grant-Id, or the scenario with X-Scenario",
+            )
+        return covering[0]
 
     def forget(self) -> None:
         """Drop the caches (tests; a revocation that must act at once)."""
         with self._lock:
             self._keys.clear()
             self._grants.clear()
-            self._permissions.clear()
 
     def close(self) -> None:
         with self._lock:
             self._drop()
 
 
-def _no_grant(application: str, code: str) -> AccessError:
-    return AccessError(
+def _require_fields(view: GrantView, asked: Collection[str]) -> None:
+    outside = sorted(set(asked) - set(view.fields))
+    if outside:
+        raise Refusal(
+            403,
+            "field_not_granted",
+            f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not in grant "
+            f"{view.grant_id} on {view.resource.code}",
+        )
+
+
+def _no_grant(application: str, code: str) -> Refusal:
+    return Refusal(
         403,
         "no_grant",
         f"{application} holds no active grant on {code}: register a demand "
         "(POST /v1/demands) and wait for the provider's approval",
     )
-
-
-class RateLimiter:
-    """A token bucket per application: ``rate`` requests a second, bursts of ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, application: str) -> float:
-        """0 when allowed; else the seconds to wait before the next request."""
-        if self.rate <= 0:
-            return 0.0
-        now = time.monotonic()
-        with self._lock:
-            tokens, since = self._buckets.get(application, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - since) * self.rate)
-            if tokens >= 1:
-                self._buckets[application] = (tokens - 1, now)
-                return 0.0
-            self._buckets[application] = (tokens, now)
-            return (1 - tokens) / self.rate

@@ -22,10 +22,11 @@ from hub.audit import (
     audit_url,
     current_anchor,
     entry_hash,
+    load_anchor_signer,
     verify_chain,
 )
 from hub.cli import app
-from hub.evidence import EvidenceKey, load_evidence_key, public_key_set
+from hub.evidence import EvidenceKey, public_key_set
 from hub.settings import Settings
 
 KEY = EvidenceKey.generate()
@@ -60,16 +61,49 @@ def entry(i: int, **changes: Any) -> AuditEntry:
     return AuditEntry(**values)
 
 
-def run_sql(url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Tamper with the log directly: {log} and {anchor} name the tables, ? marks parameters."""
+def run_sql(
+    url: str, statement: str, params: tuple[Any, ...] = (), *, as_owner: bool = True
+) -> list[tuple[Any, ...]]:
+    """Tamper with the log directly: {log} and {anchor} name the tables, ? marks parameters.
+    ``as_owner``: as someone who can switch the append-only triggers off (the database
+    owner); without it, as anyone else who can reach the tables."""
     if url.startswith("sqlite"):
         with sqlite3.connect(url[len("sqlite:///") :]) as conn:
+            if as_owner:
+                for (name,) in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                ).fetchall():
+                    conn.execute(f"DROP TRIGGER {name}")
             sql = statement.format(log="audit_log", anchor="audit_anchor")
             return conn.execute(sql, params).fetchall()
     with psycopg.connect(url, autocommit=True) as pg:
+        if as_owner:
+            pg.execute("SET session_replication_role = replica")  # triggers off
         sql = statement.format(log="ops.audit_log", anchor="ops.audit_anchor")
         cursor = pg.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
         return cursor.fetchall() if cursor.description else []
+
+
+def resign_anchors(url: str, key: Any) -> None:
+    """An attacker's re-made anchor table: numbered, chained, matching the log, signed
+    with ``key``."""
+    rows = run_sql(url, "SELECT seq, entry_hash FROM {log} ORDER BY seq")
+    heads = dict(rows)
+    anchored = [seq for (seq,) in run_sql(url, "SELECT seq FROM {anchor} ORDER BY seq")]
+    previous = None
+    for number, seq in enumerate(anchored, start=1):
+        fake = Anchor.sign(
+            seq, heads[seq], key, datetime.now(UTC), anchor_no=number, prev_anchor=previous
+        )
+        run_sql(
+            url,
+            "UPDATE {anchor} SET entry_hash = ?, key_id = ?, signature = ?, anchor_no = ?, "
+            "prev_anchor = ?, anchored_at = ?, reason = ? WHERE seq = ?",
+            (fake.entry_hash, fake.key_id, fake.signature, number, previous,
+             fake.anchored_at if not url.startswith("sqlite") else
+             fake.anchored_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), fake.reason, seq),
+        )  # fmt: skip
+        previous = fake.digest()
 
 
 def write_log(url: str, count: int, *, anchor_every_s: float = 0.0) -> list[str]:
@@ -239,7 +273,8 @@ def test_inserted_forged_entries(log_url: str) -> None:
     run_sql(log_url, "UPDATE {log} SET seq = seq - 999 WHERE seq > 1000")
     insert = (
         "INSERT INTO {log} (seq, request_id, at, application, fields, row_count, status, "
-        "version, action, prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, 0, 200, 3, 'lookup', ?, ?)"
+        "version, action, prev_hash, entry_hash, format) "
+        "VALUES (?, ?, ?, ?, ?, 0, 200, 3, 'lookup', ?, ?, 'exchange-hub/audit/v2')"
     )
     forged = AuditEntry(
         request_id="req-forged",
@@ -308,15 +343,8 @@ def test_rewritten_chain_and_forged_anchor(log_url: str) -> None:
     assert (report.problem.kind, report.problem.seq) == ("altered", 3)
     assert "rewritten" in report.problem.message
 
-    # ... and the anchors re-signed with a key that is not the hub's
-    other = EvidenceKey.generate()
-    for seq, digest in run_sql(log_url, "SELECT seq, entry_hash FROM {log}"):
-        fake = Anchor.sign(seq, digest, other, datetime.now(UTC))
-        run_sql(
-            log_url,
-            "UPDATE {anchor} SET entry_hash = ?, key_id = ?, signature = ? WHERE seq = ?",
-            (fake.entry_hash, fake.key_id, fake.signature, seq),
-        )
+    # ... and the anchors re-made and re-signed with a key that is not the hub's
+    resign_anchors(log_url, EvidenceKey.generate())
     report = verify_chain(log_url, KEYS)
     assert report.problem is not None and report.problem.kind == "forged_anchor"
     assert verify_chain(log_url, None).ok  # unchecked signatures: why the key set matters
@@ -329,9 +357,9 @@ def test_rewritten_chain_and_forged_anchor(log_url: str) -> None:
 def embedded_log(settings: Settings) -> str:
     url = audit_url(settings)
     assert url.endswith("ops/audit.sqlite")
-    with AuditLog(url, load_evidence_key(settings), anchor_every_s=0) as log:
+    with AuditLog(url, load_anchor_signer(settings), anchor_every_s=0) as log:
         for i in range(1, 6):
-            log.append_sync(entry(i))
+            log.append_sync(entry(i, at=datetime.now(UTC)))
     return url
 
 
@@ -371,3 +399,152 @@ def test_cli_audit_verify_without_log(settings: Settings) -> None:
     result = CliRunner().invoke(app, ["audit", "verify"])
     assert result.exit_code == 1
     assert "no audit log" in result.output
+
+
+# ---------------------------------------------------------------- append-only, anchors
+
+
+def test_the_tables_refuse_update_and_delete(log_url: str) -> None:
+    write_log(log_url, 3)
+    for statement in (
+        "UPDATE {log} SET purpose = 'x' WHERE seq = 2",
+        "DELETE FROM {log} WHERE seq = 3",
+        "DELETE FROM {anchor}",
+        "UPDATE {anchor} SET seq = 99",
+    ):
+        with pytest.raises((sqlite3.DatabaseError, psycopg.Error), match="append-only"):
+            run_sql(log_url, statement, as_owner=False)
+    if not log_url.startswith("sqlite"):
+        with pytest.raises(psycopg.Error, match="append-only"):
+            run_sql(log_url, "TRUNCATE {log}", as_owner=False)
+    assert verify_chain(log_url, KEYS).ok
+
+
+def test_the_api_role_can_only_append(postgres_url: str) -> None:
+    import uuid
+
+    from hub.audit import writer_role_sql
+
+    role = f"hub_audit_{uuid.uuid4().hex[:8]}"
+    write_log(postgres_url, 2)  # tables and triggers made by the owner
+    run_sql(postgres_url, f'CREATE ROLE "{role}" LOGIN', as_owner=False)
+    try:
+        for statement in writer_role_sql(role):
+            run_sql(postgres_url, statement, as_owner=False)
+        as_role = postgres_url.replace("postgres@", f"{role}@")
+        write_log(as_role, 3)  # the API's writer works as the role: reads head, appends
+        assert verify_chain(postgres_url, KEYS).ok
+        with psycopg.connect(as_role, autocommit=True) as pg:
+            for statement in (
+                "UPDATE ops.audit_log SET purpose = 'x'",
+                "DELETE FROM ops.audit_anchor",
+                "TRUNCATE ops.audit_log",
+                "ALTER TABLE ops.audit_log DISABLE TRIGGER ALL",
+                "SET session_replication_role = replica",
+            ):
+                with pytest.raises(psycopg.Error):
+                    pg.execute(statement)
+    finally:
+        run_sql(postgres_url, f'DROP OWNED BY "{role}"', as_owner=False)
+        run_sql(postgres_url, f'DROP ROLE "{role}"', as_owner=False)
+
+
+def test_a_deleted_anchor_is_a_gap(log_url: str) -> None:
+    write_log(log_url, 10)  # one anchor per batch
+    numbers = run_sql(log_url, "SELECT anchor_no FROM {anchor} ORDER BY seq")
+    assert [n for (n,) in numbers] == list(range(1, len(numbers) + 1))
+    run_sql(log_url, "DELETE FROM {anchor} WHERE anchor_no = 4")
+    report = verify_chain(log_url, KEYS)
+    assert report.problem is not None and report.problem.kind == "missing_anchor"
+    assert "anchor 4 is missing" in report.problem.message
+
+
+def test_deleted_anchors_and_a_rewritten_chain_are_caught(log_url: str) -> None:
+    """The attack of issue 10: delete the anchors, alter an entry, re-hash the chain."""
+    with AuditLog(log_url, KEY, anchor_every_s=0.05) as log:
+        for i in range(1, 6):
+            log.append_sync(entry(i, at=datetime.now(UTC)))
+    run_sql(log_url, "DELETE FROM {anchor}")
+    [(prev,)] = run_sql(log_url, "SELECT entry_hash FROM {log} WHERE seq = 1")
+    for seq in range(2, 6):
+        [(at,)] = run_sql(log_url, "SELECT at FROM {log} WHERE seq = ?", (seq,))
+        moment = at if isinstance(at, datetime) else datetime.fromisoformat(at.rstrip("Z"))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        changed = entry(seq, at=moment, purpose="rewritten" if seq == 2 else "二手房交易一件事")
+        digest = entry_hash(seq, changed, prev)
+        run_sql(
+            log_url,
+            "UPDATE {log} SET purpose = ?, prev_hash = ?, entry_hash = ? WHERE seq = ?",
+            (changed.purpose, prev, digest, seq),
+        )
+        prev = digest
+    assert verify_chain(log_url, KEYS).ok  # without the time rule nothing shows...
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    report = verify_chain(log_url, KEYS, max_gap_s=60, now=later)
+    assert report.problem is not None and report.problem.kind == "missing_anchor"
+    assert "never anchored" in report.problem.message
+
+
+def test_an_idle_writer_anchors_what_it_wrote(log_url: str) -> None:
+    import time
+
+    log = AuditLog(log_url, KEY, anchor_every_s=0.1).start()
+    try:
+        log.append_sync(entry(1, at=datetime.now(UTC)))
+        log.append_sync(entry(2, at=datetime.now(UTC)))  # within the interval: no anchor
+        time.sleep(0.6)
+        [(anchored,)] = run_sql(log_url, "SELECT max(seq) FROM {anchor}")
+        assert anchored == 2
+        report = verify_chain(log_url, KEYS, max_gap_s=5)
+        assert report.ok and report.unanchored == 0, report
+    finally:
+        log.close()
+
+
+def test_exported_anchors_catch_a_cut_with_its_anchors(log_url: str, tmp_path: Path) -> None:
+    from hub.audit import export_anchor, exported_anchors
+
+    write_log(log_url, 8)
+    folder = tmp_path / "kept-elsewhere"
+    path = export_anchor(log_url, KEY, folder)
+    assert path is not None and path.parent == folder
+    run_sql(log_url, "DELETE FROM {log} WHERE seq > 5")
+    run_sql(log_url, "DELETE FROM {anchor} WHERE seq > 5")
+    assert verify_chain(log_url, KEYS).ok
+    report = verify_chain(log_url, KEYS, anchors=exported_anchors(folder))
+    assert report.problem is not None and report.problem.kind == "truncated"
+    (folder / "anchor-bad.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"anchor-bad\.json"):
+        exported_anchors(folder)
+
+
+def test_entries_of_the_first_format_still_verify(log_url: str) -> None:
+    """A log written before grants were named (format v1) verifies after the upgrade."""
+    from hub.audit import FORMAT_V1
+
+    with AuditLog(log_url, KEY, entry_format=FORMAT_V1) as log:
+        for i in range(1, 4):
+            log.append_sync(entry(i))
+    with AuditLog(log_url, KEY) as log:
+        log.append_sync(entry(4, grant_id="GR-1", caller_kind="application"))
+    formats = run_sql(log_url, "SELECT format FROM {log} ORDER BY seq")
+    assert [f for (f,) in formats] == [FORMAT_V1] * 3 + ["exchange-hub/audit/v2"]
+    assert verify_chain(log_url, KEYS).ok
+
+
+def test_cli_catches_deleted_anchors_by_time(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("HUB_AUDIT_ANCHOR_EVERY_S", "0.1")
+    monkeypatch.setenv("HUB_AUDIT_ANCHOR_SLACK_S", "0")
+    url = audit_url(settings)
+    with AuditLog(url, load_anchor_signer(settings), anchor_every_s=0.1) as log:
+        for i in range(1, 4):
+            log.append_sync(entry(i, at=datetime.now(UTC)))
+    assert CliRunner().invoke(app, ["audit", "verify"]).exit_code == 0
+    run_sql(url, "DELETE FROM {anchor}")
+    time.sleep(0.5)
+    result = CliRunner().invoke(app, ["audit", "verify"])
+    assert result.exit_code == 1 and "missing_anchor" in result.output, result.output

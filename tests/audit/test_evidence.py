@@ -1,9 +1,9 @@
-"""Signed evidence documents: round trip, tampering, keys, offline CLI check."""
+"""Signed evidence documents: standard JWS, tampering, keys and their rotation, the subject
+bound with a keyed digest, the offline CLI check."""
 
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import os
 import stat
@@ -11,146 +11,162 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
 from hub.cli import app
 from hub.evidence import (
     EvidenceError,
     EvidenceKey,
-    canonical_json,
+    check_subject,
     load_evidence_key,
+    load_subject_key,
     public_key_set,
     sign_evidence,
-    subject_digest,
+    subject_mac,
     verify_evidence,
 )
 from hub.settings import Settings, SettingsError
+from hub.signing import Profile, b64url_decode
 
 KEY = EvidenceKey.generate()
+SUBJECT_KEY = os.urandom(32)
+OWNER = "36020319900102100X"
 
 
-def payload(**changes: Any) -> dict[str, Any]:
+def claims(**changes: Any) -> dict[str, Any]:
     return {
-        "claim": "owns_property_in_city",
-        "subject": subject_digest("36020219800101123x"),
+        "jti": "req-00042",
+        "azp": "housing_transfer_window",
+        "claim": "owns_property",
         "answer": True,
+        "basis": {"current_rights": 1},
         "resource": "property_rights",
         "version": 7,
         "data_as_of": datetime(2026, 11, 24, 2, 0, tzinfo=UTC),
-        "gate_run": "gate-20261124T020000Z-property_rights",
-        "request_id": "req-00042",
-        "application": "one-stop-housing",
+        "gate_run_id": "gate-20261124T020000Z-property_rights",
+        "sub_mac": subject_mac(Profile.standard, SUBJECT_KEY, OWNER),
         "note": "景德镇市",
         **changes,
     }
 
 
-def test_round_trip() -> None:
-    issued = datetime(2026, 11, 24, 9, 30, 1, 250000, tzinfo=UTC)
-    document = sign_evidence(payload(), KEY, issued_at=issued)
-    assert set(document) == {"evidence", "key_id", "algorithm", "signature"}
-    assert document["algorithm"] == "Ed25519" and document["key_id"] == KEY.key_id
-    assert document["evidence"]["issued_at"] == "2026-11-24T09:30:01.250000Z"
-    assert document["evidence"]["data_as_of"] == "2026-11-24T02:00:00Z"
-    assert len(base64.b64decode(document["signature"])) == 64
-    # through a file and back, as an application keeps it
-    kept = json.loads(json.dumps(document, indent=2, ensure_ascii=True))
-    verified = verify_evidence(kept, public_key_set(KEY))
-    assert verified.claim == "owns_property_in_city" and verified.version == 7
+def parts(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+    head, body, signature = token.split(".")
+    header, payload = json.loads(b64url_decode(head)), json.loads(b64url_decode(body))
+    return header, payload, b64url_decode(signature)
+
+
+def resign(token: str, **changes: Any) -> str:
+    """The same document with changed claims and the old signature."""
+    head, body, signature = token.split(".")
+    payload = {**json.loads(b64url_decode(body)), **changes}
+    encoded = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+    return f"{head}.{encoded}.{signature}"
+
+
+def test_round_trip_as_a_standard_jws() -> None:
+    issued = datetime(2026, 11, 24, 9, 30, 1, tzinfo=UTC)
+    token = sign_evidence(claims(), KEY, issued_at=issued)
+    header, payload, signature = parts(token)
+    assert header == {"alg": "EdDSA", "kid": KEY.key_id, "typ": "hub-evidence+jwt"}
+    assert payload["iat"] == int(issued.timestamp()) and payload["iss"] == "exchange-hub"
+    assert payload["data_as_of"] == "2026-11-24T02:00:00Z" and len(signature) == 64
+    assert OWNER not in token and "subject" not in payload  # the ID never shows
+    verified = verify_evidence(token, public_key_set(KEY))
+    assert verified.claim == "owns_property" and verified.version == 7
     assert verified.resource == "property_rights" and verified.request_id == "req-00042"
     assert verified.issued_at == issued and verified.evidence["note"] == "景德镇市"
-    assert verified.evidence["subject"] == subject_digest("36020219800101123X")
+    # any JOSE library checks it with the published key
+    decoded = jwt.decode(token, KEY.public_key, algorithms=["EdDSA"])
+    assert decoded["answer"] is True and decoded["claim"] == "owns_property"
 
 
-def test_signed_bytes_are_canonical_json() -> None:
-    document = sign_evidence(payload(version=date(2026, 11, 1)), KEY)
-    message = canonical_json({k: v for k, v in document.items() if k != "signature"})
-    assert message.startswith(b'{"algorithm":"Ed25519","evidence":{"answer":true,')
-    assert "景德镇市".encode() in message  # UTF-8, not \\u escapes
-    KEY.public_key.verify(base64.b64decode(document["signature"]), message)
+def test_payload_is_canonical_json() -> None:
+    token = sign_evidence(claims(version=date(2026, 11, 1)), KEY)
+    body = b64url_decode(token.split(".")[1])
+    assert body.startswith(b'{"answer":true,"azp":')  # sorted keys, no spaces
+    assert "景德镇市".encode() in body  # UTF-8, not \\u escapes
 
 
 @pytest.mark.parametrize(
-    ("path", "value"),
-    [
-        (("evidence", "answer"), False),
-        (("evidence", "version"), 8),
-        (("evidence", "issued_at"), "2020-01-01T00:00:00Z"),
-        (("evidence", "extra"), "added"),
-        (("algorithm",), "Ed25519 "),
-    ],
-)
-def test_tampered_document_fails(path: tuple[str, ...], value: Any) -> None:
-    document = copy.deepcopy(sign_evidence(payload(), KEY))
-    target = document
-    for name in path[:-1]:
-        target = target[name]
-    target[path[-1]] = value
+    "changes",
+    [{"answer": False}, {"version": 8}, {"sub_mac": "A" * 43}, {"extra": "added"},
+     {"iat": 0}],
+)  # fmt: skip
+def test_tampered_document_fails(changes: dict[str, Any]) -> None:
+    forged = resign(sign_evidence(claims(), KEY), **changes)
     with pytest.raises(EvidenceError) as caught:
-        verify_evidence(document, public_key_set(KEY))
-    assert caught.value.reason in {"bad_signature", "unsupported_algorithm"}
+        verify_evidence(forged, public_key_set(KEY))
+    assert caught.value.reason == "bad_signature"
 
 
-def test_wrong_or_unknown_key_fails() -> None:
-    document = sign_evidence(payload(), KEY)
+def test_wrong_key_none_algorithm_and_rotation() -> None:
+    token = sign_evidence(claims(), KEY)
     other = EvidenceKey.generate()
     with pytest.raises(EvidenceError, match="not in the key set") as caught:
-        verify_evidence(document, public_key_set(other))
+        verify_evidence(token, public_key_set(other))
     assert caught.value.reason == "unknown_key"
     # a forger who claims the hub's key id but signs with their own key
-    forged = sign_evidence(payload(answer=False), other)
-    forged["key_id"] = KEY.key_id
+    forged = sign_evidence(claims(answer=False), other)
+    _head, body, signature = forged.split(".")
+    fake_head = base64.urlsafe_b64encode(
+        json.dumps({"alg": "EdDSA", "kid": KEY.key_id, "typ": "hub-evidence+jwt"}).encode()
+    ).rstrip(b"=")
     with pytest.raises(EvidenceError) as caught:
-        verify_evidence(forged, public_key_set(KEY, other))
+        verify_evidence(f"{fake_head.decode()}.{body}.{signature}", public_key_set(KEY, other))
     assert caught.value.reason == "bad_signature"
-    # a key set holding the current and a retired key accepts both
-    assert verify_evidence(document, public_key_set(other, KEY)).key_id == KEY.key_id
+    # alg "none" and a shared-secret algorithm are refused
+    unsigned = jwt.encode(claims(iat=1, data_as_of="x"), key=None, algorithm="none",
+                          headers={"kid": KEY.key_id, "typ": "hub-evidence+jwt"})  # fmt: skip
+    with pytest.raises(EvidenceError) as caught:
+        verify_evidence(unsigned, public_key_set(KEY))
+    assert caught.value.reason in {"unsupported_algorithm", "malformed"}
+    # after a rotation the set holds the new key and the retired one: both verify
+    assert verify_evidence(token, public_key_set(other, KEY)).key_id == KEY.key_id
 
 
 @pytest.mark.parametrize(
-    "document",
-    [
-        [],
-        {"evidence": {}},
-        {"evidence": "x", "key_id": "k", "algorithm": "Ed25519", "signature": "AA=="},
-        {"evidence": {}, "key_id": KEY.key_id, "algorithm": "Ed25519", "signature": "%%%"},
-    ],
+    "document", [[], {"evidence": {}}, "x.y", "a.b.c", "e30.e30.AAAA", {"evidence": 3}]
 )
 def test_malformed_document(document: Any) -> None:
     with pytest.raises(EvidenceError) as caught:
         verify_evidence(document, public_key_set(KEY))
-    assert caught.value.reason == "malformed"
+    assert caught.value.reason in {"malformed", "unknown_key"}
 
 
 def test_missing_members_are_refused() -> None:
-    with pytest.raises(ValueError, match="missing request_id"):
-        sign_evidence(payload(request_id=None), KEY)
+    with pytest.raises(ValueError, match="missing jti"):
+        sign_evidence(claims(jti=None), KEY)
+    with pytest.raises(ValueError, match="missing sub_mac"):
+        sign_evidence(claims(sub_mac=None), KEY)
     with pytest.raises(TypeError, match="not JSON"):
-        sign_evidence(payload(answer=object()), KEY)
+        sign_evidence(claims(answer=object()), KEY)
 
 
-def test_key_set_is_a_jwks() -> None:
-    jwks = json.loads(json.dumps(public_key_set(KEY)))
-    [jwk] = jwks["keys"]
-    assert (jwk["kty"], jwk["crv"], jwk["kid"]) == ("OKP", "Ed25519", KEY.key_id)
-    raw = KEY.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    assert base64.urlsafe_b64decode(jwk["x"] + "=") == raw
-    jwk["kid"] = "someone-else"
-    with pytest.raises(EvidenceError, match="thumbprint"):
-        verify_evidence(sign_evidence(payload(), KEY), jwks)
+def test_subject_is_bound_by_a_keyed_digest() -> None:
+    verified = verify_evidence(sign_evidence(claims(), KEY), public_key_set(KEY))
+    check_subject(verified, OWNER, SUBJECT_KEY, Profile.standard)
+    check_subject(verified, OWNER.lower(), SUBJECT_KEY, Profile.standard)  # canonical form
+    with pytest.raises(EvidenceError) as caught:
+        check_subject(verified, "360203199912310021", SUBJECT_KEY, Profile.standard)
+    assert caught.value.reason == "wrong_subject"
+    with pytest.raises(EvidenceError):  # without the hub's key nobody can test a guess
+        check_subject(verified, OWNER, os.urandom(32), Profile.standard)
 
 
 def test_stored_key_forms(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     # embedded default: generated once, 0600, then the same key every time
     first = load_evidence_key(settings)
-    path = settings.systems_dir / "secrets" / "evidence_key"
+    path = settings.home / "secrets" / "evidence_key"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert load_evidence_key(settings).key_id == first.key_id
     # from the environment: base64url seed or PEM
     monkeypatch.setenv("HUB_SECRET_EVIDENCE_KEY", KEY.to_secret())
     assert load_evidence_key(settings).key_id == KEY.key_id
+    from cryptography.hazmat.primitives import serialization
+
     pem = KEY.private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -161,13 +177,18 @@ def test_stored_key_forms(settings: Settings, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("HUB_SECRET_EVIDENCE_KEY", "c2hvcnQ")
     with pytest.raises(SettingsError, match="32-byte"):
         load_evidence_key(settings)
+    monkeypatch.setenv("HUB_SECRET_EVIDENCE_KEY", "changeme")
+    with pytest.raises(SettingsError, match="placeholder"):
+        load_evidence_key(settings)
 
 
-def test_postgres_warehouse_needs_a_provided_key(hub_home: Path) -> None:
+def test_postgres_warehouse_needs_provided_keys(hub_home: Path) -> None:
     settings = Settings(warehouse_url="postgresql://postgres@127.0.0.1:5432/none")
     with pytest.raises(SettingsError, match="HUB_SECRET_EVIDENCE_KEY is not set"):
         load_evidence_key(settings)
-    assert not (settings.systems_dir / "secrets" / "evidence_key").exists()
+    with pytest.raises(SettingsError, match="HUB_SECRET_SUBJECT_KEY is not set"):
+        load_subject_key(settings)
+    assert not (settings.home / "secrets").exists()
 
 
 def test_cli_offline_verification(settings: Settings, tmp_path: Path) -> None:
@@ -176,16 +197,25 @@ def test_cli_offline_verification(settings: Settings, tmp_path: Path) -> None:
     key_file = tmp_path / "keys.json"
     key_file.write_text(keys.output)
     hub_key = load_evidence_key(settings)
-    document = tmp_path / "evidence.json"
-    document.write_text(json.dumps(sign_evidence(payload(), hub_key), ensure_ascii=False))
+    own_mac = subject_mac(Profile.standard, load_subject_key(settings), OWNER)
+    document = tmp_path / "evidence.jws"
+    document.write_text(sign_evidence(claims(sub_mac=own_mac), hub_key))
 
     ok = CliRunner().invoke(app, ["evidence", "verify", str(document), "--keys", str(key_file)])
     assert ok.exit_code == 0, ok.output
     assert "evidence ok" in ok.output and "property_rights v7" in ok.output
+    about = CliRunner().invoke(app, ["evidence", "verify", str(document), "--subject", OWNER])
+    assert about.exit_code == 0 and "about the subject given" in about.output, about.output
+    other = CliRunner().invoke(
+        app, ["evidence", "verify", str(document), "--subject", "360203199912310021"]
+    )
+    assert other.exit_code == 1 and "wrong_subject" in other.output
+    malformed = CliRunner().invoke(
+        app, ["evidence", "verify", str(document), "--subject", "36020319900102100"]
+    )
+    assert malformed.exit_code == 1 and "--subject" in malformed.output
 
-    changed = json.loads(document.read_text())
-    changed["evidence"]["answer"] = False
-    document.write_text(json.dumps(changed))
+    document.write_text(resign(document.read_text(), answer=False))
     bad = CliRunner().invoke(app, ["evidence", "verify", str(document), "--keys", str(key_file)])
     assert bad.exit_code == 1
     assert "bad_signature" in bad.output
@@ -196,4 +226,4 @@ def test_cli_offline_verification(settings: Settings, tmp_path: Path) -> None:
     )
     assert unknown.exit_code == 1 and "unknown_key" in unknown.output
     missing = CliRunner().invoke(app, ["evidence", "verify", str(tmp_path / "nope.json")])
-    assert missing.exit_code == 1 and "no such file" in missing.output
+    assert missing.exit_code == 1 and "cannot be read" in missing.output

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -25,9 +26,11 @@ from hub.serve import create_app
 from hub.serve.sources import _typed_value
 from hub.settings import Settings
 from hub.warehouse import DuckDBWarehouse, open_warehouse, quote_ident
+from tests.conftest import set_deployment_secrets
+from tests.serve.identity import CURRENT, KEY_APPS, TestIdentityProvider
 
-OWNER = "360202198001011234"  # owns one current right
-SELLER = "36020219750505123X"  # owns one current and one historical right
+OWNER = "360203199001011004"  # owns one current right
+SELLER = "36020319900102100X"  # owns one current and one historical right
 NOBODY = "360203199912310021"  # owns nothing
 CERT = "赣(2020)景德镇市不动产权第0000001号"
 
@@ -44,6 +47,14 @@ ROWS: dict[str, list[dict[str, Any]]] = {
          "owner_id": SELLER, "owner_name": "李四", "share": "1.0000",
          "co_ownership": "单独所有", "registered_date": "2010-01-01", "status": "历史",
          "updated_at": "2015-01-01 09:00:00"},
+    ],
+    "sales_contracts": [
+        {"contract_no": "HT2026-0001", "unit_id": "U1", "seller_id": SELLER, "buyer_id": OWNER,
+         "price": "1200000.00", "signed_date": "2026-10-01", "contract_type": "存量房",
+         "status": "已备案", "updated_at": "2026-10-01 10:00:00"},
+        {"contract_no": "HT2026-0002", "unit_id": "U2", "seller_id": NOBODY, "buyer_id": SELLER,
+         "price": "800000.00", "signed_date": "2026-10-02", "contract_type": "存量房",
+         "status": "已备案", "updated_at": "2026-10-02 10:00:00"},
     ],
     "tax_payments": [
         {"payment_id": "P1", "taxpayer_id": OWNER, "tax_type": "契税", "amount": "6625.00",
@@ -115,13 +126,13 @@ def grant(book: DemandBook, app: str, scenario: str, resource: str, fields: tupl
 
 @pytest.fixture
 def published(
-    warehouse_url: str, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+    warehouse_url: str, catalog: Catalog, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[Published]:
-    from hub.evidence import EvidenceKey
-
-    # a deployment sets its signing key as a secret (only the embedded default makes one)
-    monkeypatch.setenv("HUB_SECRET_EVIDENCE_KEY", EvidenceKey.generate().to_secret())
+    set_deployment_secrets(monkeypatch)
     monkeypatch.setenv("HUB_API_CACHE_SECONDS", "0")  # a revocation acts at once
+    idp = CURRENT["idp"] = TestIdentityProvider(tmp_path)
+    monkeypatch.setenv("HUB_IDP_JWKS", str(idp.jwks_path))
+    monkeypatch.setenv("HUB_IDP_ISSUER", idp.issuer)
     settings = Settings()
     publish_rows(settings, catalog)
     demands = {}
@@ -145,14 +156,30 @@ def published(
             ("citizen_id", "insurance_type", "period", "paid_date"), RowScope.applicant,
         )  # fmt: skip
         demands["talent"] = talent
+        # the provident-fund system may read a contract of its applicant as the buyer only
+        demands["contracts"] = grant(
+            book, "provident_fund_system", "provident_fund_loan", "sales_contracts",
+            ("contract_no", "buyer_id", "price", "status"), RowScope.applicant,
+        )  # fmt: skip
         keys = {
             "app": create_key(store, PrincipalKind.application, app, by="t").key,
             "talent": create_key(store, PrincipalKind.application, "talent_housing", by="t").key,
+            "fund": create_key(
+                store, PrincipalKind.application, "provident_fund_system", by="t"
+            ).key,
             "newborn": create_key(
                 store, PrincipalKind.application, "newborn_one_chain", by="t"
             ).key,
             "housing": create_key(store, PrincipalKind.department, "housing", by="t").key,
         }
+    KEY_APPS.update(
+        {
+            keys["app"]: app,
+            keys["talent"]: "talent_housing",
+            keys["newborn"]: "newborn_one_chain",
+            keys["fund"]: "provident_fund_system",
+        }  # fmt: skip
+    )
     with TestClient(create_app(settings, catalog)) as client:
         yield Published(client, keys, settings, demands)
 
@@ -164,6 +191,7 @@ def headers(key: str, applicant: str | None = None, **extra: str) -> dict[str, s
         "X-Purpose": quote("二手房转移登记核验"),
     }
     if applicant:
-        found["X-Applicant-Id"] = applicant
+        idp = CURRENT["idp"]
+        found["X-Applicant-Assertion"] = idp.assertion(applicant, KEY_APPS.get(key, "unknown"))
     found.update(extra)
     return found

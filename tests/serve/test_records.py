@@ -3,6 +3,8 @@ call in the audit chain; evidence that verifies offline."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime, timedelta
 
 import pyarrow as pa
@@ -34,7 +36,8 @@ def test_lookup_returns_granted_fields_masks_personal_ones_and_states_the_versio
     assert body["count"] == 2 and body["next"] is None
     first = body["records"][0]
     assert set(first) == {*body["fields"], "owner_name"}
-    assert first["owner_name"] == "李*" and first["share"] in {"0.5000", "1.0000"}
+    assert first["owner_name"] == "***" and first["share"] in {"0.5000", "1.0000"}
+    assert body["grant_id"]
     assert "registered_date" not in first
     assert response.headers["x-request-id"] == body["request_id"]
 
@@ -42,7 +45,7 @@ def test_lookup_returns_granted_fields_masks_personal_ones_and_states_the_versio
 def test_applicant_only_grants_show_only_the_applicants_rows(published: Published) -> None:
     client, key = published.client, published.keys["app"]
     missing = client.get(RIGHTS, params={"owner_id": SELLER}, headers=headers(key))
-    assert missing.status_code == 400 and "X-Applicant-Id" in missing.json()["detail"]
+    assert missing.status_code == 400 and "X-Applicant-Assertion" in missing.json()["detail"]
     others = client.get(RIGHTS, params={"owner_id": SELLER}, headers=headers(key, OWNER))
     assert others.status_code == 200 and others.json()["count"] == 0
     everything = client.get(RIGHTS, headers=headers(key, OWNER))
@@ -123,8 +126,10 @@ def test_sql_injection_in_every_parameter_finds_nothing_and_breaks_nothing(
 ) -> None:
     client, key = published.client, published.keys["app"]
     for attempt in INJECTIONS:
-        by_value = client.get(RIGHTS, params={"owner_id": attempt}, headers=headers(key, attempt))
+        by_value = client.get(RIGHTS, params={"status": attempt}, headers=headers(key, SELLER))
         assert by_value.status_code == 200 and by_value.json()["count"] == 0
+        by_id = client.get(RIGHTS, params={"owner_id": attempt}, headers=headers(key, SELLER))
+        assert by_id.status_code == 400 and by_id.json()["error"] == "invalid_identifier"
         by_name = client.get(RIGHTS, params={attempt: "x"}, headers=headers(key, SELLER))
         assert by_name.status_code == 400
         by_cursor = client.get(RIGHTS, params={"after": attempt}, headers=headers(key, SELLER))
@@ -170,9 +175,13 @@ def test_evidence_is_refused_when_tampered_or_outside_the_grant(published: Publi
         headers=headers(app, OWNER),
     ).json()  # fmt: skip
     keys = client.get("/v1/keys").json()
-    forged = {**body["evidence"], "evidence": {**body["evidence"]["evidence"], "answer": False}}
-    with pytest.raises(EvidenceError):
+    head, payload, signature = body["evidence"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    flipped = base64.urlsafe_b64encode(json.dumps({**claims, "answer": False}).encode())
+    forged = f"{head}.{flipped.decode().rstrip('=')}.{signature}"
+    with pytest.raises(EvidenceError) as caught:
         verify_evidence(forged, keys)
+    assert caught.value.reason == "bad_signature"
     other = client.post(
         "/v1/verify", json={"claim": "owns_property", "subject": SELLER},
         headers=headers(app, OWNER),
@@ -205,15 +214,15 @@ def test_export_streams_the_granted_columns(published: Published) -> None:
 
 def test_every_call_is_in_the_audit_chain(published: Published) -> None:
     client, key = published.client, published.keys["app"]
+    keys = client.get("/v1/keys").json()
     client.get(RIGHTS, headers=headers(key, SELLER))
     client.get(RIGHTS, headers={})
     client.get(RIGHTS, params={"owner_name": "x"}, headers=headers(key, SELLER))
     client.post("/v1/verify", json={"claim": "owns_property", "subject": OWNER},
                 headers=headers(key, OWNER))  # fmt: skip
     client.app.state.services.close()  # drain the writer
-    keys = client.get("/v1/keys").json()
     report = verify_chain(audit_url(published.settings), keys)
-    assert report.ok and report.entries == 4, report
+    assert report.ok and report.entries == 5, report
 
 
 def test_catalog_lists_what_the_caller_may_read(published: Published) -> None:
@@ -221,9 +230,11 @@ def test_catalog_lists_what_the_caller_may_read(published: Published) -> None:
     assert response.status_code == 200
     items = {r["resource"]: r for r in response.json()["resources"]}
     rights = items["property_rights"]
-    assert rights["granted_fields"] == ["certificate_no", "unit_id", "owner_id", "share", "status"]
-    assert rights["rows"] == "applicant" and rights["published"]["version"] == 1
-    assert items["persons"]["granted_fields"] == [] and items["persons"]["published"] is None
+    [only] = rights["grants"]  # each grant on its own, never merged
+    assert only["fields"] == ["certificate_no", "unit_id", "owner_id", "share", "status"]
+    assert only["rows"] == "applicant" and rights["published"]["version"] == 1
+    assert only["masked_fields"] == ["owner_name"] and only["grant_id"]
+    assert items["persons"]["grants"] == [] and items["persons"]["published"] is None
     assert datetime.fromisoformat(rights["published"]["published_at"]) > datetime(2026, 1, 1)
     assert timedelta(0) < timedelta(hours=2)
 

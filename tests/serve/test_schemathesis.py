@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.serve.conftest import Published
+from tests.serve.conftest import SELLER, Published
+from tests.serve.identity import CURRENT
 
 
 @pytest.fixture
@@ -54,7 +55,8 @@ def test_no_input_makes_the_api_fail_with_a_server_error(
             "--header", f"Authorization: Bearer {published.keys['app']}",
             "--header", "X-End-User-Id: fuzz",
             "--header", "X-Purpose: fuzz",
-            "--header", "X-Applicant-Id: 36020219750505123X",
+            "--header", "X-Applicant-Assertion: "
+            + CURRENT["idp"].assertion(SELLER, "housing_transfer_window", exp=int(time.time()) + 600),
             "--request-timeout", "10",
         ],
         capture_output=True,
