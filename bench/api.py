@@ -67,6 +67,9 @@ SERVERS = {
     "hub_pg_w2": "hub API, PostgreSQL, 2 workers (audit on)",
     "hub_embedded": "hub API, embedded default: SQLite serving file (audit on)",
     "hub_embedded_w2": "hub API, embedded default, 2 workers (audit on)",
+    "hub_embedded_w2_rl": "the same with the rate limit on (shared SQLite file; never hit)",
+    "hub_pg_w2_rl": "hub API, PostgreSQL, 2 workers, rate limit on (UNLOGGED table)",
+    "hub_pg_w2_redis": "hub API, PostgreSQL, 2 workers, rate limit on (Redis)",
     "datasette": "datasette 0.65 -i, SQLite, citizen_id primary key (peer)",
     "floor_pg": "floor: the hub's SELECT on PostgreSQL, 50 threads, no HTTP",
     "floor_sqlite": "floor: the hub's SELECT on the serving file, 50 threads, no HTTP",
@@ -76,56 +79,79 @@ TARGET_P99_MS = 50.0
 
 # ---------------------------------------------------------------- the data (fresh processes)
 
-# Row i: a unique 18-character ID (region, birth date from i % 30000, sequence i / 30000,
-# a last digit), the same rows on both engines. Only the IDs' shape matters here.
+# Row i: a unique valid citizen ID (region 360203, birth date from i % 20000 days after
+# 1990-01-01, sequence i / 20000, check character), the same rows on both engines.
 _STATUS = "['正常','正常','正常','正常','正常','正常','正常','正常','迁出','死亡']"
 _SURNAMES = "['王','李','张','刘','陈','杨','黄','赵','吴','周','徐','孙']"
 _GIVEN = "['伟','芳','娜','秀英','敏','静','丽','强','磊','军','洋','勇','艳','杰']"
 
 
+_RIC_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
 def _fill_sql(engine: str, table: str, rows: int) -> str:
     if engine == "postgres":
         series, div, arr = f"generate_series(0, {rows - 1}) AS s(i)", "/", "ARRAY"
-        day = "date '1940-01-01' + (i % 30000)::int"
+        day = "date '1990-01-01' + (i % 20000)::int"
         ymd = f"to_char({day}, 'YYYYMMDD')"
         cast_int = "({})::int"
     else:
         series, div, arr = f"range(0, {rows}) AS s(i)", "//", ""
-        day = "date '1940-01-01' + CAST(i % 30000 AS INTEGER)"
+        day = "date '1990-01-01' + CAST(i % 20000 AS INTEGER)"
         ymd = f"strftime({day}, '%Y%m%d')"
         cast_int = "CAST({} AS INTEGER)"
 
     def pick(array: str, expr: str) -> str:
         return f"({arr}{array})[1 + {cast_int.format(expr)}]"
 
+    # a valid citizen ID (GB 11643): region 360203, a real birth date, a sequence, and the
+    # check character, which the API checks before it looks anything up
+    weighted = " + ".join(
+        f"CAST(substr(body, {k + 1}, 1) AS INTEGER) * {w}" for k, w in enumerate(_RIC_WEIGHTS)
+    )
     return f"""
 INSERT INTO {table}
+WITH b AS (
+    SELECT i, {day} AS born,
+        '360203' || {ymd} || lpad(CAST(i {div} 20000 AS VARCHAR), 3, '0') AS body
+    FROM {series}
+)
 SELECT
-    '360202' || {ymd} || lpad(CAST(i {div} 30000 AS VARCHAR), 3, '0')
-        || CAST(i % 10 AS VARCHAR),
+    body || substr('10X98765432', 1 + ({weighted}) % 11, 1),
     {pick(_SURNAMES, "i % 12")} || {pick(_GIVEN, f"(i {div} 12) % 14")},
     CASE WHEN i % 2 = 1 THEN '1' ELSE '2' END,
-    {day},
+    born,
     '汉族',
-    '360202',
+    '360203',
     '江西省景德镇市珠山区珠山中路' || CAST(i % 900 AS VARCHAR) || '号',
     {pick(_STATUS, "i % 10")},
     timestamp '2026-01-01' + CAST(i % 100000 AS INTEGER) * interval '1 minute'
-FROM {series}
+FROM b
 """
 
 
-def _env(engine: str) -> dict[str, str]:
-    """The environment of every hub process of ``engine``: only our HUB_* variables."""
+REDIS_URL = os.environ.get("HUB_BENCH_REDIS", "redis://127.0.0.1:6379/12")
+# a limit that is on but never reached: what it costs, not what it refuses
+RATE_ON = {"HUB_API_RATE_PER_SECOND": "1000000", "HUB_API_RATE_BURST": "2000000"}
+
+
+def _env(engine: str, limit: str = "off") -> dict[str, str]:
+    """The environment of every hub process of ``engine``: only our HUB_* variables.
+    ``limit``: off, store (the ops store) or redis."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # a deployment has bytecode; cache it outside
     env["PYTHONPYCACHEPREFIX"] = PYCACHE
     home = WORK / engine
     env["HUB_HOME"] = str(home)
     env["HUB_API_RATE_PER_SECOND"] = "0"
+    if limit != "off":
+        env.update(RATE_ON)
+    if limit == "redis":
+        env["HUB_REDIS_URL"] = REDIS_URL
     if engine == "postgres":
         env["HUB_WAREHOUSE_URL"] = PG_URL
-        env["HUB_SECRET_EVIDENCE_KEY"] = (WORK / "evidence_key").read_text().strip()
+        for name in ("evidence_key", "audit_key", "subject_key", "cursor_key"):
+            env[f"HUB_SECRET_{name.upper()}"] = (WORK / name).read_text().strip()
     else:
         env["HUB_WAREHOUSE_URL"] = f"duckdb:///{home / 'warehouse.duckdb'}"
     return env
@@ -310,13 +336,13 @@ def _percentile(values: list[float], pct: float) -> float:
 
 def verify(engine: str) -> dict[str, Any]:
     """``hub.audit.verify_chain`` over the engine's whole audit log, signatures checked."""
-    from hub.audit import audit_url, verify_chain
-    from hub.evidence import load_evidence_key, public_key_set
+    from hub.audit import audit_url, load_anchor_signer, verify_chain
     from hub.settings import Settings
+    from hub.signing import key_set
 
     settings = Settings()
     started = time.perf_counter()
-    report = verify_chain(audit_url(settings), public_key_set(load_evidence_key(settings)))
+    report = verify_chain(audit_url(settings), key_set(load_anchor_signer(settings)))
     return {
         "ok": report.ok,
         "entries": report.entries,
@@ -521,9 +547,10 @@ def measure_server(name: str, args: argparse.Namespace) -> dict[str, Any]:
     sample = ids.read_text().split()[0]
     extra: dict[str, Any] = {}
     if name.startswith("hub"):
-        workers = "2" if name.endswith("_w2") else "1"
+        workers = "2" if "_w2" in name else "1"
+        limit = "redis" if name.endswith("_redis") else "store" if name.endswith("_rl") else "off"
         command = [str(BIN / "hub"), "serve", "--port", str(port), "--workers", workers]
-        server = Server(name, command, _env(engine), port)
+        server = Server(name, command, _env(engine, limit), port)
         ready, prefix, suffix = "/v1/keys", "/v1/resources/persons/records?citizen_id=", ""
         headers = {
             "Authorization": f"Bearer {(WORK / f'key-{engine}.txt').read_text().strip()}",
@@ -641,9 +668,13 @@ def main() -> None:
     print(f"{started:%Y-%m-%d %H:%M} UTC, load {os.getloadavg()}, {os.cpu_count()} cores")
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    from hub.evidence import EvidenceKey
+    from hub.keyring import encode_key
+    from hub.signing import Ed25519Signer
 
-    (WORK / "evidence_key").write_text(EvidenceKey.generate().to_secret())
+    for name in ("evidence_key", "audit_key"):
+        (WORK / name).write_text(Ed25519Signer.generate().to_secret())
+    for name in ("subject_key", "cursor_key"):
+        (WORK / name).write_text(encode_key(os.urandom(32)))
     _admin(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
     _admin(f'CREATE DATABASE "{PG_DATABASE}"')
     record: dict[str, Any] = {"started": started.isoformat(), "args": vars(args)}

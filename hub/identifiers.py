@@ -20,6 +20,7 @@ that one definition:
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 from stdnum.cn import ric, uscc
@@ -45,6 +46,8 @@ _TABLE = str.maketrans({**_FULL_WIDTH, **dict.fromkeys(_WHITESPACE, None)})
 _ASCII_LOWER = "abcdefghijklmnopqrstuvwxyz"
 _UPPER = str.maketrans(_ASCII_LOWER, _ASCII_LOWER.upper())
 MAX_LENGTH = 64  # nothing longer is an identifier of ours; refused before any work
+_CITIZEN_ID = re.compile(r"[0-9]{17}[0-9X]")
+_CREDIT_CODE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{18}")
 
 
 def canonical(text: str) -> str:
@@ -54,28 +57,43 @@ def canonical(text: str) -> str:
     return text.translate(_TABLE).translate(_UPPER)
 
 
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def _sql_text(text: str) -> str:
+    """A SQL string of ``text`` for both engines: printable runs as literals, every other
+    character as ``chr(n)``, so the SQL file holds no control or space characters."""
+    parts: list[str] = []
+    run = ""
+    for char in text:
+        if char.isprintable() and not char.isspace():
+            run += char
+            continue
+        if run:
+            parts.append("'" + run.replace("'", "''") + "'")
+            run = ""
+        parts.append(f"chr({ord(char)})")
+    if run or not parts:
+        parts.append("'" + run.replace("'", "''") + "'")
+    return " || ".join(parts)
 
 
 def canonical_sql(expression: str) -> str:
     """:func:`canonical` as SQL that DuckDB and PostgreSQL both run (``translate`` maps the
     full-width characters and deletes whitespace, then ASCII letters are upper-cased)."""
-    # one pass: full-width to ASCII, whitespace deleted (the target list is shorter), a-z
-    # to A-Z (SQL upper() would also change non-ASCII letters)
+    # one pass: full-width to ASCII, a-z to A-Z (SQL upper() would also change non-ASCII
+    # letters), whitespace deleted (the target list is shorter)
     sources = "".join(_FULL_WIDTH) + _ASCII_LOWER + _WHITESPACE
     targets = "".join(_FULL_WIDTH.values()).translate(_UPPER) + _ASCII_LOWER.upper()
-    return f"translate({expression}, {_sql_literal(sources)}, {_sql_literal(targets)})"
+    return f"translate({expression}, {_sql_text(sources)}, {_sql_text(targets)})"
 
 
 def is_citizen_id(value: str) -> bool:
-    """A canonical value is a valid citizen ID (check digit, birth date, region code)."""
-    return len(value) == 18 and bool(ric.is_valid(value))
+    """A canonical value is a valid citizen ID (check digit, birth date, region code), in
+    ASCII (stdnum would also accept other digits, which the tables never hold)."""
+    return bool(_CITIZEN_ID.fullmatch(value)) and bool(ric.is_valid(value))
 
 
 def is_credit_code(value: str) -> bool:
     """A canonical value is a valid unified social credit code (GB 32100 check character)."""
-    return len(value) == 18 and bool(uscc.is_valid(value))
+    return bool(_CREDIT_CODE.fullmatch(value)) and bool(uscc.is_valid(value))
 
 
 def parse_identifier(text: str, kind: IdentifierKind, *, name: str = "identifier") -> str:

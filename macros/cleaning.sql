@@ -7,14 +7,6 @@
     nullif(trim({{ column }}), '')
 {%- endmacro %}
 
-{#
-    identifiers (citizen ID, credit code, certificate and contract numbers): no spaces
-    anywhere, letters upper-case (a citizen ID's check character is X, never x)
-#}
-{% macro clean_identifier(column) -%}
-    nullif(upper(replace(trim({{ column }}), ' ', '')), '')
-{%- endmacro %}
-
 {# GB/T 2261.1 sex code: 1 male, 2 female; the words some systems send are mapped #}
 {% macro standard_sex(column) -%}
     case upper(trim({{ column }}))

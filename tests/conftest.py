@@ -123,10 +123,11 @@ def mariadb_url() -> Iterator[str]:
 def set_deployment_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """The keys a deployment sets as secrets (only the embedded demo makes its own)."""
     from hub.keyring import encode_key
-    from hub.signing import Ed25519Signer
+    from hub.signing import Profile, generate_signer
 
-    monkeypatch.setenv("HUB_SECRET_EVIDENCE_KEY", Ed25519Signer.generate().to_secret())
-    monkeypatch.setenv("HUB_SECRET_AUDIT_KEY", Ed25519Signer.generate().to_secret())
+    profile = Profile(os.environ.get("HUB_CRYPTO_PROFILE", "standard"))
+    monkeypatch.setenv("HUB_SECRET_EVIDENCE_KEY", generate_signer(profile).to_secret())
+    monkeypatch.setenv("HUB_SECRET_AUDIT_KEY", generate_signer(profile).to_secret())
     for name in ("SUBJECT_KEY", "CURSOR_KEY"):
         monkeypatch.setenv(f"HUB_SECRET_{name}", encode_key(os.urandom(32)))
 

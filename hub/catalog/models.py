@@ -19,6 +19,15 @@ MAX_DEMAND_FIELDS = 200  # no resource has more; a longer list is refused before
 _DECIMAL = re.compile(r"^decimal\((\d{1,2}),(\d{1,2})\)$")
 
 
+def printable_text(value: str) -> str:
+    """Text a person wrote: control characters (a NUL that PostgreSQL refuses, escape
+    sequences for a terminal) are refused; line breaks and tabs are kept."""
+    bad = next((c for c in value if (ord(c) < 32 and c not in "\n\t") or c == "\x7f"), None)
+    if bad is not None:
+        raise ValueError(f"control character U+{ord(bad):04X} is not allowed in text")
+    return value
+
+
 class Strict(BaseModel):
     """Unknown keys are errors: a typo in a YAML key must not pass silently."""
 
@@ -272,6 +281,11 @@ class DemandSpec(Strict):
     purpose: str = Field(min_length=4, max_length=2_000)
     legal_basis: str = Field(min_length=4, max_length=2_000)
     rows: RowScope = RowScope.all
+
+    @field_validator("purpose", "legal_basis")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return printable_text(value)
 
     @field_validator("fields")
     @classmethod

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hub.catalog.models import DemandSpec, RowScope
+from hub.catalog.models import DemandSpec, RowScope, printable_text
 from hub.demand import DemandBook, DemandNotFoundError, DemandStatus
 from hub.demand.calendar import naive_utc, utc_now
 from hub.keys import Principal, PrincipalKind
@@ -39,6 +39,11 @@ class Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     officer: str = Field(min_length=1, max_length=200, description="Who answers.")
     reason: str | None = Field(default=None, max_length=2_000)
+
+    @field_validator("officer", "reason")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return printable_text(value) if value is not None else None
 
 
 class Approval(Answer):
@@ -62,6 +67,11 @@ class RefusalBody(Answer):
 
 class Submission(DemandSpec):
     submitted_by: str = Field(min_length=1, max_length=200, description="Who registers it.")
+
+    @field_validator("submitted_by")
+    @classmethod
+    def _who(cls, value: str) -> str:
+        return printable_text(value)
 
 
 def _ops(request: Request) -> Iterator[OpsStore]:

@@ -18,6 +18,7 @@ most one lease per worker. With a burst under 10 the lease is one token: exact.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sqlite3
 import threading
@@ -40,6 +41,10 @@ tat = tat + n * interval
 redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
 return {n, '0'}
 """
+
+
+# pg_advisory_xact_lock key for creating the table: int64 from sha256("exchange-hub rate")
+_PG_LOCK = int.from_bytes(hashlib.sha256(b"exchange-hub rate").digest()[:8], "big", signed=True)
 
 
 class TokenStore(Protocol):
@@ -138,7 +143,10 @@ class PostgresTokens:
         self._lock = threading.Lock()
         self.connection = psycopg.connect(self.url, autocommit=True)
         self.connection.execute("SET synchronous_commit = off")
-        self.connection.execute(self.DDL)
+        with self.connection.transaction():  # two workers starting at once: one creates it
+            self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+            self.connection.execute("CREATE SCHEMA IF NOT EXISTS ops")
+            self.connection.execute(self.DDL)
         self._async: dict[int, Any] = {}
 
     def take(

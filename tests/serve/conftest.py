@@ -178,7 +178,7 @@ def published(
             keys["talent"]: "talent_housing",
             keys["newborn"]: "newborn_one_chain",
             keys["fund"]: "provident_fund_system",
-        }  # fmt: skip
+        }
     )
     with TestClient(create_app(settings, catalog)) as client:
         yield Published(client, keys, settings, demands)

@@ -362,9 +362,14 @@ def test_wrong_keys_on_every_read_route(published: Published) -> None:
 
 def test_a_refused_demand_cannot_be_resubmitted_unchanged(published: Published) -> None:
     client, app_key, housing = published.client, published.keys["app"], published.keys["housing"]
-    submission = {"scenario": "second_hand_housing_transfer", "resource": "sales_contracts",
-                  "fields": ["contract_no", "price", "status"], "purpose": "核验网签合同价格",
-                  "legal_basis": "《城市房地产管理法》第四十五条", "submitted_by": "dev"}  # fmt: skip
+    submission = {
+        "scenario": "second_hand_housing_transfer",
+        "resource": "sales_contracts",
+        "fields": ["contract_no", "price", "status"],
+        "purpose": "核验网签合同价格",
+        "legal_basis": "《城市房地产管理法》第四十五条",
+        "submitted_by": "dev",
+    }
     first = client.post("/v1/demands", json=submission, headers=headers(app_key)).json()
     refused = client.post(
         f"/v1/demands/{first['demand_id']}/refuse",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime, timedelta
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -262,3 +263,42 @@ def test_rate_limit_answers_429(published: Published) -> None:
     assert codes[:2] == [200, 200] and codes[-1] == 429
     limited = published.client.get(RIGHTS, headers=headers(key, SELLER))
     assert int(limited.headers["retry-after"]) >= 1
+
+
+@pytest.fixture
+def gm_profile(hub_home: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_CRYPTO_PROFILE", "gm")
+
+
+@pytest.fixture
+def gm_published(gm_profile: None, warehouse_url: str, request: pytest.FixtureRequest) -> Any:
+    """The same published warehouse in the national commercial cryptography profile."""
+    return request.getfixturevalue("published")
+
+
+def test_the_gm_profile_signs_with_sm2_and_chains_with_sm3(gm_published: Published) -> None:
+    published = gm_published
+    response = published.client.post(
+        "/v1/verify", json={"claim": "owns_property", "subject": OWNER},
+        headers=headers(published.keys["app"], OWNER),
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    token = response.json()["evidence"]
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    assert header["alg"] == "SM2SM3"
+    keys = published.client.get("/v1/keys").json()
+    assert {k["crv"] for k in keys["keys"]} == {"SM2"}
+    assert verify_evidence(token, keys).claim == "owns_property"
+    published.client.app.state.services.close()
+    report = verify_chain(audit_url(published.settings), keys)
+    assert report.ok and report.entries == 2 and report.anchors >= 1, report
+    from hub.audit.stores import open_store
+
+    store = open_store(audit_url(published.settings))
+    try:
+        store.snapshot()
+        formats = {r.format for r in store.iter_records(100)}
+    finally:
+        store.rollback()
+        store.close()
+    assert formats == {"exchange-hub/audit/v2+sm3"}

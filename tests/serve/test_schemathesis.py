@@ -46,6 +46,8 @@ def server(published: Published, hub_home: Path) -> str:
 def test_no_input_makes_the_api_fail_with_a_server_error(
     server: str, published: Published, hub_home: Path
 ) -> None:
+    expiry = int(time.time()) + 600
+    assertion = CURRENT["idp"].assertion(SELLER, "housing_transfer_window", exp=expiry)
     result = subprocess.run(
         [
             sys.executable, "-m", "schemathesis.cli", "run", f"{server}/openapi.json",
@@ -55,8 +57,7 @@ def test_no_input_makes_the_api_fail_with_a_server_error(
             "--header", f"Authorization: Bearer {published.keys['app']}",
             "--header", "X-End-User-Id: fuzz",
             "--header", "X-Purpose: fuzz",
-            "--header", "X-Applicant-Assertion: "
-            + CURRENT["idp"].assertion(SELLER, "housing_transfer_window", exp=int(time.time()) + 600),
+            "--header", f"X-Applicant-Assertion: {assertion}",
             "--request-timeout", "10",
         ],
         capture_output=True,
