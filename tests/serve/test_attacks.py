@@ -427,3 +427,32 @@ def test_validation_errors_are_audited(published: Published) -> None:
     entries = audited(published)
     [entry] = [e for e in entries if e["status"] == 422]
     assert entry["application"] == APP and entry["action"] == "verify"
+
+
+def spellings(subject: str) -> list[str]:
+    full_width = "".join(chr(0xFF10 + int(c)) if c.isdigit() else "Ｘ" for c in subject)
+    return [subject.lower(), subject + " ", "\u3000" + subject, full_width]
+
+
+@pytest.mark.parametrize(
+    ("claim_body", "key", "expected"),
+    [
+        ({"claim": "owns_property", "subject": SELLER}, "app", True),
+        ({"claim": "tax_cleared", "subject": OWNER}, "app", True),
+        ({"claim": "tax_cleared", "subject": SELLER}, "app", False),  # 有欠税: a true no
+        ({"claim": "deed_tax_paid", "subject": OWNER,
+          "certificate_no": "赣（2020）景德镇市不动产权第0000001号"}, "app", True),
+        ({"claim": "social_insurance_months", "subject": OWNER, "months": 6}, "talent", True),
+    ],
+)  # fmt: skip
+def test_every_claim_against_the_real_subject_in_every_spelling(
+    published: Published, claim_body: dict[str, Any], key: str, expected: bool
+) -> None:
+    subject = str(claim_body["subject"])
+    for spelling in spellings(subject):
+        response = published.client.post(
+            "/v1/verify", json={**claim_body, "subject": spelling},
+            headers=headers(published.keys[key], spelling),
+        )  # fmt: skip
+        assert response.status_code == 200, (spelling, response.text)
+        assert response.json()["answer"] is expected, spelling
