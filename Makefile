@@ -7,11 +7,17 @@ RUN := $(UV) run --frozen
 
 .PHONY: demo test lint manifest bench-extract bench-gate clean install
 
-install: .venv/.installed
+install: .venv/.installed node_modules/.package-lock.json
 
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	UV_COMPILE_BYTECODE=1 $(UV) sync --frozen  # bytecode once, not on every start
+	@touch $@
+
+# the portal's browser assets (htmx; Bootstrap, jQuery, Font Awesome, Vega for the GX Data
+# Docs), from the npm registry into node_modules/, which the hub serves: no CDN at run time
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
 	@touch $@
 
 demo: install

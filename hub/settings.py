@@ -166,6 +166,50 @@ class Settings(BaseSettings):
     )
     idp_jwks_cache_s: float = Field(default=300.0, ge=0, description="JWKS URL refresh.")
 
+    # the portal (hub/portal, mounted at /portal in hub serve)
+    portal_session_hours: float = Field(
+        default=8.0, gt=0, le=24 * 30, description="How long a portal sign-in lasts."
+    )
+    portal_max_failures: int = Field(
+        default=5, ge=1, description="Wrong passwords in a row that lock a portal account."
+    )
+    portal_lockout_minutes: float = Field(
+        default=15.0, gt=0, description="How long a locked portal account stays locked."
+    )
+    portal_cookie_secure: bool = Field(
+        default=False, description="Mark the session cookie Secure (set it behind HTTPS)."
+    )
+    portal_url: str = Field(
+        default="", description="The portal's address in reminders (default: none given)."
+    )
+    airflow_url: str = Field(
+        default="http://127.0.0.1:8080", description="The Airflow UI, linked from the portal."
+    )
+
+    # reminders of demands nearing their deadline and overdue (hub.portal.reminders)
+    reminder_channels: str = Field(
+        default="",
+        pattern=r"^(|email|webhook|email,webhook|webhook,email)$",
+        description="email, webhook or both (comma-separated); empty: none is sent.",
+    )
+    reminder_due_working_days: int = Field(
+        default=3, ge=1, le=20, description="A demand due within this many working days is "
+        "'nearing its deadline'.",
+    )
+    smtp_host: str = Field(default="", description="SMTP server for reminder e-mails.")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP session to TLS.")
+    smtp_user: str = Field(default="", description="SMTP user (password: HUB_SECRET_SMTP).")
+    smtp_from: str = Field(default="exchange-hub@localhost", description="The From address.")
+    reminder_email_to: str = Field(
+        default="",
+        description="Addresses (comma-separated) that get every reminder besides the "
+        "provider's and the data bureau's portal users with an e-mail.",
+    )
+    reminder_webhook_url: str = Field(
+        default="", description="URL that receives each reminder as a JSON POST."
+    )
+
     # simulated department systems (used by `hub simulate` and by the default connections)
     sim_housing_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")
     sim_tax_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")

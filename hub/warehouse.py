@@ -131,6 +131,53 @@ ACCESS_DDL = (
         algorithm VARCHAR NOT NULL,
         public_jwk VARCHAR NOT NULL,
         first_used_at TIMESTAMP NOT NULL)""",
+    # the portal (hub.portal): users with Argon2 password hashes, server-side sessions
+    # (only a SHA-256 of the cookie token), every action (who, when, why), and the
+    # reminders' outbox (one row per demand, threshold and channel)
+    """CREATE TABLE IF NOT EXISTS ops.portal_users (
+        username VARCHAR PRIMARY KEY,
+        password_hash VARCHAR NOT NULL,
+        role VARCHAR NOT NULL,
+        department VARCHAR,
+        application VARCHAR,
+        email VARCHAR,
+        display_name VARCHAR,
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR NOT NULL,
+        failed_logins INTEGER NOT NULL,
+        locked_until TIMESTAMP,
+        last_login_at TIMESTAMP,
+        disabled_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS ops.portal_sessions (
+        token_sha256 VARCHAR PRIMARY KEY,
+        username VARCHAR NOT NULL,
+        csrf_token VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        expires_at TIMESTAMP NOT NULL,
+        last_seen_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ops.portal_actions (
+        action_id VARCHAR PRIMARY KEY,
+        occurred_at TIMESTAMP NOT NULL,
+        username VARCHAR NOT NULL,
+        role VARCHAR NOT NULL,
+        action VARCHAR NOT NULL,
+        target VARCHAR,
+        reason VARCHAR,
+        outcome VARCHAR NOT NULL,
+        details VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS ops.reminder_outbox (
+        reminder_id VARCHAR PRIMARY KEY,
+        demand_id VARCHAR NOT NULL,
+        threshold VARCHAR NOT NULL,
+        channel VARCHAR NOT NULL,
+        recipients VARCHAR NOT NULL,
+        subject VARCHAR NOT NULL,
+        body VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        sent_at TIMESTAMP,
+        attempts INTEGER NOT NULL,
+        last_error VARCHAR,
+        UNIQUE (demand_id, threshold, channel))""",
 )
 
 OPS_DDL = (

@@ -69,6 +69,9 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     app.state.catalog = catalog
     for router in (records_router(), verify_router(), export_router(), demands_router()):
         app.include_router(router)
+    from hub.portal import portal_router  # the people's pages, under /portal
+
+    app.include_router(portal_router())
     policy.install(app, services)
     codes = sorted(r.code for r in catalog.resources)
 

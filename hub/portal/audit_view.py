@@ -1,0 +1,124 @@
+"""The auditor's search over the audit chain: entries filtered by application, end user,
+purpose, resource and time, newest first, each with its place in the chain (seq,
+prev_hash, entry_hash). Reads the same store :mod:`hub.audit` writes (``ops.audit_log`` on
+PostgreSQL, the SQLite file beside an embedded warehouse); never writes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hub.audit import AuditEntry, AuditRecord
+
+_COLUMNS = (
+    "seq, request_id, at, application, end_user, purpose, scenario, resource, version, "
+    "action, fields, row_count, result_sha256, status, prev_hash, entry_hash"
+)
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Every given filter must match; text filters match exactly, ``purpose`` as a
+    substring. Times are UTC-aware (``since`` inclusive, ``until`` exclusive)."""
+
+    application: str | None = None
+    end_user: str | None = None
+    purpose: str | None = None
+    resource: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def search_audit(
+    url: str, where: AuditFilter, *, limit: int = 100, offset: int = 0
+) -> tuple[list[AuditRecord], int]:
+    """Matching entries (newest first, ``limit`` from ``offset``) and how many match in
+    all. An audit log not created yet has no entries."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column in ("application", "end_user", "resource"):
+        value = getattr(where, column)
+        if value:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if where.purpose:
+        clauses.append("purpose LIKE ?")
+        params.append("%" + where.purpose.replace("%", "").replace("_", "") + "%")
+    postgres = url.split("://", 1)[0].startswith("postgres")
+    for bound, op in ((where.since, ">="), (where.until, "<")):
+        if bound is not None:
+            clauses.append(f"at {op} ?")
+            params.append(bound.astimezone(UTC) if postgres else _iso(bound))
+    clause = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    if postgres:
+        return _search_postgres(url, clause, params, limit, offset)
+    return _search_sqlite(Path(url[len("sqlite:///") :]), clause, params, limit, offset)
+
+
+def _record(row: tuple[Any, ...], at: datetime, fields: list[str]) -> AuditRecord:
+    entry = AuditEntry(
+        request_id=row[1], at=at, application=row[3], end_user=row[4], purpose=row[5],
+        scenario=row[6], resource=row[7], version=row[8], action=row[9], fields=fields,
+        row_count=row[11], result_sha256=row[12], status=row[13],
+    )  # fmt: skip
+    return AuditRecord(seq=row[0], entry=entry, prev_hash=row[14], entry_hash=row[15])
+
+
+def _search_sqlite(
+    path: Path, clause: str, params: list[Any], limit: int, offset: int
+) -> tuple[list[AuditRecord], int]:
+    if not path.exists():
+        return [], 0
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        exists = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
+        ).fetchone()
+        if not exists:
+            return [], 0
+        total = connection.execute(f"SELECT count(*) FROM audit_log{clause}", params).fetchone()
+        rows = connection.execute(
+            f"SELECT {_COLUMNS} FROM audit_log{clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
+    finally:
+        connection.close()
+    found = [
+        _record(
+            tuple(r),
+            datetime.fromisoformat(str(r[2]).replace("Z", "+00:00")),
+            list(json.loads(r[10])),
+        )
+        for r in rows
+    ]
+    return found, int(total[0])
+
+
+def _search_postgres(
+    url: str, clause: str, params: list[Any], limit: int, offset: int
+) -> tuple[list[AuditRecord], int]:
+    import psycopg
+
+    sql_clause = clause.replace("?", "%s")
+    with psycopg.connect("postgresql://" + url.split("://", 1)[1]) as connection:
+        exists = connection.execute("SELECT to_regclass('ops.audit_log')").fetchone()
+        if exists is None or exists[0] is None:
+            return [], 0
+        total = connection.execute(
+            f"SELECT count(*) FROM ops.audit_log{sql_clause}", params
+        ).fetchone()
+        rows = connection.execute(
+            f"SELECT {_COLUMNS} FROM ops.audit_log{sql_clause} ORDER BY seq DESC "
+            "LIMIT %s OFFSET %s",
+            [*params, limit, offset],
+        ).fetchall()
+    found = [_record(tuple(r), r[2], list(r[10])) for r in rows]
+    return found, int(total[0]) if total else 0
