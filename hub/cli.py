@@ -600,6 +600,24 @@ def demo(
         f"warehouse: {settings.warehouse_url}; "
         f"landing: {settings.landing}; Data Docs: {settings.home / 'gate' / 'docs'}"
     )
+    print_demo_portal(settings, catalog)
+
+
+def print_demo_portal(settings: Settings, catalog: Catalog) -> None:
+    """The portal's address and the demo users (passwords generated, file mode 0600)."""
+    from hub.portal.demo import demo_portal
+
+    console.rule("portal")
+    path, users = demo_portal(settings, catalog)
+    table = Table("user", "password", "role", "acts for", title="demo portal users")
+    for user, password in users:
+        table.add_row(user.username, password, str(user.role), user.department or user.application or "")
+    console.print(table)
+    console.print(
+        "portal: http://127.0.0.1:8000/portal/ (start it with `uv run hub serve`; "
+        f"these users and passwords are also in {path}, mode 0600)",
+        highlight=False,
+    )
 
 
 def _demo_day_airflow(settings: Settings, catalog: Catalog) -> bool:

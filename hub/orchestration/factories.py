@@ -212,13 +212,17 @@ def maintenance_dag(settings: Settings, catalog: Catalog) -> DAG:
         default_args=_default_args(settings),
         tags=[*TAGS, "maintenance"],
         doc_md="Freshness of every resource (ops.freshness), published-version pruning, "
+        "reminders of demands nearing their deadline and overdue ones (e-mail/webhook), "
         "approval by timeout of demands past their deadline, expiry of grants, and "
         "verification of the audit chain.",
     ) as dag:
         fresh = task(task_id="check_freshness")(tasks.check_freshness)()
         pruned = task(task_id="prune_versions")(tasks.prune_versions)()
         fresh >> pruned
-        task(task_id="answer_overdue_demands", retries=1)(tasks.answer_overdue_demands)()
+        # remind before the timeout approves: an overdue demand is still named as overdue
+        reminded = task(task_id="send_reminders", retries=2)(tasks.send_reminders)()
+        answered = task(task_id="answer_overdue_demands", retries=1)(tasks.answer_overdue_demands)()
+        reminded >> answered
         task(task_id="verify_audit_chain", retries=0)(tasks.verify_audit_chain)()
     return dag
 

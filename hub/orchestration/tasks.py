@@ -240,6 +240,28 @@ def answer_overdue_demands() -> list[dict[str, Any]]:
     return [{"demand_id": e.demand_id, "action": e.action, "to": e.to_status} for e in events]
 
 
+def send_reminders() -> dict[str, Any]:
+    """Queue the reminders of demands nearing their deadline or overdue as of the run's
+    interval end (once per demand and threshold) and send the outbox over the channels of
+    ``HUB_REMINDER_CHANNELS`` (``hub.portal.reminders``). Fails when a send failed: the
+    reminder stays in the outbox and the retry sends it."""
+    from hub.catalog import load_catalog
+    from hub.demand import DemandBook
+    from hub.ops_store import open_ops
+    from hub.portal.reminders import channels, run_reminders
+
+    settings = Settings()
+    if not channels(settings):
+        return {"queued": 0, "sent": 0, "channels": []}
+    catalog = load_catalog(settings.catalog_dir)
+    with open_ops(settings) as store:
+        book = DemandBook.for_settings(store, catalog, settings)
+        queued, report = run_reminders(store, book, settings, _interval_end())
+    if report.failed:
+        raise TaskFailedError(f"{len(report.failed)} reminder(s) not sent: {report.failed}")
+    return {"queued": len(queued), "sent": len(report.sent), "channels": channels(settings)}
+
+
 def verify_audit_chain() -> dict[str, Any]:
     """Export a signed anchor of the audit chain's head to HUB_AUDIT_ANCHOR_DIR (outside
     the hub), then walk the chain against every anchor kept there (``hub audit verify``);

@@ -223,29 +223,36 @@ def sign_in(
                 "WHERE username = ?",
                 (0 if until else failures, until, name),
             )
-            if until is not None:
-                raise SignInError("account locked after repeated failures", until)
-            raise SignInError(refused)
-        if _hasher.check_needs_rehash(stored_hash):
-            store.execute(
-                "UPDATE ops.portal_users SET password_hash = ? WHERE username = ?",
-                (_hasher.hash(password), name),
+            # raised after the transaction commits: the count must survive the refusal
+            failed = (
+                SignInError("account locked after repeated failures", until)
+                if until is not None
+                else SignInError(refused)
             )
-        store.execute(
-            "UPDATE ops.portal_users SET failed_logins = 0, locked_until = NULL, "
-            "last_login_at = ? WHERE username = ?",
-            (now, name),
-        )
-        token = secrets.token_urlsafe(32)
-        csrf = secrets.token_urlsafe(32)
-        expires = now + timedelta(hours=session_hours)
-        store.execute(
-            "INSERT INTO ops.portal_sessions (token_sha256, username, csrf_token, created_at, "
-            "expires_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (_sha256(token), name, csrf, now, expires, now),
-        )
-        # sessions past their expiry are of no use to anyone: drop them while here
-        store.execute("DELETE FROM ops.portal_sessions WHERE expires_at <= ?", (now,))
+        else:
+            failed = None
+            if _hasher.check_needs_rehash(stored_hash):
+                store.execute(
+                    "UPDATE ops.portal_users SET password_hash = ? WHERE username = ?",
+                    (_hasher.hash(password), name),
+                )
+            store.execute(
+                "UPDATE ops.portal_users SET failed_logins = 0, locked_until = NULL, "
+                "last_login_at = ? WHERE username = ?",
+                (now, name),
+            )
+            token = secrets.token_urlsafe(32)
+            csrf = secrets.token_urlsafe(32)
+            expires = now + timedelta(hours=session_hours)
+            store.execute(
+                "INSERT INTO ops.portal_sessions (token_sha256, username, csrf_token, "
+                "created_at, expires_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (_sha256(token), name, csrf, now, expires, now),
+            )
+            # sessions past their expiry are of no use to anyone: drop them while here
+            store.execute("DELETE FROM ops.portal_sessions WHERE expires_at <= ?", (now,))
+    if failed is not None:
+        raise failed
     return Session(user, csrf, expires, _sha256(token)), token
 
 
