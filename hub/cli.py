@@ -611,7 +611,9 @@ def print_demo_portal(settings: Settings, catalog: Catalog) -> None:
     path, users = demo_portal(settings, catalog)
     table = Table("user", "password", "role", "acts for", title="demo portal users")
     for user, password in users:
-        table.add_row(user.username, password, str(user.role), user.department or user.application or "")
+        table.add_row(
+            user.username, password, str(user.role), user.department or user.application or ""
+        )
     console.print(table)
     console.print(
         "portal: http://127.0.0.1:8000/portal/ (start it with `uv run hub serve`; "

@@ -193,8 +193,10 @@ class Settings(BaseSettings):
         description="email, webhook or both (comma-separated); empty: none is sent.",
     )
     reminder_due_working_days: int = Field(
-        default=3, ge=1, le=20, description="A demand due within this many working days is "
-        "'nearing its deadline'.",
+        default=3,
+        ge=1,
+        le=20,
+        description="A demand due within this many working days is 'nearing its deadline'.",
     )
     smtp_host: str = Field(default="", description="SMTP server for reminder e-mails.")
     smtp_port: int = Field(default=25, ge=1, le=65535)

@@ -83,7 +83,10 @@ GX_CDN_LINKS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"https://cdnjs\.cloudflare\.com/ajax/libs/font-awesome/[0-9.]+/",
             f"{_VENDOR}/@fortawesome/fontawesome-free/",
         ),
-        (r"https://code\.jquery\.com/jquery-[0-9.]+\.min\.js", f"{_VENDOR}/jquery/dist/jquery.min.js"),
+        (
+            r"https://code\.jquery\.com/jquery-[0-9.]+\.min\.js",
+            f"{_VENDOR}/jquery/dist/jquery.min.js",
+        ),
         (
             r"https://cdnjs\.cloudflare\.com/ajax/libs/popper\.js/[0-9.]+/",
             f"{_VENDOR}/popper.js/dist/",

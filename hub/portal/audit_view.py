@@ -65,10 +65,20 @@ def search_audit(
 
 def _record(row: tuple[Any, ...], at: datetime, fields: list[str]) -> AuditRecord:
     entry = AuditEntry(
-        request_id=row[1], at=at, application=row[3], end_user=row[4], purpose=row[5],
-        scenario=row[6], resource=row[7], version=row[8], action=row[9], fields=fields,
-        row_count=row[11], result_sha256=row[12], status=row[13],
-    )  # fmt: skip
+        request_id=row[1],
+        at=at,
+        application=row[3],
+        end_user=row[4],
+        purpose=row[5],
+        scenario=row[6],
+        resource=row[7],
+        version=row[8],
+        action=row[9],
+        fields=fields,
+        row_count=row[11],
+        result_sha256=row[12],
+        status=row[13],
+    )
     return AuditRecord(seq=row[0], entry=entry, prev_hash=row[14], entry_hash=row[15])
 
 

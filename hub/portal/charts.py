@@ -83,8 +83,12 @@ def gate_history_chart(
         f'<text x="0" y="14" class="chart-title">{escape(title)}</text>',
     ]
     if not runs:
-        out.append(f'<text x="{left}" y="{top + 40}">{escape(labels["none"])}</text></svg>')
-        return "".join(out)
+        return (
+            f'<svg class="chart" viewBox="0 0 {width} 44" width="100%" role="img" '
+            f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
+            f'<text x="0" y="14" class="chart-title">{escape(title)}</text>'
+            f'<text x="0" y="36" fill="#616e7c">{escape(labels["none"])}</text></svg>'
+        )
     values = [r.rejected_rows if rejects else r.candidate_rows for r in runs]
     peak = max(max(values), 1)
     step = plot_w / len(runs)

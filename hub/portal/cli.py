@@ -68,9 +68,7 @@ def user_add(
     try:
         chosen = Role(role)
     except ValueError as exc:
-        raise _fail(
-            f"--role {role!r}: expected one of {', '.join(r.value for r in Role)}"
-        ) from exc
+        raise _fail(f"--role {role!r}: expected one of {', '.join(r.value for r in Role)}") from exc
     if department is not None and department not in {d.code for d in catalog.departments}:
         known = ", ".join(sorted(d.code for d in catalog.departments))
         raise _fail(f"--department {department!r}: no such department (known: {known})")
@@ -81,9 +79,16 @@ def user_add(
     try:
         with open_ops(settings) as store:
             user = add_user(
-                store, username, password, chosen, department=department,
-                application=application, email=email, display_name=name, by=_me(),
-            )  # fmt: skip
+                store,
+                username,
+                password,
+                chosen,
+                department=department,
+                application=application,
+                email=email,
+                display_name=name,
+                by=_me(),
+            )
     except UserError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"user {user.username} ({user.role}, {user.scope}) created", highlight=False)
@@ -113,14 +118,18 @@ def user_list() -> None:
         found = users(store)
     table = Table("user", "role", "department", "application", "e-mail", title="portal users")
     for u in found:
-        table.add_row(u.username, str(u.role), u.department or "", u.application or "", u.email or "")
+        table.add_row(
+            u.username, str(u.role), u.department or "", u.application or "", u.email or ""
+        )
     console.print(table)
 
 
 @catalog_app.command("export")
 def catalog_export(
     format: Annotated[str, typer.Option("--format", help="csv | xlsx | dcat (JSON-LD)")] = "xlsx",
-    out: Annotated[Path | None, typer.Option("--out", help="File (default: ./catalog.<ext>).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File (default: ./catalog.<ext>).")
+    ] = None,
     base_url: Annotated[
         str, typer.Option(help="The hub's public address, for DCAT identifiers.")
     ] = "",
@@ -137,6 +146,7 @@ def catalog_export(
     except ValueError as exc:
         raise _fail(f"--format: {exc}") from exc
     target = out or Path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(body)
     console.print(f"{len(catalog.resources)} resources written to {target} ({format})")
 
@@ -160,9 +170,7 @@ def reminders_send(
     if json_out:
         console.print_json(json.dumps({"queued": queued, **report.as_dict()}, ensure_ascii=False))
     else:
-        console.print(
-            f"{len(queued)} queued, {len(report.sent)} sent, {len(report.failed)} failed"
-        )
+        console.print(f"{len(queued)} queued, {len(report.sent)} sent, {len(report.failed)} failed")
         for reminder, error in report.failed.items():
             console.print(f"  {reminder}: {error}", highlight=False, markup=False)
     if report.failed:

@@ -31,11 +31,19 @@ class DemoUser:
 
 DEMO_USERS = (
     DemoUser("bureau", Role.data_bureau, display_name="市数据局 督办员"),
-    DemoUser("housing.officer", Role.department, department="housing",
-             display_name="不动产登记中心 数据专员"),  # fmt: skip
+    DemoUser(
+        "housing.officer",
+        Role.department,
+        department="housing",
+        display_name="不动产登记中心 数据专员",
+    ),
     DemoUser("tax.officer", Role.department, department="tax", display_name="税务局 数据专员"),
-    DemoUser("window.owner", Role.application_owner, application="housing_transfer_window",
-             display_name="一窗受理系统 负责人"),  # fmt: skip
+    DemoUser(
+        "window.owner",
+        Role.application_owner,
+        application="housing_transfer_window",
+        display_name="一窗受理系统 负责人",
+    ),
     DemoUser("auditor", Role.auditor, display_name="审计员"),
 )
 
@@ -75,9 +83,15 @@ def demo_portal(settings: Settings, catalog: Catalog) -> tuple[Path, list[tuple[
             password = secrets.token_urlsafe(12)
             try:
                 add_user(
-                    store, user.username, password, user.role, department=user.department,
-                    application=user.application, display_name=user.display_name, by="demo",
-                )  # fmt: skip
+                    store,
+                    user.username,
+                    password,
+                    user.role,
+                    department=user.department,
+                    application=user.application,
+                    display_name=user.display_name,
+                    by="demo",
+                )
             except UserError:  # made by an earlier demo: a new password
                 set_password(store, user.username, password)
             made.append((user, password))

@@ -121,9 +121,9 @@ def decide(principal: PortalPrincipal, action: Action, subject: Subject | None =
         raise PolicyDeniedError(
             f"{user.username} acts for {user.department}, not for {subject.department}"
         )
-    if user.role is Role.department and action in (Action.answer_demand, Action.view_queue):
-        if subject.department != user.department:
-            raise PolicyDeniedError(f"only {subject.department} answers its own demands")
+    answering = action in (Action.answer_demand, Action.view_queue)
+    if user.role is Role.department and answering and subject.department != user.department:
+        raise PolicyDeniedError(f"only {subject.department} answers its own demands")
     if user.role is Role.application_owner and subject.application not in (
         None,
         user.application,

@@ -83,6 +83,7 @@ class Session:
 
 
 _USER_COLUMNS = "username, role, department, application, email, display_name"
+_JOINED_USER_COLUMNS = ", ".join("u." + c for c in _USER_COLUMNS.split(", "))
 
 
 def _user(row: tuple[Any, ...]) -> PortalUser:
@@ -270,7 +271,7 @@ def session_of(store: OpsStore, token: str | None, now: datetime | None = None) 
         return None
     now = now or utc_now()
     rows = store.query(
-        f"SELECT s.csrf_token, s.expires_at, {', '.join('u.' + c for c in _USER_COLUMNS.split(', '))} "
+        f"SELECT s.csrf_token, s.expires_at, {_JOINED_USER_COLUMNS} "
         "FROM ops.portal_sessions s JOIN ops.portal_users u ON u.username = s.username "
         "WHERE s.token_sha256 = ? AND s.expires_at > ? AND u.disabled_at IS NULL",
         (_sha256(token), now),

@@ -221,7 +221,9 @@ def _context(request: Request) -> Iterator[Context]:
     settings: Settings = request.app.state.settings
     store = open_ops(settings)
     try:
-        yield Context(request, settings, request.app.state.catalog, store, Translator(_language(request)))
+        yield Context(
+            request, settings, request.app.state.catalog, store, Translator(_language(request))
+        )
     finally:
         store.close()
 
@@ -312,10 +314,14 @@ def portal_router() -> APIRouter:
                 answer: Response = handler(ctx)
                 return answer
             except SignInRequiredError:
-                target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+                target = quote(
+                    request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                )
                 return RedirectResponse(f"/portal/login?next={target}", status_code=303)
             except WarehouseBusyError as exc:
-                return _error_page(ctx, PortalError(503, "error.busy", str(exc), {"Retry-After": "30"}))
+                return _error_page(
+                    ctx, PortalError(503, "error.busy", str(exc), {"Retry-After": "30"})
+                )
             except PortalError as exc:
                 return _error_page(ctx, exc)
 
@@ -362,9 +368,14 @@ def portal_router() -> APIRouter:
             except SignInError as exc:
                 name = username.strip().lower()[:64] or "-"
                 record_action(
-                    ctx.store, username=name, role="-", action="sign_in", target=None,
-                    reason=None, outcome="locked" if exc.locked_until else "refused",
-                )  # fmt: skip
+                    ctx.store,
+                    username=name,
+                    role="-",
+                    action="sign_in",
+                    target=None,
+                    reason=None,
+                    outcome="locked" if exc.locked_until else "refused",
+                )
                 key = "login.locked" if exc.locked_until else "login.wrong"
                 fresh = secrets.token_urlsafe(32)
                 response = ctx.render(
@@ -380,15 +391,18 @@ def portal_router() -> APIRouter:
             ctx.principal = PortalPrincipal(session.user)
             ctx.audit("sign_in", purpose="sign in")
             target = _safe_next(next)
-            response = RedirectResponse(
+            landing = RedirectResponse(
                 target if target != "/portal/" else _home(session.user), status_code=303
             )
             _cookie(
-                response, settings, SESSION_COOKIE, token,
+                landing,
+                settings,
+                SESSION_COOKIE,
+                token,
                 max_age=int(settings.portal_session_hours * 3600),
-            )  # fmt: skip
-            response.delete_cookie(LOGIN_CSRF_COOKIE, path="/portal")
-            return response
+            )
+            landing.delete_cookie(LOGIN_CSRF_COOKIE, path="/portal")
+            return landing
 
     @router.post("/logout")
     def logout(
@@ -408,8 +422,14 @@ def portal_router() -> APIRouter:
     def choose_language(request: Request, language: str, next: str | None = None) -> Response:
         response = RedirectResponse(_safe_next(next), status_code=303)
         if language in LANGUAGES:
-            _cookie(response, request.app.state.settings, LANGUAGE_COOKIE, language,
-                    max_age=365 * 86400, http_only=False)  # fmt: skip
+            _cookie(
+                response,
+                request.app.state.settings,
+                LANGUAGE_COOKIE,
+                language,
+                max_age=365 * 86400,
+                http_only=False,
+            )
         return response
 
     # ------------------------------------------------------------ catalog
@@ -427,9 +447,15 @@ def portal_router() -> APIRouter:
             found = []
             for r in sorted(ctx.catalog.resources, key=lambda r: r.catalog_no):
                 text = " ".join(
-                    [r.code, r.catalog_no, r.name_zh, r.name_en, r.description,
-                     *(f"{f.name} {f.name_zh}" for f in r.fields)]
-                ).lower()  # fmt: skip
+                    [
+                        r.code,
+                        r.catalog_no,
+                        r.name_zh,
+                        r.name_en,
+                        r.description,
+                        *(f"{f.name} {f.name_zh}" for f in r.fields),
+                    ]
+                ).lower()
                 if needle and needle not in text:
                     continue
                 if provider and r.provider != provider:
@@ -440,9 +466,14 @@ def portal_router() -> APIRouter:
             statuses, busy = _statuses(ctx)
             template = "catalog_rows.html" if request.headers.get("hx-request") else "catalog.html"
             return ctx.render(
-                template, resources=found, q=q, provider=provider, sharing=sharing,
-                statuses=statuses, busy=busy,
-            )  # fmt: skip
+                template,
+                resources=found,
+                q=q,
+                provider=provider,
+                sharing=sharing,
+                statuses=statuses,
+                busy=busy,
+            )
 
         return page(request, handler)
 
@@ -456,9 +487,12 @@ def portal_router() -> APIRouter:
                 raise PortalError(400, "error.bad_format", format)
             statuses, _ = _statuses(ctx)
             body, media, name = export_catalog(
-                ctx.catalog, format, ctx.settings.catalog_dir.parent / "expectations",
-                base_url=str(request.base_url), statuses=statuses,
-            )  # fmt: skip
+                ctx.catalog,
+                format,
+                ctx.settings.catalog_dir.parent / "expectations",
+                base_url=str(request.base_url),
+                statuses=statuses,
+            )
             ctx.audit("export_catalog", purpose=f"catalog export {format}")
             return _download(body, media, name)
 
@@ -484,14 +518,18 @@ def portal_router() -> APIRouter:
             labels = {k: ctx.t(f"chart.{k}") for k in ("pass", "fail", "none")}
             now = utc_now()
             grants = ctx.book.grants(resource=code, active_at=now)
-            related = related_resources(ctx.catalog, ctx.settings.catalog_dir.parent / "expectations")
+            related = related_resources(
+                ctx.catalog, ctx.settings.catalog_dir.parent / "expectations"
+            )
             mine = None
             user = ctx.user
             if user.role is Role.application_owner:
                 app = ctx.catalog.application(user.application)
                 mine = {
                     "application": app,
-                    "demands": [d for d in ctx.book.demands(application=app.code) if d.resource == code],
+                    "demands": [
+                        d for d in ctx.book.demands(application=app.code) if d.resource == code
+                    ],
                 }
             return ctx.render(
                 "resource.html",
@@ -499,8 +537,12 @@ def portal_router() -> APIRouter:
                 provider=ctx.catalog.department(resource.provider),
                 status=statuses.get(code),
                 busy=busy,
-                gate_chart=gate_history_chart(ctx.t("resource.gate_chart"), runs, labels, rejects=False),
-                rejects_chart=gate_history_chart(ctx.t("resource.rejects_chart"), runs, labels, rejects=True),
+                gate_chart=gate_history_chart(
+                    ctx.t("resource.gate_chart"), runs, labels, rejects=False
+                ),
+                rejects_chart=gate_history_chart(
+                    ctx.t("resource.rejects_chart"), runs, labels, rejects=True
+                ),
                 runs=runs,
                 grants=grants,
                 related=[ctx.catalog.resource(c) for c in related.get(code, [])],
@@ -523,26 +565,41 @@ def portal_router() -> APIRouter:
     ) -> Response:
         def handler(ctx: Context) -> Response:
             principal = guard(
-                ctx, Action.submit_demand,
-                Subject(application=_user_application(ctx)), csrf=csrf_token, post=True,
-            )  # fmt: skip
+                ctx,
+                Action.submit_demand,
+                Subject(application=_user_application(ctx)),
+                csrf=csrf_token,
+                post=True,
+            )
             resource = _resource_or_404(ctx.catalog, code)
             application = principal.user.application
             try:
                 spec = DemandSpec(
-                    scenario=scenario, resource=resource.code, fields=tuple(fields or ()),
-                    purpose=purpose.strip(), legal_basis=legal_basis.strip(),
+                    scenario=scenario,
+                    resource=resource.code,
+                    fields=tuple(fields or ()),
+                    purpose=purpose.strip(),
+                    legal_basis=legal_basis.strip(),
                     rows=RowScope(rows) if rows in ("all", "applicant") else RowScope.all,
-                )  # fmt: skip
-                demand, created = ctx.book.submit(application, spec, by=principal.actor)
+                )
+                demand, created = ctx.book.submit(application or "", spec, by=principal.actor)
             except (ValueError, DemandError) as exc:
-                ctx.audit("submit_demand", status=409, resource=code, purpose=purpose,
-                          details={"error": str(exc)})  # fmt: skip
+                ctx.audit(
+                    "submit_demand",
+                    status=409,
+                    resource=code,
+                    purpose=purpose,
+                    details={"error": str(exc)},
+                )
                 raise PortalError(409, "error.refused", _short(exc)) from exc
             ctx.audit(
-                "submit_demand", resource=code, purpose=purpose, fields=demand.fields,
-                target=demand.demand_id, details={"created": created, "status": demand.status},
-            )  # fmt: skip
+                "submit_demand",
+                resource=code,
+                purpose=purpose,
+                fields=demand.fields,
+                target=demand.demand_id,
+                details={"created": created, "status": demand.status},
+            )
             return RedirectResponse(f"/portal/demands/{demand.demand_id}", status_code=303)
 
         return page(request, handler)
@@ -578,9 +635,12 @@ def portal_router() -> APIRouter:
                 return RedirectResponse(f"/portal/queue/{ctx.user.department}", status_code=303)
             pending = ctx.book.demands(status=DemandStatus.pending)
             return ctx.render(
-                "queue.html", department=None, demands=pending, now=utc_now(),
+                "queue.html",
+                department=None,
+                demands=pending,
+                now=utc_now(),
                 due_soon=_due_soon(ctx, pending),
-            )  # fmt: skip
+            )
 
         return page(request, handler)
 
@@ -597,9 +657,13 @@ def portal_router() -> APIRouter:
             chosen = DemandStatus(status) if status in {s.value for s in DemandStatus} else None
             found = ctx.book.demands(provider=department, status=chosen or DemandStatus.pending)
             return ctx.render(
-                "queue.html", department=dept, demands=found, now=utc_now(),
-                due_soon=_due_soon(ctx, found), status=(chosen or DemandStatus.pending).value,
-            )  # fmt: skip
+                "queue.html",
+                department=dept,
+                demands=found,
+                now=utc_now(),
+                due_soon=_due_soon(ctx, found),
+                status=(chosen or DemandStatus.pending).value,
+            )
 
         return page(request, handler)
 
@@ -643,29 +707,48 @@ def portal_router() -> APIRouter:
         def handler(ctx: Context) -> Response:
             demand = _demand_or_404(ctx, demand_id)
             principal = guard(
-                ctx, Action.answer_demand, Subject(demand.provider, demand.application),
-                csrf=csrf_token, post=True,
-            )  # fmt: skip
+                ctx,
+                Action.answer_demand,
+                Subject(demand.provider, demand.application),
+                csrf=csrf_token,
+                post=True,
+            )
             department = principal.user.department or ""
             try:
                 expiry = _expiry(expires)
                 grant = ctx.book.approve(
-                    demand_id, department=department, by=principal.actor,
+                    demand_id,
+                    department=department,
+                    by=principal.actor,
                     fields=fields or None,
                     rows=RowScope(rows) if rows in ("all", "applicant") else None,
-                    expires_at=expiry, reason=reason.strip() or None,
-                )  # fmt: skip
+                    expires_at=expiry,
+                    reason=reason.strip() or None,
+                )
             except (ValueError, DemandError) as exc:
-                ctx.audit("approve_demand", status=409, resource=demand.resource,
-                          application=demand.application, target=demand_id,
-                          purpose=reason or None, details={"error": str(exc)})  # fmt: skip
+                ctx.audit(
+                    "approve_demand",
+                    status=409,
+                    resource=demand.resource,
+                    application=demand.application,
+                    target=demand_id,
+                    purpose=reason or None,
+                    details={"error": str(exc)},
+                )
                 raise PortalError(409, "error.refused", _short(exc)) from exc
             ctx.audit(
-                "approve_demand", resource=demand.resource, application=demand.application,
-                target=demand_id, purpose=reason.strip() or "approved", fields=grant.fields,
-                details={"grant_id": grant.grant_id, "rows": grant.row_scope,
-                         "expires_at": grant.expires_at},
-            )  # fmt: skip
+                "approve_demand",
+                resource=demand.resource,
+                application=demand.application,
+                target=demand_id,
+                purpose=reason.strip() or "approved",
+                fields=grant.fields,
+                details={
+                    "grant_id": grant.grant_id,
+                    "rows": grant.row_scope,
+                    "expires_at": grant.expires_at,
+                },
+            )
             return RedirectResponse(f"/portal/demands/{demand_id}", status_code=303)
 
         return page(request, handler)
@@ -680,21 +763,37 @@ def portal_router() -> APIRouter:
         def handler(ctx: Context) -> Response:
             demand = _demand_or_404(ctx, demand_id)
             principal = guard(
-                ctx, Action.answer_demand, Subject(demand.provider, demand.application),
-                csrf=csrf_token, post=True,
-            )  # fmt: skip
+                ctx,
+                Action.answer_demand,
+                Subject(demand.provider, demand.application),
+                csrf=csrf_token,
+                post=True,
+            )
             try:
                 ctx.book.refuse(
-                    demand_id, department=principal.user.department or "",
-                    by=principal.actor, reason=reason,
-                )  # fmt: skip
+                    demand_id,
+                    department=principal.user.department or "",
+                    by=principal.actor,
+                    reason=reason,
+                )
             except DemandError as exc:
-                ctx.audit("refuse_demand", status=409, resource=demand.resource,
-                          application=demand.application, target=demand_id,
-                          purpose=reason or None, details={"error": str(exc)})  # fmt: skip
+                ctx.audit(
+                    "refuse_demand",
+                    status=409,
+                    resource=demand.resource,
+                    application=demand.application,
+                    target=demand_id,
+                    purpose=reason or None,
+                    details={"error": str(exc)},
+                )
                 raise PortalError(409, "error.refused", _short(exc)) from exc
-            ctx.audit("refuse_demand", resource=demand.resource, application=demand.application,
-                      target=demand_id, purpose=reason.strip())  # fmt: skip
+            ctx.audit(
+                "refuse_demand",
+                resource=demand.resource,
+                application=demand.application,
+                target=demand_id,
+                purpose=reason.strip(),
+            )
             return RedirectResponse(f"/portal/demands/{demand_id}", status_code=303)
 
         return page(request, handler)
@@ -774,18 +873,26 @@ def portal_router() -> APIRouter:
                 }
             if rejects is not None:
                 ctx.audit(
-                    "view_rejects", resource=chosen.code if chosen else None,
-                    purpose="fix rejected rows at the source", rows=len(rejects.rows),
-                )  # fmt: skip
+                    "view_rejects",
+                    resource=chosen.code if chosen else None,
+                    purpose="fix rejected rows at the source",
+                    rows=len(rejects.rows),
+                )
             return ctx.render(
-                "quality.html", department=dept, resources=own, chosen=chosen,
-                rejects=rejects, counts=counts,
-            )  # fmt: skip
+                "quality.html",
+                department=dept,
+                resources=own,
+                chosen=chosen,
+                rejects=rejects,
+                counts=counts,
+            )
 
         return page(request, handler)
 
     @router.get("/quality/{department}/{resource}.{extension}")
-    def quality_download(request: Request, department: str, resource: str, extension: str) -> Response:
+    def quality_download(
+        request: Request, department: str, resource: str, extension: str
+    ) -> Response:
         from hub.portal.quality import MAX_REJECTS_DOWNLOADED, rejects_csv, rejects_of, rejects_xlsx
 
         def handler(ctx: Context) -> Response:
@@ -797,10 +904,16 @@ def portal_router() -> APIRouter:
                 raise PortalError(404, "error.not_found")
             with reading(ctx.settings) as warehouse:
                 rejects = rejects_of(warehouse, ctx.settings, found, limit=MAX_REJECTS_DOWNLOADED)
-            ctx.audit("download_rejects", resource=resource, purpose=f"rejects as {extension}",
-                      rows=len(rejects.rows))  # fmt: skip
+            ctx.audit(
+                "download_rejects",
+                resource=resource,
+                purpose=f"rejects as {extension}",
+                rows=len(rejects.rows),
+            )
             if extension == "csv":
-                return _download(rejects_csv(rejects), "text/csv; charset=utf-8", f"rejects-{resource}.csv")
+                return _download(
+                    rejects_csv(rejects), "text/csv; charset=utf-8", f"rejects-{resource}.csv"
+                )
             return _download(
                 rejects_xlsx(rejects),
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -842,13 +955,27 @@ def portal_router() -> APIRouter:
             records, total = search_audit(
                 audit_url(ctx.settings), where, limit=size, offset=(page_no - 1) * size
             )
-            ctx.audit("view_audit", purpose="audit search", rows=len(records),
-                      details={k: v for k, v in where.__dict__.items() if v})  # fmt: skip
+            ctx.audit(
+                "view_audit",
+                purpose="audit search",
+                rows=len(records),
+                details={k: v for k, v in where.__dict__.items() if v},
+            )
             return ctx.render(
-                "audit.html", records=records, total=total, page_no=page_no, size=size,
-                filters={"application": application, "end_user": end_user, "purpose": purpose,
-                         "resource": resource, "since": since, "until": until},
-            )  # fmt: skip
+                "audit.html",
+                records=records,
+                total=total,
+                page_no=page_no,
+                size=size,
+                filters={
+                    "application": application,
+                    "end_user": end_user,
+                    "purpose": purpose,
+                    "resource": resource,
+                    "since": since,
+                    "until": until,
+                },
+            )
 
         return page(request, handler)
 
@@ -862,16 +989,19 @@ def portal_router() -> APIRouter:
         def handler(ctx: Context) -> Response:
             guard(ctx, Action.verify_chain, csrf=csrf_token, post=True)
             services = request.app.state.services
+            problem: str | None = None
             try:
-                report = verify_chain(audit_url(ctx.settings), public_key_set(services.evidence_key))
+                report = verify_chain(
+                    audit_url(ctx.settings), public_key_set(services.evidence_key)
+                )
             except AuditError as exc:
-                report = None
-                problem = str(exc)
-            else:
-                problem = None
-            ctx.audit("verify_chain", purpose="verify the audit chain",
-                      status=200 if report is not None and report.ok else 409,
-                      details=report.as_dict() if report else {"error": problem})  # fmt: skip
+                report, problem = None, str(exc)
+            ctx.audit(
+                "verify_chain",
+                purpose="verify the audit chain",
+                status=200 if report is not None and report.ok else 409,
+                details=report.as_dict() if report else {"error": problem},
+            )
             template = "verify_result.html" if request.headers.get("hx-request") else "verify.html"
             return ctx.render(template, report=report, problem=problem)
 
@@ -889,7 +1019,11 @@ def portal_router() -> APIRouter:
             home = ctx.settings.home
             return ctx.render(
                 "health.html",
-                statuses=[statuses[r.code] for r in sorted(ctx.catalog.resources, key=lambda r: (r.provider, r.code)) if r.code in statuses],
+                statuses=[
+                    statuses[r.code]
+                    for r in sorted(ctx.catalog.resources, key=lambda r: (r.provider, r.code))
+                    if r.code in statuses
+                ],
                 airflow_url=ctx.settings.airflow_url,
                 has_gx=(home / "gate" / "docs" / "index.html").exists(),
                 has_dbt=(home / "dbt" / "target" / "index.html").exists(),
@@ -901,7 +1035,9 @@ def portal_router() -> APIRouter:
     def gx_docs(request: Request, path: str) -> Response:
         def handler(ctx: Context) -> Response:
             guard(ctx, Action.view_docs)
-            return _docs(ctx.settings.home / "gate" / "docs", path or "index.html", assets.offline_gx_page)
+            return _docs(
+                ctx.settings.home / "gate" / "docs", path or "index.html", assets.offline_gx_page
+            )
 
         return page(request, handler)
 
@@ -921,16 +1057,22 @@ def portal_router() -> APIRouter:
         found = assets.vendor_file(path)
         if found is None:
             return Response("not found", status_code=404, media_type="text/plain")
-        return FileResponse(found, media_type=assets.ASSET_TYPES[found.suffix],
-                            headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
+        return FileResponse(
+            found,
+            media_type=assets.ASSET_TYPES[found.suffix],
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     @router.get("/static/{name}")
     def static(name: str) -> Response:
         found = assets.docs_file(STATIC, name)
         if found is None:
             return Response("not found", status_code=404, media_type="text/plain")
-        return FileResponse(found, media_type=assets.ASSET_TYPES[found.suffix],
-                            headers={"Cache-Control": "public, max-age=3600"})  # fmt: skip
+        return FileResponse(
+            found,
+            media_type=assets.ASSET_TYPES[found.suffix],
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
 
     return router
 
@@ -950,12 +1092,9 @@ def _demand_or_404(ctx: Context, demand_id: str) -> Demand:
         return ctx.book.demand(demand_id)
     except DemandNotFoundError as exc:
         # the same answer as someone else's demand: do not confirm what exists
-        session_of(ctx.store, ctx.request.cookies.get(SESSION_COOKIE)) or _signin()
+        if session_of(ctx.store, ctx.request.cookies.get(SESSION_COOKIE)) is None:
+            raise SignInRequiredError from exc
         raise PortalError(404, "error.not_found") from exc
-
-
-def _signin() -> None:
-    raise SignInRequiredError
 
 
 def _due_soon(ctx: Context, demands: list[Demand]) -> set[str]:
@@ -995,8 +1134,9 @@ def _short(exc: Exception) -> str:
 
 
 def _download(body: bytes, media: str, name: str) -> Response:
-    response = Response(body, media_type=media,
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+    response = Response(
+        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
     return _secure(response)
 
 
@@ -1007,7 +1147,9 @@ def _docs(root: Path, name: str, rewrite: Any) -> Response:
     if found.suffix == ".html":
         page = rewrite(found.read_text(encoding="utf-8"))
         return _secure(HTMLResponse(page), assets.DOCS_CSP)
-    return _secure(FileResponse(found, media_type=assets.ASSET_TYPES[found.suffix]), assets.DOCS_CSP)
+    return _secure(
+        FileResponse(found, media_type=assets.ASSET_TYPES[found.suffix]), assets.DOCS_CSP
+    )
 
 
 def _cookie(
@@ -1020,9 +1162,14 @@ def _cookie(
     http_only: bool = True,
 ) -> None:
     response.set_cookie(
-        name, value, max_age=max_age, path="/portal", httponly=http_only,
-        samesite="strict", secure=settings.portal_cookie_secure,
-    )  # fmt: skip
+        name,
+        value,
+        max_age=max_age,
+        path="/portal",
+        httponly=http_only,
+        samesite="strict",
+        secure=settings.portal_cookie_secure,
+    )
 
 
 def _error_page(ctx: Context, exc: PortalError) -> Response:

@@ -104,9 +104,7 @@ def test_the_dags_import_with_the_expected_ids_tasks_and_retries(
         "verify_audit_chain",
     ]
     maintenance = bag.dags["maintenance"]
-    assert maintenance.get_task("send_reminders").downstream_task_ids == {
-        "answer_overdue_demands"
-    }
+    assert maintenance.get_task("send_reminders").downstream_task_ids == {"answer_overdue_demands"}
     assert sync_codes(bag, "tax") == ["tax_clearances", "tax_payments", "taxpayers"]
 
 

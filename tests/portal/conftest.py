@@ -13,7 +13,8 @@ from hub.catalog.models import DemandSpec, RowScope
 from hub.demand import DemandBook
 from hub.ops_store import open_ops
 from hub.portal.users import Role, add_user
-from tests.serve.conftest import Published, published  # noqa: F401  (the fixture)
+from tests.serve.conftest import Published
+from tests.serve.conftest import published as published  # the fixture, re-exported
 
 PASSWORD = "correct-horse-battery-staple"
 USERS = {
@@ -40,8 +41,15 @@ class Portal:
 def portal(published: Published) -> Portal:
     with open_ops(published.settings) as store:
         for name, (role, department, application) in USERS.items():
-            add_user(store, name, PASSWORD, role, department=department,
-                     application=application, by="test")  # fmt: skip
+            add_user(
+                store,
+                name,
+                PASSWORD,
+                role,
+                department=department,
+                application=application,
+                by="test",
+            )
         from hub.catalog import load_catalog
 
         book = DemandBook(store, load_catalog(published.settings.catalog_dir))
@@ -51,10 +59,13 @@ def portal(published: Published) -> Portal:
             ("tax", "taxpayers", ("taxpayer_id", "name", "status")),
         ):
             spec = DemandSpec(
-                scenario="second_hand_housing_transfer", resource=resource, fields=fields,
-                purpose="核验买卖双方信息", legal_basis="《政务信息资源共享管理暂行办法》",
+                scenario="second_hand_housing_transfer",
+                resource=resource,
+                fields=fields,
+                purpose="核验买卖双方信息",
+                legal_basis="《政务信息资源共享管理暂行办法》",
                 rows=RowScope.applicant,
-            )  # fmt: skip
+            )
             demand, _ = book.submit("housing_transfer_window", spec, by="test")
             pending[key] = demand.demand_id
     return Portal(published, pending)
@@ -72,8 +83,12 @@ def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
     client.cookies.clear()
     answer = client.post(
         "/portal/login",
-        data={"username": username, "password": password, "csrf_token": login_token(client),
-              "next": "/portal/"},  # fmt: skip
+        data={
+            "username": username,
+            "password": password,
+            "csrf_token": login_token(client),
+            "next": "/portal/",
+        },
         follow_redirects=False,
     )
     assert answer.status_code == 303, answer.text

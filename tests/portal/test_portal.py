@@ -20,7 +20,7 @@ from hub.portal.audit_view import AuditFilter, search_audit
 from hub.portal.i18n import catalogue
 from hub.portal.users import Role, UserError, add_user
 from tests.conftest import duckdb_held_elsewhere
-from tests.portal.conftest import PASSWORD, Portal, csrf_of, login_token, sign_in
+from tests.portal.conftest import PASSWORD, Portal, login_token, sign_in
 
 TEMPLATES = Path(__file__).parents[2] / "hub" / "portal" / "templates"
 
@@ -47,8 +47,9 @@ def test_users_are_checked_and_passwords_hashed_with_argon2(portal: Portal) -> N
             add_user(store, "bureau2", PASSWORD, Role.data_bureau, department="tax", by="t")
         with pytest.raises(UserError, match="exists already"):
             add_user(store, "Auditor", PASSWORD, Role.auditor, by="t")  # spelling variant
-        stored = store.query("SELECT password_hash FROM ops.portal_users WHERE username = ?",
-                             ("auditor",))[0][0]  # fmt: skip
+        stored = store.query(
+            "SELECT password_hash FROM ops.portal_users WHERE username = ?", ("auditor",)
+        )[0][0]
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
 
 
@@ -56,8 +57,12 @@ def test_sign_in_sets_only_an_opaque_httponly_strict_cookie(portal: Portal) -> N
     client = portal.client
     answer = client.post(
         "/portal/login",
-        data={"username": "housing.officer", "password": PASSWORD,
-              "csrf_token": login_token(client), "next": "/portal/"},  # fmt: skip
+        data={
+            "username": "housing.officer",
+            "password": PASSWORD,
+            "csrf_token": login_token(client),
+            "next": "/portal/",
+        },
         follow_redirects=False,
     )
     assert answer.status_code == 303
@@ -79,8 +84,11 @@ def test_wrong_passwords_lock_the_account_for_15_minutes(portal: Portal) -> None
     for attempt in range(5):
         answer = client.post(
             "/portal/login",
-            data={"username": "tax.officer", "password": f"wrong-{attempt}-password",
-                  "csrf_token": login_token(client)},  # fmt: skip
+            data={
+                "username": "tax.officer",
+                "password": f"wrong-{attempt}-password",
+                "csrf_token": login_token(client),
+            },
         )
         assert answer.status_code == (429 if attempt == 4 else 401), attempt
     assert "锁定 15 分钟" in answer.text
@@ -97,22 +105,33 @@ def test_wrong_passwords_lock_the_account_for_15_minutes(portal: Portal) -> None
     )
     assert answer.status_code == 401 and "用户名或密码错误" in answer.text
     with open_ops(portal.published.settings) as store:
-        outcomes = [r[0] for r in store.query(
-            "SELECT outcome FROM ops.portal_actions WHERE action = 'sign_in' "
-            "ORDER BY occurred_at")]  # fmt: skip
+        outcomes = [
+            r[0]
+            for r in store.query(
+                "SELECT outcome FROM ops.portal_actions WHERE action = 'sign_in' "
+                "ORDER BY occurred_at"
+            )
+        ]
     assert outcomes.count("locked") == 2 and outcomes.count("refused") >= 5
 
 
 def test_a_post_without_the_csrf_token_is_refused(portal: Portal) -> None:
     client = portal.client
     # sign-in itself: no token, or a token from another browser
-    assert client.post("/portal/login", data={"username": "auditor", "password": PASSWORD}
-                       ).status_code == 403  # fmt: skip
+    assert (
+        client.post("/portal/login", data={"username": "auditor", "password": PASSWORD}).status_code
+        == 403
+    )
     other = TestClient(client.app)
     stolen = login_token(other)
     client.cookies.clear()
-    assert client.post("/portal/login", data={"username": "auditor", "password": PASSWORD,
-                                              "csrf_token": stolen}).status_code == 403  # fmt: skip
+    assert (
+        client.post(
+            "/portal/login",
+            data={"username": "auditor", "password": PASSWORD, "csrf_token": stolen},
+        ).status_code
+        == 403
+    )
     csrf = sign_in(client, "housing.officer")
     demand = portal.pending["housing"]
     for path, data in (
@@ -127,8 +146,12 @@ def test_a_post_without_the_csrf_token_is_refused(portal: Portal) -> None:
     book = client.get(f"/portal/demands/{demand}")
     assert 'id="demand-status">待审核' in book.text  # nothing changed
     # the header form (htmx) is accepted
-    answer = client.post(f"/portal/demands/{demand}/refuse", data={"reason": "测试拒绝理由"},
-                         headers={"X-CSRF-Token": csrf}, follow_redirects=False)  # fmt: skip
+    answer = client.post(
+        f"/portal/demands/{demand}/refuse",
+        data={"reason": "测试拒绝理由"},
+        headers={"X-CSRF-Token": csrf},
+        follow_redirects=False,
+    )
     assert answer.status_code == 303
 
 
@@ -137,20 +160,30 @@ def test_a_department_sees_and_answers_only_its_own_queue(portal: Portal) -> Non
     csrf = sign_in(client, "housing.officer")
     page = client.get("/portal/queue/housing")
     assert portal.pending["housing"] in page.text and portal.pending["tax"] not in page.text
-    for path in ("/portal/queue/tax", "/portal/quality/tax", "/portal/quality/tax/taxpayers.csv",
-                 "/portal/quality/tax?resource=taxpayers", "/portal/audit"):  # fmt: skip
+    for path in (
+        "/portal/queue/tax",
+        "/portal/quality/tax",
+        "/portal/quality/tax/taxpayers.csv",
+        "/portal/quality/tax?resource=taxpayers",
+        "/portal/audit",
+    ):
         assert client.get(path).status_code == 403, path
     for path in ("/portal/queue/Tax", "/portal/queue/tax%20", "/portal/queue/..%2Ftax"):
         assert client.get(path).status_code in (403, 404), path
     # another department's demand: the same 404 as one that does not exist
     assert client.get(f"/portal/demands/{portal.pending['tax']}").status_code == 404
     assert client.get("/portal/demands/DM-NOSUCHDEMAND").status_code == 404
-    answer = client.post(f"/portal/demands/{portal.pending['tax']}/approve",
-                         data={"csrf_token": csrf}, follow_redirects=False)  # fmt: skip
+    answer = client.post(
+        f"/portal/demands/{portal.pending['tax']}/approve",
+        data={"csrf_token": csrf},
+        follow_redirects=False,
+    )
     assert answer.status_code == 403
     assert client.get(f"/portal/demands/{portal.pending['tax']}").status_code == 404
     sign_in(client, "tax.officer")
-    assert 'id="demand-status">待审核' in client.get(f"/portal/demands/{portal.pending['tax']}").text
+    assert (
+        'id="demand-status">待审核' in client.get(f"/portal/demands/{portal.pending['tax']}").text
+    )
 
 
 def test_an_application_owner_cannot_approve_or_ask_for_another(portal: Portal) -> None:
@@ -159,16 +192,22 @@ def test_an_application_owner_cannot_approve_or_ask_for_another(portal: Portal) 
     demand = portal.pending["housing"]
     page = client.get(f"/portal/demands/{demand}")
     assert page.status_code == 200 and "approve-form" not in page.text
-    answer = client.post(f"/portal/demands/{demand}/approve", data={"csrf_token": csrf},
-                         follow_redirects=False)  # fmt: skip
+    answer = client.post(
+        f"/portal/demands/{demand}/approve", data={"csrf_token": csrf}, follow_redirects=False
+    )
     assert answer.status_code == 403
     assert client.get("/portal/applications/talent_housing").status_code == 403
     assert client.get("/portal/queue/housing").status_code == 403
     # a scenario its application does not serve: refused by the same check as the API
     answer = client.post(
         "/portal/resources/property_rights/demands",
-        data={"csrf_token": csrf, "scenario": "talent_apartment", "fields": ["owner_id"],
-              "purpose": "核验人才住房资格", "legal_basis": "《人才安居办法》"},  # fmt: skip
+        data={
+            "csrf_token": csrf,
+            "scenario": "talent_apartment",
+            "fields": ["owner_id"],
+            "purpose": "核验人才住房资格",
+            "legal_basis": "《人才安居办法》",
+        },
     )
     assert answer.status_code == 409 and "does not serve scenario" in answer.text
 
@@ -180,10 +219,14 @@ def test_a_demand_asked_and_approved_in_the_portal_becomes_the_applications_gran
     csrf = sign_in(client, "window.owner")
     answer = client.post(
         "/portal/resources/tax_clearances/demands",
-        data={"csrf_token": csrf, "scenario": "second_hand_housing_transfer",
-              "fields": ["clearance_no", "taxpayer_id", "result", "issued_date"],
-              "purpose": "核验卖方清税及开具日期", "legal_basis": "《税收征收管理法》第十五条",
-              "rows": "applicant"},  # fmt: skip
+        data={
+            "csrf_token": csrf,
+            "scenario": "second_hand_housing_transfer",
+            "fields": ["clearance_no", "taxpayer_id", "result", "issued_date"],
+            "purpose": "核验卖方清税及开具日期",
+            "legal_basis": "《税收征收管理法》第十五条",
+            "rows": "applicant",
+        },
         follow_redirects=False,
     )
     assert answer.status_code == 303, answer.text
@@ -192,15 +235,24 @@ def test_a_demand_asked_and_approved_in_the_portal_becomes_the_applications_gran
     assert demand_id in client.get("/portal/queue/tax").text
     answer = client.post(
         f"/portal/demands/{demand_id}/approve",
-        data={"csrf_token": csrf, "fields": ["clearance_no", "taxpayer_id", "result"],
-              "rows": "applicant", "expires": "2099-06-30", "reason": "限二手房交易核验"},  # fmt: skip
+        data={
+            "csrf_token": csrf,
+            "fields": ["clearance_no", "taxpayer_id", "result"],
+            "rows": "applicant",
+            "expires": "2099-06-30",
+            "reason": "限二手房交易核验",
+        },
         follow_redirects=False,
     )
     assert answer.status_code == 303, answer.text
     sign_in(client, "window.owner")
     page = client.get("/portal/applications/housing_transfer_window")
     rows = re.findall(r'<tr data-grant="(GR-[0-9A-F]+)">(.*?)</tr>', page.text, re.S)
-    shown = [g for g, row in rows if "tax_clearances" in row and "clearance_no, taxpayer_id, result<" in row]
+    shown = [
+        g
+        for g, row in rows
+        if "tax_clearances" in row and "clearance_no, taxpayer_id, result<" in row
+    ]
     assert len(shown) == 1, page.text
     key = portal.published.keys["app"]
     api = client.get("/v1/grants", headers={"Authorization": f"Bearer {key}"}).json()
@@ -223,8 +275,11 @@ def test_supervision_numbers_equal_the_cli_report(portal: Portal) -> None:
     page = client.get("/portal/supervision").text
     result = subprocess.run(
         [str(Path(sys.executable).parent / "hub"), "demand", "report", "--json"],
-        capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     report = json.loads(result.stdout)
     found = re.findall(r'data-metric="([^"]+)"( data-value="([^"]*)")?>([^<]*)<', page)
     shown = {metric: value if attribute else text for metric, attribute, value, text in found}
@@ -251,8 +306,14 @@ def test_the_catalog_exports_in_the_national_layout_and_as_dcat(portal: Portal) 
     sign_in(client, "window.owner")
     text = client.get("/portal/catalog/export?format=csv").content.decode("utf-8-sig")
     header = text.splitlines()[0].split(",")
-    assert header[:6] == ["信息资源分类", "信息资源名称", "信息资源代码", "信息资源提供方",
-                          "信息资源提供方代码", "信息资源摘要"]  # fmt: skip
+    assert header[:6] == [
+        "信息资源分类",
+        "信息资源名称",
+        "信息资源代码",
+        "信息资源提供方",
+        "信息资源提供方代码",
+        "信息资源摘要",
+    ]
     assert "共享类型" in header and "更新周期" in header and "关联资源代码" in header
     assert "360200-HOUSING-0002" in text and "有条件共享" in text
     book = load_workbook(io.BytesIO(client.get("/portal/catalog/export?format=xlsx").content))
@@ -265,10 +326,20 @@ def test_the_catalog_exports_in_the_national_layout_and_as_dcat(portal: Portal) 
     assert rights["dct:modified"]["@value"]  # the published version's date
     assert client.get("/portal/catalog/export?format=pdf").status_code == 400
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "hub"), "catalog", "export", "--format", "dcat",
-         "--out", str(portal.published.settings.home / "c.jsonld")],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "hub"),
+            "catalog",
+            "export",
+            "--format",
+            "dcat",
+            "--out",
+            str(portal.published.settings.home / "c.jsonld"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     exported = json.loads((portal.published.settings.home / "c.jsonld").read_text())
     assert len(exported["dcat:dataset"]) == 11
@@ -280,20 +351,26 @@ def test_the_auditor_filters_reads_and_verifies_the_chain(portal: Portal) -> Non
     client = portal.client
     key = portal.published.keys["app"]
     for _ in range(3):
-        client.get(f"/v1/resources/property_rights/records?owner_id={OWNER}",
-                   headers=headers(key, applicant=OWNER))  # fmt: skip
+        client.get(
+            f"/v1/resources/property_rights/records?owner_id={OWNER}",
+            headers=headers(key, applicant=OWNER),
+        )
     client.get("/v1/catalog", headers=headers(portal.published.keys["talent"]))
     csrf = sign_in(client, "auditor")
-    page = client.get("/portal/audit", params={"application": "housing_transfer_window",
-                                               "resource": "property_rights"}).text  # fmt: skip
+    page = client.get(
+        "/portal/audit",
+        params={"application": "housing_transfer_window", "resource": "property_rights"},
+    ).text
     rows = re.findall(r'<tr data-seq="(\d+)">', page)
     assert len(rows) == 3 and "共 3 条" in page
-    page = client.get("/portal/audit", params={"purpose": "二手房", "since": "2000-01-01",
-                                               "until": "2999-12-31"}).text  # fmt: skip
+    page = client.get(
+        "/portal/audit", params={"purpose": "二手房", "since": "2000-01-01", "until": "2999-12-31"}
+    ).text
     assert len(re.findall(r'<tr data-seq="', page)) == 4
     assert client.get("/portal/audit", params={"since": "yesterday"}).status_code == 400
-    answer = client.post("/portal/audit/verify", data={"csrf_token": csrf},
-                         headers={"HX-Request": "true"})  # fmt: skip
+    answer = client.post(
+        "/portal/audit/verify", data={"csrf_token": csrf}, headers={"HX-Request": "true"}
+    )
     assert 'id="chain-ok"' in answer.text
     assert client.post("/portal/audit/verify").status_code == 403  # no token
     for role in ("bureau", "housing.officer", "window.owner"):
@@ -308,7 +385,7 @@ def test_rejects_download_and_busy_warehouse(portal: Portal, warehouse_url: str)
 
     with open_warehouse(warehouse_url) as warehouse:
         warehouse.execute(
-            'CREATE TABLE rejects.taxpayers (taxpayer_id VARCHAR, name VARCHAR, _rule VARCHAR, '
+            "CREATE TABLE rejects.taxpayers (taxpayer_id VARCHAR, name VARCHAR, _rule VARCHAR, "
             "_column VARCHAR, _value VARCHAR, _severity VARCHAR, _gate_run_id VARCHAR)"
         )
         warehouse.execute(
@@ -322,7 +399,9 @@ def test_rejects_download_and_busy_warehouse(portal: Portal, warehouse_url: str)
     csv_text = client.get("/portal/quality/tax/taxpayers.csv").content.decode("utf-8-sig")
     assert csv_text.splitlines()[0] == "taxpayer_id,rule,column,value,expected,severity"
     assert "party_id" in csv_text.splitlines()[1]
-    sheet = load_workbook(io.BytesIO(client.get("/portal/quality/tax/taxpayers.xlsx").content)).active
+    sheet = load_workbook(
+        io.BytesIO(client.get("/portal/quality/tax/taxpayers.xlsx").content)
+    ).active
     assert sheet is not None and sheet.max_row == 2
     if warehouse_url.startswith("duckdb"):
         with duckdb_held_elsewhere(warehouse_url):
