@@ -230,6 +230,17 @@ SHOTS = {
 def test_every_role_signs_in_and_no_page_reaches_off_the_machine(
     server: str, browser: Any, portal: Portal, tmp_path: Path
 ) -> None:
+    from tests.serve.conftest import OWNER, SELLER, headers
+
+    for key, applicant in (("app", OWNER), ("app", SELLER), ("talent", OWNER)):
+        found = httpx.get(
+            f"{server}/v1/resources/"
+            + ("property_rights" if key == "app" else "social_insurance_contributions")
+            + "/records",
+            params={"owner_id" if key == "app" else "citizen_id": applicant},
+            headers=headers(portal.published.keys[key], applicant=applicant),
+        )
+        assert found.status_code == 200, found.text  # for the auditor to find
     page = browser.new_page()
     recorder = Recorder(page)
     for username, paths in PAGES.items():
