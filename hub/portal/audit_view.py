@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hub.audit import AuditEntry, AuditRecord
+from hub.audit import AuditRecord, ChainReport
+from hub.audit.stores import COLUMNS
+from hub.audit.stores import _record as stored_record
+from hub.settings import Settings, SettingsError
 
-_COLUMNS = (
-    "seq, request_id, at, application, end_user, purpose, scenario, resource, version, "
-    "action, fields, row_count, result_sha256, status, prev_hash, entry_hash"
-)
+_COLUMNS = ", ".join(COLUMNS)
+_FIELDS = COLUMNS.index("fields")
 
 
 @dataclass(frozen=True)
@@ -64,22 +65,7 @@ def search_audit(
 
 
 def _record(row: tuple[Any, ...], at: datetime, fields: list[str]) -> AuditRecord:
-    entry = AuditEntry(
-        request_id=row[1],
-        at=at,
-        application=row[3],
-        end_user=row[4],
-        purpose=row[5],
-        scenario=row[6],
-        resource=row[7],
-        version=row[8],
-        action=row[9],
-        fields=fields,
-        row_count=row[11],
-        result_sha256=row[12],
-        status=row[13],
-    )
-    return AuditRecord(seq=row[0], entry=entry, prev_hash=row[14], entry_hash=row[15])
+    return stored_record(dict(zip(COLUMNS, row, strict=True)), at, fields)
 
 
 def _search_sqlite(
@@ -105,7 +91,7 @@ def _search_sqlite(
         _record(
             tuple(r),
             datetime.fromisoformat(str(r[2]).replace("Z", "+00:00")),
-            list(json.loads(r[10])),
+            list(json.loads(r[_FIELDS])),
         )
         for r in rows
     ]
@@ -130,5 +116,27 @@ def _search_postgres(
             "LIMIT %s OFFSET %s",
             [*params, limit, offset],
         ).fetchall()
-    found = [_record(tuple(r), r[2], list(r[10])) for r in rows]
+    found = [_record(tuple(r), r[2], list(r[_FIELDS])) for r in rows]
     return found, int(total[0]) if total else 0
+
+
+def verify_whole_chain(settings: Settings) -> ChainReport:
+    """What ``hub audit verify`` checks: the whole chain, the anchors' signatures against
+    the hub's current and recorded keys, and the anchors exported outside the database.
+    Raises AuditError when there is no log to verify."""
+    from hub.audit import anchor_dir, audit_url, exported_anchors, load_anchor_signer, verify_chain
+    from hub.audit import max_gap_s as allowed_gap
+    from hub.evidence import load_evidence_signer
+    from hub.keys_registry import known_keys
+
+    try:
+        keys: dict[str, Any] | None = known_keys(
+            settings, load_evidence_signer(settings), load_anchor_signer(settings)
+        )
+    except SettingsError:
+        keys = None
+    try:
+        extra = exported_anchors(anchor_dir(settings))
+    except SettingsError:
+        extra = []
+    return verify_chain(audit_url(settings), keys, anchors=extra, max_gap_s=allowed_gap(settings))
