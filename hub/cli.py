@@ -712,7 +712,7 @@ def print_flow_summary(
 # themselves): hub audit|evidence, and hub demand|app|department|serve
 import hub.audit_cli  # noqa: E402
 import hub.demand.cli  # noqa: E402
-import hub.keys_cli  # noqa: E402, F401
+import hub.keys_cli  # noqa: E402
 import hub.portal.cli  # noqa: E402, F401  (hub user, hub catalog export, hub reminders)
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from hub.catalog import Catalog
-from hub.catalog.models import DemandSpec, Resource, RowScope, Sensitivity
+from hub.catalog.models import DemandSpec, Resource, RowScope, Sensitivity, printable_text
 from hub.demand import Demand, DemandBook, DemandError, DemandNotFoundError, DemandStatus
 from hub.demand.calendar import to_local, utc_now
 from hub.ops_store import OpsStore, open_ops
@@ -724,7 +724,7 @@ def portal_router() -> APIRouter:
                     fields=fields or None,
                     rows=RowScope(rows) if rows in ("all", "applicant") else None,
                     expires_at=expiry,
-                    reason=reason.strip() or None,
+                    reason=printable_text(reason.strip()) or None,
                 )
             except (ValueError, DemandError) as exc:
                 ctx.audit(
@@ -775,9 +775,9 @@ def portal_router() -> APIRouter:
                     demand_id,
                     department=principal.user.department or "",
                     by=principal.actor,
-                    reason=reason,
+                    reason=printable_text(reason),
                 )
-            except DemandError as exc:
+            except (ValueError, DemandError) as exc:
                 ctx.audit(
                     "refuse_demand",
                     status=409,

@@ -145,6 +145,11 @@ def test_a_post_without_the_csrf_token_is_refused(portal: Portal) -> None:
         assert "CSRF" in answer.text
     book = client.get(f"/portal/demands/{demand}")
     assert 'id="demand-status">待审核' in book.text  # nothing changed
+    # a control character in the reason is refused as by the API, and changes nothing
+    answer = client.post(
+        f"/portal/demands/{demand}/refuse", data={"reason": "bad\x1b[2Jreason", "csrf_token": csrf}
+    )
+    assert answer.status_code == 409 and "control character" in answer.text
     # the header form (htmx) is accepted
     answer = client.post(
         f"/portal/demands/{demand}/refuse",
