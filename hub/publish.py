@@ -198,8 +198,12 @@ def publish(
                     resource.code, PublishStatus.failed, f"{type(exc).__name__}: {exc}"
                 )
             if result.status in {PublishStatus.published, PublishStatus.unchanged}:
+                # before pruning: the new version's change set reads its parent's table
+                _refresh_sharing(warehouse, settings, resource, result)
                 _prune(warehouse, resource.code, keep, result)
                 _refresh_serving(warehouse, settings, resource, result)
+                if result.pruned:
+                    _refresh_sharing(warehouse, settings, resource, result)
             result.seconds = time.monotonic() - started
             results.append(result)
     return results
@@ -219,6 +223,19 @@ def _refresh_serving(
         sync_serving(warehouse, settings, resource)
     except Exception as exc:
         result.notes.append(f"serving file not refreshed: {type(exc).__name__}: {exc}")
+
+
+def _refresh_sharing(
+    warehouse: Warehouse, settings: Settings, resource: Resource, result: PublishResult
+) -> None:
+    """Write the bulk-sharing files of the kept versions and active all-rows grants
+    (hub.sharing); a failure leaves the share on what it had and is noted."""
+    from hub.sharing.writer import share_resource
+
+    try:
+        share_resource(warehouse, settings, resource)
+    except Exception as exc:
+        result.notes.append(f"shared files not refreshed: {type(exc).__name__}: {exc}")
 
 
 def rollback(settings: Settings, resource: str) -> PublishResult:
@@ -272,6 +289,7 @@ def rollback(settings: Settings, resource: str) -> PublishResult:
         catalog = load_catalog(settings.catalog_dir)
         if catalog.has_resource(resource):
             _refresh_serving(warehouse, settings, catalog.resource(resource), result)
+            _refresh_sharing(warehouse, settings, catalog.resource(resource), result)
     result.seconds = time.monotonic() - started
     return result
 

@@ -212,13 +212,33 @@ class Settings(BaseSettings):
         default="", description="URL that receives each reminder as a JSON POST."
     )
 
+    # bulk sharing (Delta Sharing protocol, hub.sharing and hub.serve.sharing)
+    public_url: str = Field(
+        default="",
+        description="The hub's address as clients reach it (https://hub.example); file URLs "
+        "and profiles use it. Default: the address each request was sent to.",
+    )
+    sharing_dir: Path | None = Field(
+        default=None,
+        description="Per-grant shared files, written at publish. Default: HUB_HOME/sharing "
+        "(with several hosts: a volume the publishing workers and the API share).",
+    )
+    sharing_url_seconds: int = Field(
+        default=900, ge=10, le=86_400, description="Lifetime of a signed file URL."
+    )
+    sharing_file_rows: int = Field(
+        default=500_000, ge=1_000, description="Rows per shared data file (one file per part)."
+    )
+
     # simulated department systems (used by `hub simulate` and by the default connections)
     sim_housing_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")
     sim_tax_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")
     sim_sftp_port: int = Field(default=2222, ge=1, le=65535)
     sim_registry_port: int = Field(default=8765, ge=1, le=65535)
 
-    @field_validator("home", "catalog_dir", "landing_dir", "audit_anchor_dir", mode="after")
+    @field_validator(
+        "home", "catalog_dir", "landing_dir", "audit_anchor_dir", "sharing_dir", mode="after"
+    )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -229,6 +249,13 @@ class Settings(BaseSettings):
             self.warehouse_url = f"duckdb:///{self.home / 'warehouse.duckdb'}"
         if self.landing_dir is None:
             self.landing_dir = self.home / "landing"
+        if self.sharing_dir is None:
+            self.sharing_dir = self.home / "sharing"
+        self.public_url = self.public_url.rstrip("/")
+        if self.public_url and urlsplit(self.public_url).scheme not in {"http", "https"}:
+            raise ValueError(
+                f"HUB_PUBLIC_URL: expected http(s)://host[:port][/prefix], got {self.public_url!r}"
+            )
         if not self.sim_housing_url:
             self.sim_housing_url = f"sqlite:///{self.systems_dir / 'housing.db'}"
         if not self.sim_tax_url:
@@ -249,6 +276,12 @@ class Settings(BaseSettings):
     def landing(self) -> Path:
         assert self.landing_dir is not None
         return self.landing_dir
+
+    @property
+    def sharing(self) -> Path:
+        """Where the shared files live (HUB_SHARING_DIR)."""
+        assert self.sharing_dir is not None
+        return self.sharing_dir
 
     @property
     def warehouse_engine(self) -> str:

@@ -22,7 +22,8 @@ import difflib
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -254,16 +255,22 @@ class DemandBook:
         self.approval_working_days = approval_working_days or catalog.calendar.approval_working_days
         self.grant_valid_days = grant_valid_days
         self._recorded: list[DemandEvent] = []
+        # called with each new grant once it is committed (bulk sharing writes its files)
+        self.grant_listeners: list[Callable[[Grant], None]] = []
+        self._granted: list[Grant] = []
 
     @classmethod
     def for_settings(cls, store: OpsStore, catalog: Catalog, settings: Settings) -> DemandBook:
-        """The book with the deadline and grant validity of ``settings`` (``HUB_*``)."""
-        return cls(
+        """The book with the deadline and grant validity of ``settings`` (``HUB_*``); a
+        new all-rows grant gets its bulk-sharing files at once (hub.sharing)."""
+        book = cls(
             store,
             catalog,
             approval_working_days=settings.approval_working_days,
             grant_valid_days=settings.grant_valid_days,
         )
+        book.grant_listeners.append(_share_new_grant(settings, catalog))
+        return book
 
     # ------------------------------------------------------------------ reading
 
@@ -353,7 +360,7 @@ class DemandBook:
                 f"{application} does not serve scenario {spec.scenario!r} "
                 f"(its scenarios: {', '.join(app.scenarios)})"
             )
-        with self.store.transaction():
+        with self._notifying(), self.store.transaction():
             wanted = sorted(spec.fields)
             earlier = [
                 _demand(row)
@@ -453,7 +460,7 @@ class DemandBook:
         provider, or the answer would widen the demand."""
         now = naive_utc(now) or utc_now()
         _require_actor(by)
-        with self.store.transaction():
+        with self._notifying(), self.store.transaction():
             demand = self._locked(demand_id)
             self._check_answerable(demand, department)
             granted_fields = tuple(fields) if fields else demand.fields
@@ -531,7 +538,7 @@ class DemandBook:
             (str(DemandStatus.pending), now),
         )
         for row in overdue:
-            with self.store.transaction():
+            with self._notifying(), self.store.transaction():
                 demand = self._locked(_demand(row).demand_id)
                 if demand.status is not DemandStatus.pending or demand.deadline is None:
                     continue  # answered meanwhile
@@ -604,6 +611,21 @@ class DemandBook:
         return recorded
 
     # ------------------------------------------------------------------ internals
+
+    @contextmanager
+    def _notifying(self) -> Iterator[None]:
+        """Around a transaction that may grant: its new grants go to the listeners once
+        it committed (none when it rolled back)."""
+        self._granted = []
+        try:
+            yield
+        except BaseException:
+            self._granted = []
+            raise
+        granted, self._granted = self._granted, []
+        for grant in granted:
+            for listener in self.grant_listeners:
+                listener(grant)
 
     def _settle_by_catalog(
         self, demand_id: str, resource: Resource, spec: DemandSpec, now: datetime
@@ -681,7 +703,9 @@ class DemandBook:
             answered=True,
             details=narrowed,
         )
-        return self.grant(grant_id)
+        grant = self.grant(grant_id)
+        self._granted.append(grant)
+        return grant
 
     def _end_grant(
         self, grant_id: str, status: GrantStatus, at: datetime, by: str, reason: str
@@ -826,6 +850,18 @@ def _spec_of(demand: Demand) -> DemandSpec:
         legal_basis=demand.legal_basis,
         rows=demand.row_scope,
     )
+
+
+def _share_new_grant(settings: Settings, catalog: Catalog) -> Callable[[Grant], None]:
+    """Writes a new all-rows grant's bulk-sharing files (hub.sharing.writer, imported
+    when a grant is made); never raises: ``hub share refresh`` retries a failure."""
+
+    def on_granted(grant: Grant) -> None:
+        from hub.sharing.writer import grant_listener
+
+        grant_listener(settings, catalog)(grant)
+
+    return on_granted
 
 
 def _require_actor(by: str) -> None:

@@ -202,7 +202,8 @@ def build_shared_dag(settings: Settings, catalog: Catalog) -> DAG:
 
 def maintenance_dag(settings: Settings, catalog: Catalog) -> DAG:
     """``maintenance``: freshness against each update cycle, version pruning, approval
-    by timeout of overdue demands (and grant expiry), audit-chain verification."""
+    by timeout of overdue demands (and grant expiry), the bulk-sharing files
+    (``hub share refresh``), audit-chain verification."""
     with DAG(
         dag_id="maintenance",
         schedule="@daily",
@@ -213,8 +214,8 @@ def maintenance_dag(settings: Settings, catalog: Catalog) -> DAG:
         tags=[*TAGS, "maintenance"],
         doc_md="Freshness of every resource (ops.freshness), published-version pruning, "
         "reminders of demands nearing their deadline and overdue ones (e-mail/webhook), "
-        "approval by timeout of demands past their deadline, expiry of grants, and "
-        "verification of the audit chain.",
+        "approval by timeout of demands past their deadline, expiry of grants, the "
+        "bulk-sharing files of kept versions and grants, and verification of the audit chain.",
     ) as dag:
         fresh = task(task_id="check_freshness")(tasks.check_freshness)()
         pruned = task(task_id="prune_versions")(tasks.prune_versions)()
@@ -223,6 +224,8 @@ def maintenance_dag(settings: Settings, catalog: Catalog) -> DAG:
         reminded = task(task_id="send_reminders", retries=2)(tasks.send_reminders)()
         answered = task(task_id="answer_overdue_demands", retries=1)(tasks.answer_overdue_demands)()
         reminded >> answered
+        # after both: files for grants made by timeout, none for versions just pruned
+        [pruned, answered] >> task(task_id="refresh_shares")(tasks.refresh_shares)()
         task(task_id="verify_audit_chain", retries=0)(tasks.verify_audit_chain)()
     return dag
 

@@ -262,6 +262,24 @@ def send_reminders() -> dict[str, Any]:
     return {"queued": len(queued), "sent": len(report.sent), "channels": channels(settings)}
 
 
+def refresh_shares() -> dict[str, Any]:
+    """``hub share refresh``: the bulk-sharing files of every kept version and active
+    all-rows grant (grants approved by timeout get theirs here), and the removal of
+    what pruning, revocation and expiry ended."""
+    from hub.catalog import load_catalog
+    from hub.sharing.writer import refresh
+
+    settings = Settings()
+    results = refresh(settings, load_catalog(settings.catalog_dir))
+    failed = [f"{r.resource}: {'; '.join(r.notes)}" for r in results if r.notes]
+    if failed:
+        raise TaskFailedError("shared files not refreshed: " + " | ".join(failed))
+    return {
+        r.resource: {"tables_written": len(r.shapes), "removed_versions": r.removed_versions}
+        for r in results
+    }
+
+
 def verify_audit_chain() -> dict[str, Any]:
     """Export a signed anchor of the audit chain's head to HUB_AUDIT_ANCHOR_DIR (outside
     the hub), then walk the chain against every anchor kept there (``hub audit verify``);

@@ -103,6 +103,7 @@ class Access:
         self.resources = catalog_resources
         self._keys: dict[str, tuple[float, Principal]] = {}
         self._grants: dict[str, tuple[float, list[Grant]]] = {}
+        self._key_ids: dict[str, tuple[float, bool]] = {}
         self._lock = threading.Lock()
         self._store: Any = None
 
@@ -147,6 +148,21 @@ class Access:
             raise Refusal(401, "unauthenticated", str(exc)) from exc
         self._keys[digest] = (time.monotonic(), found)
         return found
+
+    def key_active(self, key_id: str) -> bool:
+        """Whether key ``key_id`` exists and is not revoked, cached like keys: for a
+        credential that names a key without holding it (a signed file URL)."""
+        cached = self._key_ids.get(key_id)
+        if cached is not None and (self._fresh(cached[0]) or self._lock.locked()):
+            return cached[1]
+        rows = self._read(
+            lambda store: store.query(
+                "SELECT key_id FROM ops.api_keys WHERE key_id = ? AND revoked_at IS NULL",
+                (key_id,),
+            )
+        )
+        self._key_ids[key_id] = (time.monotonic(), bool(rows))
+        return bool(rows)
 
     def grants(self, application: str) -> list[Grant]:
         """Every grant of ``application`` (active or not), cached."""
@@ -239,6 +255,7 @@ class Access:
         """Drop the caches (tests; a revocation that must act at once)."""
         with self._lock:
             self._keys.clear()
+            self._key_ids.clear()
             self._grants.clear()
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ from hub.serve.demands import demands_router
 from hub.serve.export import export_router
 from hub.serve.records import records_router
 from hub.serve.services import Services
+from hub.serve.sharing import sharing_router
 from hub.serve.verify import verify_router
 from hub.settings import Settings
 
@@ -69,6 +70,8 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     app.state.catalog = catalog
     for router in (records_router(), verify_router(), export_router(), demands_router()):
         app.include_router(router)
+    shares, app.state.sharing = sharing_router(settings, services.resources)
+    app.include_router(shares)  # bulk sharing: the Delta Sharing protocol
     from hub.portal import portal_router  # the people's pages, under /portal
 
     app.include_router(portal_router())

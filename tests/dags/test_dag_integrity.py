@@ -100,11 +100,14 @@ def test_the_dags_import_with_the_expected_ids_tasks_and_retries(
         "answer_overdue_demands",
         "check_freshness",
         "prune_versions",
+        "refresh_shares",
         "send_reminders",
         "verify_audit_chain",
     ]
     maintenance = bag.dags["maintenance"]
     assert maintenance.get_task("send_reminders").downstream_task_ids == {"answer_overdue_demands"}
+    refresh = maintenance.get_task("refresh_shares")
+    assert refresh.upstream_task_ids == {"prune_versions", "answer_overdue_demands"}
     assert sync_codes(bag, "tax") == ["tax_clearances", "tax_payments", "taxpayers"]
 
 
