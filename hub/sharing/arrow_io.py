@@ -15,6 +15,7 @@ timestamp[us] (no zone, as the warehouse keeps it), ``decimal(p,s)`` -> decimal1
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -111,7 +112,13 @@ def _postgres_batches(
         warehouse.connection.cursor() as cursor,
         cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy,
     ):
-        stream = io.BufferedReader(_CopyReader(copy), buffer_size=1 << 20)
+        chunks = iter(copy)
+        first = next(chunks, None)
+        if first is None:  # no rows: Arrow's reader refuses an empty CSV
+            return
+        stream = io.BufferedReader(
+            _CopyReader(itertools.chain([first], chunks)), buffer_size=1 << 20
+        )
         reader = pacsv.open_csv(stream, read, parse, convert)
         pending: list[pa.RecordBatch] = []
         rows = 0

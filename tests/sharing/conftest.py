@@ -3,8 +3,7 @@ running as a real HTTP server, and the stock ``delta-sharing`` client in an envi
 of its own.
 
 The stock client (1.4.2) pins pyarrow <= 23 and pandas < 3, which the hub's lock does not
-allow, so it lives in a virtual environment made here with uv, kept between runs under
-``HUB_TEST_CACHE`` (default ``~/.cache/exchange-hub``) and keyed by the pinned version.
+allow, so it lives in a virtual environment of its own (:mod:`tests.sharing.stock_env`).
 
 Versions are published through ``hub.publish.publish`` (which writes the shared files)
 from candidates made here with known rows, so every answer is known.
@@ -12,13 +11,8 @@ from candidates made here with known rows, so every answer is known.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -43,10 +37,9 @@ from hub.publish import PublishResult, publish
 from hub.settings import Settings
 from hub.sharing.arrow_io import arrow_type
 from hub.warehouse import open_warehouse, quote_ident
-from tests.conftest import IN_CI, free_port, service_missing
+from tests.conftest import IN_CI, free_port
+from tests.sharing.stock_env import ClientUnavailableError, ensure_client
 
-CLIENT_VERSION = "1.4.2"
-CACHE = Path(os.environ.get("HUB_TEST_CACHE", Path.home() / ".cache" / "exchange-hub"))
 APP, SCENARIO = "provident_fund_system", "provident_fund_loan"
 OTHER_APP, OTHER_SCENARIO = "talent_housing", "talent_apartment"
 GRANTED = ("citizen_id", "name", "birth_date", "registration_status", "updated_at")
@@ -62,57 +55,12 @@ T0 = datetime(2026, 11, 2, 8, 0, 0)
 @pytest.fixture(scope="session")
 def stock_python() -> Path:
     """The python of an environment holding delta-sharing==1.4.2 (made once, cached)."""
-    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
-    if not Path(uv).exists():
-        service_missing("uv (to make the delta-sharing client's environment)")
-    target = CACHE / f"delta-sharing-{CLIENT_VERSION}"
-    python = target / "bin" / "python"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f".delta-sharing-{CLIENT_VERSION}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once make it once
-        if not _client_ready(python):
-            building = Path(tempfile.mkdtemp(prefix=f".delta-sharing-{CLIENT_VERSION}.", dir=CACHE))
-            made = subprocess.run(
-                [uv, "venv", "--quiet", "--python", sys.executable, str(building)],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            installed = made.returncode == 0 and subprocess.run(
-                [uv, "pip", "install", "--quiet", "--python", str(building / "bin" / "python"),
-                 f"delta-sharing=={CLIENT_VERSION}"],
-                capture_output=True, text=True, check=False,
-            ).returncode == 0  # fmt: skip
-            if not installed:
-                shutil.rmtree(building, ignore_errors=True)
-                if IN_CI:
-                    pytest.fail(f"could not install delta-sharing=={CLIENT_VERSION} with uv")
-                pytest.skip(f"delta-sharing=={CLIENT_VERSION} could not be installed (offline?)")
-            shutil.rmtree(target, ignore_errors=True)
-            building.rename(target)  # a venv's scripts name its folder: fix them below
-            _retarget(target, building)
-    assert _client_ready(python), f"{python} cannot import delta_sharing {CLIENT_VERSION}"
-    return python
-
-
-def _retarget(target: Path, built_at: Path) -> None:
-    """A venv built in a temporary folder: point its scripts and config at ``target``."""
-    for path in [*(target / "bin").iterdir(), target / "pyvenv.cfg"]:
-        if path.is_file() and not path.is_symlink():
-            try:
-                text = path.read_text()
-            except UnicodeDecodeError:
-                continue
-            if str(built_at) in text:
-                path.write_text(text.replace(str(built_at), str(target)))
-
-
-def _client_ready(python: Path) -> bool:
-    if not python.exists():
-        return False
-    check = subprocess.run(
-        [str(python), "-c", "import delta_sharing; print(delta_sharing.__version__)"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    return check.returncode == 0 and check.stdout.strip() == CLIENT_VERSION
+    try:
+        return ensure_client()
+    except ClientUnavailableError as exc:
+        if IN_CI:
+            pytest.fail(f"the stock delta-sharing client is required in CI: {exc}")
+        pytest.skip(f"the stock delta-sharing client is unavailable: {exc}")
 
 
 @dataclass
