@@ -199,11 +199,11 @@ def publish(
                 )
             if result.status in {PublishStatus.published, PublishStatus.unchanged}:
                 # before pruning: the new version's change set reads its parent's table
-                _refresh_sharing(warehouse, settings, resource, result)
+                _refresh_sharing(warehouse, settings, resource, result, catalog)
                 _prune(warehouse, resource.code, keep, result)
                 _refresh_serving(warehouse, settings, resource, result)
                 if result.pruned:
-                    _refresh_sharing(warehouse, settings, resource, result)
+                    _refresh_sharing(warehouse, settings, resource, result, catalog)
             result.seconds = time.monotonic() - started
             results.append(result)
     return results
@@ -226,14 +226,18 @@ def _refresh_serving(
 
 
 def _refresh_sharing(
-    warehouse: Warehouse, settings: Settings, resource: Resource, result: PublishResult
+    warehouse: Warehouse,
+    settings: Settings,
+    resource: Resource,
+    result: PublishResult,
+    catalog: Catalog,
 ) -> None:
     """Write the bulk-sharing files of the kept versions and active all-rows grants
     (hub.sharing); a failure leaves the share on what it had and is noted."""
     from hub.sharing.writer import share_resource
 
     try:
-        share_resource(warehouse, settings, resource)
+        share_resource(warehouse, settings, resource, catalog)
     except Exception as exc:
         result.notes.append(f"shared files not refreshed: {type(exc).__name__}: {exc}")
 
@@ -289,7 +293,7 @@ def rollback(settings: Settings, resource: str) -> PublishResult:
         catalog = load_catalog(settings.catalog_dir)
         if catalog.has_resource(resource):
             _refresh_serving(warehouse, settings, catalog.resource(resource), result)
-            _refresh_sharing(warehouse, settings, catalog.resource(resource), result)
+            _refresh_sharing(warehouse, settings, catalog.resource(resource), result, catalog)
     result.seconds = time.monotonic() - started
     return result
 

@@ -959,7 +959,6 @@ def _check_file_url(
     key_id, expires_text, signature = (
         params.get("k", "")[:100], params.get("e", "")[:20], params.get("s", "")[:100]
     )  # fmt: skip
-    call.application, call.key_id = application or None, key_id or None
     named = SERVED_FILE.match(path) if len(path) <= 300 else None
     if not (named and application and grant_id and key_id and signature and expires_text.isdigit()):
         raise _denied("not a signed file URL of this server: ask the table's query for one")
@@ -969,6 +968,8 @@ def _check_file_url(
         signature=signature,
     ):  # fmt: skip
         raise _denied("the file URL's signature does not match: it was altered or is not ours")
+    # what the URL names is recorded once its signature shows this server issued it
+    call.application, call.key_id = application, key_id
     call.grant_id, call.resource = grant_id, named["resource"]
     call.version = int(named["version"])
     if time.time() > expires:

@@ -29,7 +29,6 @@ from hub.sharing.arrow_io import arrow_type
 # names the masking the files were written with; bump it when the rule changes
 MASKING_RULE = "hub.serve.access.mask/1"
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
-_TABLE = re.compile(r"^gr_[0-9a-z]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -129,10 +128,6 @@ def table_name(grant: Grant) -> str:
     """The shared table of ``grant``: its id in lower case, ``-`` as ``_`` (Delta Sharing
     names are case-insensitive and may hold no ``.``)."""
     return grant.grant_id.lower().replace("-", "_")
-
-
-def is_table_name(name: str) -> bool:
-    return bool(_TABLE.match(name.lower()))
 
 
 def mask_column(values: pa.Array | pa.ChunkedArray) -> pa.Array:

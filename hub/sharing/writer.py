@@ -147,13 +147,19 @@ def grant_listener(settings: Settings, catalog: Catalog) -> Any:
 # ------------------------------------------------------------------ publish and refresh
 
 
-def share_resource(warehouse: Warehouse, settings: Settings, resource: Resource) -> ShareResult:
+def share_resource(
+    warehouse: Warehouse, settings: Settings, resource: Resource, catalog: Catalog | None = None
+) -> ShareResult:
     """The shared files of ``resource`` made to match the warehouse's kept versions and
-    the ops store's active all-rows grants (what publish calls)."""
+    the ops store's active all-rows grants (what publish calls). Nothing for a resource
+    the catalog does not share (``sharing_type: none``): no grant can ever read it."""
     from hub.catalog import load_catalog
+    from hub.catalog.models import SharingType
     from hub.ops_store import open_ops
 
-    catalog = load_catalog(settings.catalog_dir)
+    if resource.sharing_type is SharingType.none:
+        return ShareResult(resource.code)
+    catalog = catalog or load_catalog(settings.catalog_dir)
     with open_ops(settings) as store:
         shapes = bulk_shapes(store, catalog).get(resource.code, set())
     return sync_resource(warehouse, settings, resource, shapes)
@@ -228,6 +234,9 @@ def sync_resource(
             )
         )
     folder = resource_dir(settings, resource.code)
+    if not records and not folder.exists():  # nothing published, nothing shared yet
+        result.seconds = time.monotonic() - started
+        return result
     write_json_atomically(
         folder / VERSIONS,
         {"resource": resource.code, "versions": [r.as_dict() for r in records]},
