@@ -393,13 +393,20 @@ def _ensure_shape(settings: Settings, resource: Resource, version: int, shape: G
 def _projected(full: Path, shape: GrantShape) -> Iterator[pa.RecordBatch]:
     """The base's rows with the shape's columns, masked ones masked."""
     schema = shape.arrow_schema()
-    for batch in pq.ParquetFile(full).iter_batches(BATCH_ROWS, columns=list(shape.columns)):
+    source = pq.ParquetFile(full)
+    present = [c for c in shape.columns if c in source.schema_arrow.names]
+    for batch in source.iter_batches(BATCH_ROWS, columns=present):
         yield pa.RecordBatch.from_arrays(
-            [_column(batch.column(name), name, shape) for name in shape.columns], schema=schema
+            [_column(batch, name, name, shape) for name in shape.columns], schema=schema
         )
 
 
-def _column(values: pa.Array, name: str, shape: GrantShape) -> pa.Array:
+def _column(batch: pa.RecordBatch, source: str, name: str, shape: GrantShape) -> pa.Array:
+    """Column ``source`` of ``batch`` as the shape's ``name``: masked if the grant says
+    so; NULLs when the base predates the field (the catalog gained it since)."""
+    if source not in batch.schema.names:
+        return pa.nulls(batch.num_rows, shape.arrow_schema().field(name).type)
+    values = batch.column(source)
     return mask_column(values) if name in shape.masked else values
 
 
@@ -414,8 +421,8 @@ def _shape_changes(changes: Path, shape: GrantShape) -> Iterator[pa.RecordBatch]
         kind = batch.column(CHANGE_TYPE)
         changed = pa.array([False] * batch.num_rows, pa.bool_())
         for name in shape.columns:
-            if name in key:
-                continue
+            if name in key or name not in batch.schema.names:
+                continue  # a field the base predates: NULL on both sides
             new, old = batch.column(name), batch.column(OLD_PREFIX + name)
             differs = pc.or_(
                 pc.fill_null(pc.not_equal(new, old), False),
@@ -436,7 +443,7 @@ def _shape_changes(changes: Path, shape: GrantShape) -> Iterator[pa.RecordBatch]
             columns = []
             for name in shape.columns:
                 source = name if name in key or not old_image else OLD_PREFIX + name
-                columns.append(_column(chosen.column(source), name, shape))
+                columns.append(_column(chosen, source, name, shape))
             columns.append(pa.array([label] * chosen.num_rows, pa.string()))
             yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
