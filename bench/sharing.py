@@ -176,10 +176,9 @@ def _environment(engine: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env["HUB_HOME"] = str(WORK / engine)
     env["HUB_API_RATE_PER_SECOND"] = "0"
-    env["HUB_SECRET_SHARING_URL_KEY"] = (WORK / "url_key").read_text().strip()
-    if engine == "postgres":
+    if engine == "postgres":  # a deployment: every key set (the embedded default makes its own)
         env["HUB_WAREHOUSE_URL"] = PG_URL
-        env["HUB_SECRET_EVIDENCE_KEY"] = (WORK / "evidence_key").read_text().strip()
+        env.update(json.loads((WORK / "secrets.json").read_text()))
     else:
         env["HUB_WAREHOUSE_URL"] = f"duckdb:///{WORK / engine / 'warehouse.duckdb'}"
     return env
@@ -338,12 +337,14 @@ def main() -> None:
     python = ensure_client()
     shutil.rmtree(WORK, ignore_errors=True)
     (WORK / args.engine).mkdir(parents=True)
-    import secrets
+    from hub.keyring import encode_key
+    from hub.signing import Profile, generate_signer
 
-    from hub.evidence import EvidenceKey
-
-    (WORK / "url_key").write_text(secrets.token_urlsafe(32))
-    (WORK / "evidence_key").write_text(EvidenceKey.generate().to_secret())
+    keys = {f"HUB_SECRET_{n}": generate_signer(Profile("standard")).to_secret()
+            for n in ("EVIDENCE_KEY", "AUDIT_KEY")}  # fmt: skip
+    for name in ("SUBJECT_KEY", "CURSOR_KEY", "SHARING_URL_KEY"):
+        keys[f"HUB_SECRET_{name}"] = encode_key(os.urandom(32))
+    (WORK / "secrets.json").write_text(json.dumps(keys))
     if args.engine == "postgres":
         import psycopg
 

@@ -23,7 +23,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(idp_app, name="idp")
 
 SIGNING_KEYS = ("evidence_key", "audit_key")
-SYMMETRIC_KEYS = ("subject_key", "cursor_key", "idp_key")
+SYMMETRIC_KEYS = ("subject_key", "cursor_key", "idp_key", "sharing_url_key")
 
 
 @keys_app.command("generate")

@@ -27,8 +27,10 @@ allow, at any kept version, and the changes between versions
   alone answers 400). Errors are ``{"errorCode", "message"}``; a permanent one is a 4xx
   (clients retry 429 and 5xx).
 
-Every call, query, change read and file fetch is appended to the audit chain before
-its answer leaves, naming the grant; when the log cannot record, nothing is served (503).
+Every route goes through the policy pipeline (:mod:`hub.serve.policy`: authenticate, rate
+limit, decide, audit) with the protocol's error bodies: every call, query, change read
+and file fetch is appended to the audit chain before its answer leaves, naming the
+grant; when the log cannot record, nothing is served (503).
 Keys and grants are cached for ``HUB_API_CACHE_SECONDS``: revoking either stops the share
 within that time, file URLs already handed out included.
 """
@@ -46,7 +48,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Request
@@ -55,8 +57,11 @@ from fastapi.responses import FileResponse, Response
 from hub.catalog.models import Resource
 from hub.demand import Grant
 from hub.demand.calendar import utc_now
-from hub.keys import PrincipalKind, api_key_of
-from hub.serve.access import AccessError
+from hub.keys import Principal
+from hub.serve import policy
+from hub.serve.access import Refusal
+from hub.serve.policy import Call
+from hub.serve.services import Services
 from hub.settings import Settings, SettingsError
 from hub.sharing.layout import (
     ENDPOINT_PATH,
@@ -94,6 +99,13 @@ class ShareError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
+    @classmethod
+    def of(cls, refusal: Refusal) -> ShareError:
+        """A refusal of the policy pipeline in the protocol's words."""
+        fallback = "INTERNAL_ERROR" if refusal.status >= 500 else "INVALID_PARAMETER_VALUE"
+        code = ERROR_CODES.get(refusal.status, fallback)
+        return cls(refusal.status, code, refusal.detail, refusal.headers)
+
 
 def _bad(message: str) -> ShareError:
     return ShareError(400, "INVALID_PARAMETER_VALUE", message)
@@ -107,24 +119,14 @@ def _denied(message: str) -> ShareError:
     return ShareError(403, "PERMISSION_DENIED", message)
 
 
-ACCESS_CODES = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST"}
-
-
-@dataclass
-class ShareCall:
-    """One audited request, filled in as the handler learns what it reads."""
-
-    request_id: str
-    action: str
-    application: str | None = None
-    key_id: str | None = None
-    end_user: str | None = None
-    purpose: str | None = None
-    resource: str | None = None
-    version: int | None = None
-    grant_id: str | None = None
-    fields: tuple[str, ...] = ()
-    row_count: int = 0
+ERROR_CODES = {
+    400: "INVALID_PARAMETER_VALUE",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    429: "RESOURCE_LIMIT_EXCEEDED",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
 
 
 @dataclass(frozen=True)
@@ -188,109 +190,50 @@ class SharingState:
 # ------------------------------------------------------------------ requests
 
 
-def _services(request: Request) -> Any:
-    return request.app.state.services
-
-
-def _state(request: Request) -> SharingState:
-    state: SharingState = request.app.state.sharing
-    return state
-
-
-def _request_id(request: Request) -> str:
-    from hub.serve.records import request_id_of
-
-    return request_id_of(request)
-
-
-def _authenticate(services: Any, call: ShareCall, request: Request) -> None:
-    """The calling application (its key is the profile's bearer token), rate-limited."""
-    headers = request.headers
-    key = api_key_of(headers.get("authorization"), headers.get("x-api-key"))
-    if not key:
-        raise ShareError(
-            401, "UNAUTHENTICATED", "send the profile's bearer token: Authorization: Bearer ..."
-        )
-    principal = services.access.principal(key)
-    call.application, call.key_id = principal.code, principal.key_id
-    if principal.kind is not PrincipalKind.application:
-        raise _denied("only an application's key reads shared tables")
-    _take(services, principal.code)
-    given = headers.get("x-end-user-id", "").strip()
-    call.end_user = unquote(given)[:200] if given else f"delta-sharing:{principal.key_id}"
-    purpose = headers.get("x-purpose", "").strip()
-    call.purpose = unquote(purpose)[:500] if purpose else "delta-sharing: list shared tables"
-
-
-def _take(services: Any, application: str) -> None:
-    wait = services.limiter.take(application)
-    if wait:
-        raise ShareError(
-            429,
-            "RESOURCE_LIMIT_EXCEEDED",
-            f"{application} is over its rate limit; retry shortly",
-            {"Retry-After": str(max(1, round(wait)))},
-        )
-
-
-async def _audit(services: Any, call: ShareCall, status: int, body: bytes | None) -> None:
-    """Append the call to the audit chain, durably; raises ShareError 503 when it cannot."""
-    from hub.audit import AuditEntry, AuditError
-
-    entry = AuditEntry(
-        request_id=call.request_id,
-        at=datetime.now(UTC),
-        application=call.application,
-        end_user=call.end_user,
-        purpose=call.purpose,
-        resource=call.resource,
-        version=call.version,
-        action=call.action,
-        fields=call.fields,
-        row_count=call.row_count,
-        result_sha256=hashlib.sha256(body).hexdigest() if body is not None else None,
-        status=status,
-        grant_id=call.grant_id,
-    )
-    try:
-        await services.audit.append(entry)
-    except AuditError as exc:
-        raise ShareError(
-            503, "TEMPORARILY_UNAVAILABLE", f"the audit log cannot record: {exc}"
-        ) from exc
+async def _authenticate(request: Request, call: Call) -> Principal:
+    """The calling application (its key is the profile's bearer token), rate-limited, by
+    the policy pipeline. A client syncing a table names no end user or purpose: the key
+    stands for the first, the grant's purpose for the second."""
+    principal = await policy.caller(request)
+    policy.application_of(principal)
+    call.end_user = call.end_user or f"delta-sharing:{principal.key_id}"
+    call.purpose = call.purpose or "delta-sharing: list shared tables"
+    return principal
 
 
 def _error_body(exc: ShareError) -> bytes:
     return orjson.dumps({"errorCode": exc.code, "message": exc.message})
 
 
-async def _refuse(services: Any, call: ShareCall, exc: ShareError) -> Response:
+async def _refuse(services: Services, call: Call, exc: ShareError) -> Response:
+    """An error answer in the protocol's form, audited like any other."""
     headers = {"X-Request-Id": call.request_id, **(exc.headers or {})}
     body = _error_body(exc)
     try:
-        await _audit(services, call, exc.status, body)
-    except ShareError as failed:
-        return Response(_error_body(failed), 503, headers=headers, media_type=JSON)
+        await policy.audit(services, call, exc.status, body)
+    except Refusal as failed:
+        return Response(_error_body(ShareError.of(failed)), 503, headers=headers, media_type=JSON)
     return Response(body, exc.status, headers=headers, media_type=JSON)
 
 
-Handler = Callable[[ShareCall], Awaitable[tuple[bytes, str, dict[str, str]]]]
+Handler = Callable[[Call, Principal], Awaitable[tuple[bytes, str, dict[str, str]]]]
 
 
 async def _answer(request: Request, action: str, handler: Handler) -> Response:
-    """Authenticate, run ``handler`` (the decision and the body), audit, answer."""
-    services = _services(request)
-    call = ShareCall(_request_id(request), action)
+    """Authenticate, decide and read (``handler``), audit, answer: the policy pipeline,
+    with the protocol's error bodies."""
+    services = policy.services_of(request)
+    call = policy.call_of(request)
+    call.action = action
     try:
         try:
-            _authenticate(services, call, request)
-            body, media, headers = await handler(call)
+            principal = await _authenticate(request, call)
+            body, media, headers = await handler(call, principal)
         except SettingsError as exc:  # e.g. no URL key set: the operator must fix it
             raise ShareError(500, "INTERNAL_ERROR", str(exc)) from exc
-        await _audit(services, call, 200, body)
-    except AccessError as exc:
-        code = ACCESS_CODES.get(exc.status, "INVALID_PARAMETER_VALUE")
-        return await _refuse(services, call, ShareError(exc.status, code, exc.detail))
+        await policy.audit(services, call, 200, body)
+    except Refusal as exc:
+        return await _refuse(services, call, ShareError.of(exc))
     except ShareError as exc:
         return await _refuse(services, call, exc)
     return Response(
@@ -309,15 +252,15 @@ def _table_id(grant: Grant) -> str:
     return str(uuid.uuid5(SHARE_NAMESPACE, f"table/{grant.application}/{grant.grant_id}"))
 
 
-def _check_share(share: str, call: ShareCall) -> str:
+def _check_share(share: str, call: Call) -> str:
     """The caller's own share (names are case-insensitive); another is not found."""
-    application = call.application or ""
+    application = call.caller or ""
     if len(share) > MAX_NAME or share.lower() != application.lower():
         raise _missing(f"no share {share[:80]!r}: your share is {application!r}")
     return application
 
 
-def _bulk_grants(services: Any, state: SharingState, application: str) -> list[TableGrant]:
+def _bulk_grants(services: Services, state: SharingState, application: str) -> list[TableGrant]:
     """The application's tables: its active grants on all rows, by resource and name."""
     now = utc_now()
     tables = []
@@ -330,7 +273,7 @@ def _bulk_grants(services: Any, state: SharingState, application: str) -> list[T
 
 
 def _table(
-    services: Any, state: SharingState, call: ShareCall, share: str, schema: str, table: str
+    services: Services, state: SharingState, call: Call, share: str, schema: str, table: str
 ) -> TableGrant:
     """The grant a table names, checked now; raises ShareError 404 / 403 saying why."""
     application = _check_share(share, call)
@@ -541,18 +484,18 @@ def _file_id(path: str) -> str:
     return hashlib.sha256(path.encode()).hexdigest()[:32]
 
 
-def _signed_url(request: Request, state: SharingState, call: ShareCall, table: TableGrant,
+def _signed_url(request: Request, state: SharingState, key_id: str, table: TableGrant,
                 shared: SharedFile, expires: int) -> str:  # fmt: skip
     signature = state.signer.sign_file(
         application=table.grant.application,
         grant_id=table.grant.grant_id,
-        key_id=call.key_id or "",
+        key_id=key_id,
         path=shared.path,
         expires=expires,
     )
     base = state.settings.public_url or str(request.base_url).rstrip("/")
     query = urlencode(
-        {"a": table.grant.application, "g": table.grant.grant_id, "k": call.key_id,
+        {"a": table.grant.application, "g": table.grant.grant_id, "k": key_id,
          "e": expires, "s": signature}
     )  # fmt: skip
     return f"{base}{PREFIX}/files/{shared.path}?{query}"
@@ -561,8 +504,11 @@ def _signed_url(request: Request, state: SharingState, call: ShareCall, table: T
 class _Files:
     """File actions of one response, signed with one expiry."""
 
-    def __init__(self, request: Request, state: SharingState, call: ShareCall, table: TableGrant):
+    def __init__(
+        self, request: Request, state: SharingState, call: Call, key_id: str, table: TableGrant
+    ) -> None:
         self.request, self.state, self.call, self.table = request, state, call, table
+        self.key_id = key_id
         self.expires = int(time.time()) + state.settings.sharing_url_seconds
 
     def action(
@@ -571,7 +517,7 @@ class _Files:
         """One file action; ``reads``: its rows count as read (a remove reads none)."""
         found: dict[str, Any] = {
             "url": _signed_url(
-                self.request, self.state, self.call, self.table, shared, self.expires
+                self.request, self.state, self.key_id, self.table, shared, self.expires
             ),
             "id": _file_id(shared.path),
             "partitionValues": {},
@@ -668,8 +614,8 @@ def sharing_router(
     async def list_shares(request: Request) -> Response:
         """The caller's share: one, named after the application."""
 
-        async def handle(call: ShareCall) -> tuple[bytes, str, dict[str, str]]:
-            application = call.application or ""
+        async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
+            application = call.caller or ""
             items = [{"name": application, "id": _share_id(application)}]
             return orjson.dumps(_page(request, state, f"shares/{application}", items)), JSON, {}
 
@@ -679,7 +625,7 @@ def sharing_router(
     async def get_share(share: str, request: Request) -> Response:
         """The caller's share (another answers 404)."""
 
-        async def handle(call: ShareCall) -> tuple[bytes, str, dict[str, str]]:
+        async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
             application = _check_share(share, call)
             body = {"share": {"name": application, "id": _share_id(application)}}
             return orjson.dumps(body), JSON, {}
@@ -690,10 +636,10 @@ def sharing_router(
     async def list_schemas(share: str, request: Request) -> Response:
         """One schema per resource the application holds a grant on all rows of."""
 
-        async def handle(call: ShareCall) -> tuple[bytes, str, dict[str, str]]:
+        async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
             application = _check_share(share, call)
-            codes = sorted({t.resource.code for t in _bulk_grants(_services(request), state,
-                                                                  application)})  # fmt: skip
+            tables = _bulk_grants(policy.services_of(request), state, application)
+            codes = sorted({t.resource.code for t in tables})
             items = [{"name": code, "share": application} for code in codes]
             page = _page(request, state, f"schemas/{application}", items)
             return orjson.dumps(page), JSON, {}
@@ -716,11 +662,11 @@ def sharing_router(
     async def list_tables(share: str, schema: str, request: Request) -> Response:
         """The application's bulk tables (grants on all rows) of one resource."""
 
-        async def handle(call: ShareCall) -> tuple[bytes, str, dict[str, str]]:
+        async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
             application = _check_share(share, call)
             tables = [
                 t
-                for t in _bulk_grants(_services(request), state, application)
+                for t in _bulk_grants(policy.services_of(request), state, application)
                 if t.resource.code == schema.lower()
             ]
             if not tables:
@@ -735,9 +681,9 @@ def sharing_router(
     async def list_all_tables(share: str, request: Request) -> Response:
         """Every bulk table of the share: one per active grant on all rows."""
 
-        async def handle(call: ShareCall) -> tuple[bytes, str, dict[str, str]]:
+        async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
             application = _check_share(share, call)
-            tables = _bulk_grants(_services(request), state, application)
+            tables = _bulk_grants(policy.services_of(request), state, application)
             page = _page(request, state, f"all-tables/{application}",
                          _table_items(application, tables))  # fmt: skip
             return orjson.dumps(page), JSON, {}
@@ -751,8 +697,8 @@ def sharing_router(
         """``Delta-Table-Version``: the current version, or with ``startingTimestamp`` the
         first version published at or after it."""
 
-        async def handle(call: ShareCall) -> tuple[bytes, str, dict[str, str]]:
-            found = _table(_services(request), state, call, share, schema, table)
+        async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
+            found = _table(policy.services_of(request), state, call, share, schema, table)
             history = _history(state, found.resource)
             given = request.query_params.get("startingTimestamp")
             record = (
@@ -769,9 +715,9 @@ def sharing_router(
     async def table_metadata(share: str, schema: str, table: str, request: Request) -> Response:
         """Protocol and metadata (the grant's columns as a Spark schema)."""
 
-        async def handle(call: ShareCall) -> tuple[bytes, str, dict[str, str]]:
+        async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
             _check_format(request)
-            found = _table(_services(request), state, call, share, schema, table)
+            found = _table(policy.services_of(request), state, call, share, schema, table)
             history = _history(state, found.resource)
             params = request.query_params
             if params.get("version") and params.get("timestamp"):
@@ -795,10 +741,10 @@ def sharing_router(
         one; ``limitHint`` cuts the list), or with ``startingVersion`` the add and remove
         files of every version since."""
 
-        async def handle(call: ShareCall) -> tuple[bytes, str, dict[str, str]]:
+        async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
             _check_format(request)
             body = await _query_body(request)
-            found = _table(_services(request), state, call, share, schema, table)
+            found = _table(policy.services_of(request), state, call, share, schema, table)
             history = _history(state, found.resource)
             chosen = [
                 k for k in ("version", "timestamp", "startingVersion") if body.get(k) is not None
@@ -806,7 +752,7 @@ def sharing_router(
             if len(chosen) > 1:
                 raise _bad(f"give at most one of version, timestamp and startingVersion "
                            f"(got {', '.join(chosen)})")  # fmt: skip
-            files = _Files(request, state, call, found)
+            files = _Files(request, state, call, principal.key_id, found)
             if body.get("startingVersion") is not None:
                 return _streaming_files(state, found, history, body, files, call)
             if body.get("version") is not None:
@@ -840,13 +786,13 @@ def sharing_router(
         inclusive: the first published version's files as inserts, then one change file
         per version."""
 
-        async def handle(call: ShareCall) -> tuple[bytes, str, dict[str, str]]:
+        async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
             _check_format(request)
-            found = _table(_services(request), state, call, share, schema, table)
+            found = _table(policy.services_of(request), state, call, share, schema, table)
             history = _history(state, found.resource)
             start, end = _changes_range(history, dict(request.query_params))
             call.version = end
-            files = _Files(request, state, call, found)
+            files = _Files(request, state, call, principal.key_id, found)
             lines = [_protocol(), _metadata(found)]
             for record in history.served:
                 if not start <= record.version <= end:
@@ -882,7 +828,7 @@ def _streaming_files(
     history: History,
     body: dict[str, Any],
     files: _Files,
-    call: ShareCall,
+    call: Call,
 ) -> tuple[bytes, str, dict[str, str]]:
     """``startingVersion`` queries: every version rewrites the table, so version v adds
     its files and removes its parent's."""
@@ -915,24 +861,29 @@ def _streaming_files(
 
 
 async def _serve_file(request: Request, state: SharingState, path: str) -> Response:
-    services = _services(request)
-    call = ShareCall(_request_id(request), "share:file")
+    services = policy.services_of(request)
+    call = policy.call_of(request)
+    call.action = "share:file"
     head = request.method == "HEAD"
     try:
         try:
-            served, grant = _check_file_url(services, state, call, path, request)
+            served, grant, key_id = _check_file_url(services, state, call, path, request)
         except SettingsError as exc:
             raise ShareError(500, "INTERNAL_ERROR", str(exc)) from exc
         if not head:
-            _take(services, grant.application)
-            call.end_user = f"delta-sharing:{call.key_id}"
+            wait = await services.limiter.take(f"application:{grant.application}")
+            if wait:
+                raise Refusal(
+                    429, "rate_limited", f"{grant.application} is over its rate limit",
+                    {"Retry-After": str(max(1, round(wait + 0.5)))},
+                )  # fmt: skip
+            call.end_user = f"delta-sharing:{key_id}"
             # audited before the first byte; a Range read is one fetch
             ranged = request.headers.get("range", "")[:100]
             call.action = f"share:file{' ' + ranged if ranged else ''}"
-            await _audit(services, call, 200, f"{path}|{ranged}".encode())
-    except AccessError as exc:
-        code = ACCESS_CODES.get(exc.status, "PERMISSION_DENIED")
-        return await _refuse(services, call, ShareError(exc.status, code, exc.detail))
+            await policy.audit(services, call, 200, f"{path}|{ranged}".encode())
+    except Refusal as exc:
+        return await _refuse(services, call, ShareError.of(exc))
     except ShareError as exc:
         if head:  # a HEAD reads no data: refused without an audit entry
             return Response(_error_body(exc), exc.status, media_type=JSON,
@@ -950,8 +901,8 @@ async def _serve_file(request: Request, state: SharingState, path: str) -> Respo
 
 
 def _check_file_url(
-    services: Any, state: SharingState, call: ShareCall, path: str, request: Request
-) -> tuple[Path, Grant]:
+    services: Services, state: SharingState, call: Call, path: str, request: Request
+) -> tuple[Path, Grant, str]:
     """The file a signed URL names, after its signature, expiry, grant and key checked;
     raises ShareError 403 (or 404 for a file gone since)."""
     params = request.query_params
@@ -969,7 +920,7 @@ def _check_file_url(
     ):  # fmt: skip
         raise _denied("the file URL's signature does not match: it was altered or is not ours")
     # what the URL names is recorded once its signature shows this server issued it
-    call.application, call.key_id = application, key_id
+    call.caller, call.caller_kind = application, "application"
     call.grant_id, call.resource = grant_id, named["resource"]
     call.version = int(named["version"])
     if time.time() > expires:
@@ -999,4 +950,4 @@ def _check_file_url(
     if shape_files is None or listed is None or not target.is_file():
         raise _missing(f"{path} is no longer kept (its version was pruned)")
     call.row_count = listed.rows
-    return target, grant
+    return target, grant, key_id

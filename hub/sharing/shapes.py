@@ -1,11 +1,12 @@
 """What one grant's shared table holds: its columns, which of them are masked, its schema.
 
 A grant covering all rows of a resource is served as one table (:func:`table_name`) whose
-columns are the granted fields in clear and the resource's personal and sensitive fields
-outside the grant masked (as the record API shows them), in catalog order. Grants with
-the same columns and masking have the same *shape* and share the same files: the shape
-id is a digest of the resource, the columns, the masked ones and the masking rule, so a
-change of the rule writes new files instead of serving old ones.
+columns are, in catalog order, the granted fields in clear and the resource's personal
+and sensitive fields outside the grant masked as the catalog says (the record API's rule,
+:mod:`hub.serve.masking`). Grants with the same columns and masking have the same
+*shape* and share the same files: the shape id is a digest of the resource, the columns,
+the masked ones, their masking and the rule's version, so a change of the rule writes
+new files instead of serving old ones.
 """
 
 from __future__ import annotations
@@ -15,19 +16,17 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
 
-from hub.catalog.models import Resource, RowScope, Sensitivity
+from hub.catalog.models import Resource, ResourceField, RowScope
 from hub.demand import Grant
 from hub.sharing.arrow_io import arrow_type
 
 # names the masking the files were written with; bump it when the rule changes
-MASKING_RULE = "hub.serve.access.mask/1"
+MASKING_RULE = "hub.serve.masking/1"
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 
 
@@ -45,11 +44,8 @@ class GrantShape:
         resource does not have."""
         for name in granted:
             resource.field(name)
-        personal = {Sensitivity.personal, Sensitivity.sensitive}
         chosen = set(granted)
-        masked = tuple(
-            f.name for f in resource.fields if f.sensitivity in personal and f.name not in chosen
-        )
+        masked = tuple(f.name for f in resource.fields if f.is_personal and f.name not in chosen)
         columns = tuple(f.name for f in resource.fields if f.name in chosen or f.name in masked)
         return cls(resource, columns, masked)
 
@@ -60,8 +56,9 @@ class GrantShape:
     @cached_property
     def shape_id(self) -> str:
         """16 hex digits naming the files of this shape."""
+        rules = [str(self.resource.field(name).masking) for name in self.masked]
         text = json.dumps(
-            [self.resource.code, list(self.columns), list(self.masked), MASKING_RULE],
+            [self.resource.code, list(self.columns), list(self.masked), rules, MASKING_RULE],
             separators=(",", ":"),
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -130,21 +127,9 @@ def table_name(grant: Grant) -> str:
     return grant.grant_id.lower().replace("-", "_")
 
 
-def mask_column(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """The one place bulk sharing masks: ``hub.serve.access.mask`` of each value as the
-    record API serves it (dates and timestamps as ISO text, decimals exactly)."""
-    from hub.serve.access import mask
+def mask_column(spec: ResourceField, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The one place bulk sharing masks: the catalog's rule for ``spec``
+    (:func:`hub.serve.masking.mask_array`, as the record API masks)."""
+    from hub.serve.masking import mask_array
 
-    return pa.array([mask(_served_text(v)) for v in values.to_pylist()], pa.string())
-
-
-def _served_text(value: Any) -> Any:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, datetime):
-        return value.isoformat(" ")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
+    return mask_array(spec, values)

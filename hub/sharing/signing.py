@@ -11,9 +11,9 @@ and the key not revoked; a URL is good for one file, one grant of one applicatio
 until it expires (``HUB_SHARING_URL_SECONDS``). Page tokens of the list endpoints are
 MACed the same way, bound to the list they page.
 
-The key is ``HUB_SECRET_SHARING_URL_KEY`` (32 random bytes or more, URL-safe base64). On
-the embedded default a key is generated once under ``HUB_HOME/systems/secrets/`` (mode
-0600); with a PostgreSQL warehouse it must be set, like every other secret.
+The key is ``HUB_SECRET_SHARING_URL_KEY`` (32 random bytes or more, base64url; ``hub keys
+generate sharing_url_key``). Like the hub's other keys (:mod:`hub.keyring`) it is
+generated under HUB_HOME only on the embedded default; a deployment must set it.
 """
 
 from __future__ import annotations
@@ -21,10 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import secrets
-import time
-from pathlib import Path
 
 from hub.settings import Settings, SettingsError
 
@@ -93,50 +89,9 @@ class UrlSigner:
         return int(offset)
 
 
-def load_url_key(settings: Settings, *, create: bool | None = None) -> bytes:
-    """The sharing key from ``HUB_SECRET_SHARING_URL_KEY`` (or the secrets folder).
+def load_url_key(settings: Settings) -> bytes:
+    """The sharing key, ``HUB_SECRET_SHARING_URL_KEY`` (:mod:`hub.keyring`: generated under
+    HUB_HOME only on the embedded default). Raises SettingsError naming the variable."""
+    from hub.keyring import secret_bytes
 
-    When there is none and ``create`` is true (default: only on the embedded DuckDB
-    warehouse) one is generated under HUB_HOME. Raises SettingsError when there is no
-    key and none may be made, or the key is not URL-safe base64 of 32 bytes or more.
-    """
-    secret = settings.secret(SECRET_NAME)
-    if secret is None:
-        if create is None:
-            create = settings.warehouse_engine == "duckdb"
-        if not create:
-            raise SettingsError(
-                "HUB_SECRET_SHARING_URL_KEY is not set: the sharing server cannot sign file "
-                "URLs (generate one with `python -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))'`)"
-            )
-        secret = _create_key_file(settings.systems_dir / "secrets" / SECRET_NAME)
-    try:
-        key = _unb64(secret.strip())
-    except ValueError as exc:
-        raise SettingsError("HUB_SECRET_SHARING_URL_KEY: not URL-safe base64") from exc
-    if len(key) < MIN_KEY_BYTES:
-        raise SettingsError(
-            f"HUB_SECRET_SHARING_URL_KEY: {len(key)} bytes; at least {MIN_KEY_BYTES} expected"
-        )
-    return key
-
-
-def _create_key_file(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    secret = secrets.token_urlsafe(MIN_KEY_BYTES)
-    try:
-        # O_EXCL: two processes starting at once must not end up with different keys
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # the other process may not have written it yet
-            text = path.read_text().strip()
-            if text:
-                return text
-            time.sleep(0.01)
-        raise SettingsError(f"{path}: the sharing key file is empty") from None
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(secret + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    return secret
+    return secret_bytes(settings, SECRET_NAME, MIN_KEY_BYTES)

@@ -407,7 +407,9 @@ def _column(batch: pa.RecordBatch, source: str, name: str, shape: GrantShape) ->
     if source not in batch.schema.names:
         return pa.nulls(batch.num_rows, shape.arrow_schema().field(name).type)
     values = batch.column(source)
-    return mask_column(values) if name in shape.masked else values
+    if name in shape.masked:
+        return mask_column(shape.resource.field(name), values)
+    return values
 
 
 def _shape_changes(changes: Path, shape: GrantShape) -> Iterator[pa.RecordBatch]:

@@ -37,7 +37,7 @@ from hub.publish import PublishResult, publish
 from hub.settings import Settings
 from hub.sharing.arrow_io import arrow_type
 from hub.warehouse import open_warehouse, quote_ident
-from tests.conftest import IN_CI, free_port
+from tests.conftest import IN_CI, free_port, set_deployment_secrets
 from tests.sharing.stock_env import ClientUnavailableError, ensure_client
 
 APP, SCENARIO = "provident_fund_system", "provident_fund_loan"
@@ -255,10 +255,8 @@ def api_headers(key: str) -> dict[str, str]:
 def world(
     warehouse_url: str, catalog: Catalog, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[World]:
-    from hub.evidence import EvidenceKey
-
     # a deployment sets its secrets (only the embedded default makes them itself)
-    monkeypatch.setenv("HUB_SECRET_EVIDENCE_KEY", EvidenceKey.generate().to_secret())
+    set_deployment_secrets(monkeypatch)
     monkeypatch.setenv("HUB_SECRET_SHARING_URL_KEY", "k" * 43)
     monkeypatch.setenv("HUB_API_CACHE_SECONDS", "0")  # a revocation acts at once
     monkeypatch.setenv("HUB_SHARING_FILE_ROWS", str(FILE_ROWS))

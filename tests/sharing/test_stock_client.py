@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from hub.catalog import Catalog
 from hub.catalog.models import Resource, RowScope
 from hub.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import free_port, set_deployment_secrets
 from tests.sharing.conftest import (
     APP,
     GRANTED,
@@ -273,7 +273,6 @@ def test_the_stock_client_follows_a_simulated_day(
     from hub.build import build
     from hub.cli import app
     from hub.demand import DemandBook
-    from hub.evidence import EvidenceKey
     from hub.gate import run_gate
     from hub.ops_store import open_ops
     from hub.publish import publish
@@ -281,7 +280,7 @@ def test_the_stock_client_follows_a_simulated_day(
     from hub.simulate.servers import running_systems
     from hub.sync import sync
 
-    monkeypatch.setenv("HUB_SECRET_EVIDENCE_KEY", EvidenceKey.generate().to_secret())
+    set_deployment_secrets(monkeypatch)
     monkeypatch.setenv("HUB_SECRET_SHARING_URL_KEY", "s" * 43)
     monkeypatch.setenv("HUB_API_CACHE_SECONDS", "0")
     settings = Settings()
