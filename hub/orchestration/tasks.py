@@ -264,8 +264,8 @@ def send_reminders() -> dict[str, Any]:
 
 def refresh_shares() -> dict[str, Any]:
     """``hub share refresh``: the bulk-sharing files of every kept version and active
-    all-rows grant (grants approved by timeout get theirs here), and the removal of
-    what pruning, revocation and expiry ended."""
+    all-rows grant that a failed step left out, and the removal of what pruning,
+    revocation and expiry ended."""
     from hub.catalog import load_catalog
     from hub.sharing.writer import refresh
 

@@ -6,13 +6,14 @@
   (:func:`hub.sharing.changes.change_set`, computed in SQL, streamed to the file); then
   every shape of an active all-rows grant gets its files from that base; files of
   versions past retention go, and ``versions.json`` is replaced.
-- **At approval** (:func:`prepare_grant`, called by the demand workflow after a grant
-  commits): the new grant's shape is written for every kept version from the bases
-  alone, with no warehouse connection (the embedded DuckDB file may be held by a sync),
-  so the table is readable at once, history included.
+- **When a grant is made** (:func:`prepare_grant`, called by the demand workflow once
+  an approval, an approval by timeout or an unconditional grant commits): the new
+  grant's shape is written for every kept version from the bases alone, with no
+  warehouse connection (the embedded DuckDB file may be held by a sync), so the table
+  is readable at once, history included.
 - **``hub share refresh``** (:func:`refresh`, run daily by the maintenance DAG): the same as
-  publish for every resource, which also covers grants made by timeout and repairs what
-  a failed step left out.
+  publish for every resource: it repairs what a failed step left out and removes what
+  no active grant uses.
 
 The parent of version N is the version that was current when N was published: the
 newest earlier version not rolled back. Memory stays flat: every file is written a

@@ -492,3 +492,31 @@ def _audit_rows(url: str) -> list[dict[str, Any]]:
             found = conn.execute(f"SELECT {columns} FROM ops.audit_log ORDER BY seq").fetchall()
     names = [c.strip() for c in columns.split(",")]
     return [dict(zip(names, row, strict=True)) for row in found]
+
+
+def test_a_grant_approved_over_the_api_is_a_table_at_once(world: World) -> None:
+    """The department's system approves through /v1/demands: the grant's files are written
+    as the approval commits, so the application's client reads it with no publish and no
+    refresh in between."""
+    demand = world.post(
+        "/v1/demands",
+        {"scenario": SCENARIO, "resource": "persons", "fields": ["citizen_id", "ethnicity"],
+         "purpose": "公积金贷款批量核验民族", "legal_basis": "《住房公积金管理条例》第二十六条",
+         "rows": "all", "submitted_by": "fund-dev"},
+        headers={"X-End-User-Id": "fund-dev", "X-Purpose": "register"},
+    )  # fmt: skip
+    assert demand.status_code == 201, demand.text
+    approved = world.post(
+        f"/v1/demands/{demand.json()['demand_id']}/approve",
+        {"officer": "registry-officer-3"},
+        key="registry",
+        headers={"X-End-User-Id": "registry-officer-3", "X-Purpose": "approve"},
+    )
+    assert approved.status_code == 200, approved.text
+    name = approved.json()["grant_id"].lower().replace("-", "_")
+    query = world.post(f"{BASE}/shares/{APP}/schemas/persons/tables/{name}/query", {})
+    files = files_of(ndjson(query))
+    table = pa.concat_tables(pq.read_table(io.BytesIO(fetch(world, f["url"]).content))
+                             for f in files)  # fmt: skip
+    assert table.num_rows == PERSONS
+    assert "ethnicity" in table.column_names and "*" in table.column("name")[0].as_py()
