@@ -709,11 +709,11 @@ def print_flow_summary(
 
 
 # sub-commands kept in their own modules (they import the helpers above and register
-# themselves): hub audit|evidence, hub demand|app|department|serve, and hub share
+# themselves): hub audit|evidence, hub demand|app|department|serve, hub keys, hub user, hub share
 import hub.audit_cli  # noqa: E402
 import hub.demand.cli  # noqa: E402
 import hub.keys_cli  # noqa: E402
-import hub.portal.cli  # noqa: E402, F401  (hub user, hub catalog export, hub reminders)
+import hub.portal.cli  # noqa: E402  (hub user, hub catalog export, hub reminders)
 import hub.sharing.cli  # noqa: E402, F401
 
 if __name__ == "__main__":

@@ -224,7 +224,7 @@ def maintenance_dag(settings: Settings, catalog: Catalog) -> DAG:
         reminded = task(task_id="send_reminders", retries=2)(tasks.send_reminders)()
         answered = task(task_id="answer_overdue_demands", retries=1)(tasks.answer_overdue_demands)()
         reminded >> answered
-        # after both: files for grants made by timeout, none for versions just pruned
+        # after both: what a failed grant step left out, nothing for versions just pruned
         [pruned, answered] >> task(task_id="refresh_shares")(tasks.refresh_shares)()
         task(task_id="verify_audit_chain", retries=0)(tasks.verify_audit_chain)()
     return dag
