@@ -174,7 +174,9 @@ class IncrementalCursor:
         """Drop rows already landed; remember the window for the next run.
 
         Vectorised: only rows inside an overlap window are turned into Python tuples,
-        so a full read of millions of rows costs a few comparisons per row.
+        so a full read of millions of rows costs a few comparisons per row. A timestamp
+        cursor is compared as int64 microseconds in numpy: building Arrow scalars or
+        arrays from Python values makes pyarrow import pandas (0.2 s per process).
         """
         if batch.num_rows == 0:
             return batch
@@ -183,6 +185,34 @@ class IncrementalCursor:
             raise ConnectorError(
                 f"{self.resource.code}: cursor column {self.cursor!r} has NULL values"
             )
+        if not pa.types.is_timestamp(cursor_values.type):
+            return self._filter_any_type(batch, cursor_values)
+        micros = cursor_values.cast(pa.timestamp("us")).cast(pa.int64()).to_numpy()
+        low, high = _from_micros(int(micros.min())), _from_micros(int(micros.max()))
+        self.min_seen = low if self.min_seen is None else min(self.min_seen, low)
+        if self.max_seen is None or high > self.max_seen:
+            self.max_seen = high
+        keep: np.ndarray | None = None
+        if self.seen and self.old_watermark is not None:
+            # only rows at or below the old watermark can have been landed before
+            indexes = np.flatnonzero(micros <= _micros(self.old_watermark))
+            if len(indexes):
+                identities = self._identities(batch.take(index_array(indexes)))
+                keep = np.ones(batch.num_rows, dtype=bool)
+                for index, identity in zip(indexes.tolist(), identities, strict=True):
+                    if identity in self.seen:
+                        keep[index] = False
+        # rows near the top may fall inside the next run's window: remember them
+        assert self.max_seen is not None
+        near_top = micros >= _micros(self.max_seen - self.overlap)
+        if keep is not None:
+            near_top &= keep
+        if near_top.any():
+            self.new_boundary.update(self._identities(batch.filter(boolean_array(near_top))))
+        return batch if keep is None else batch.filter(boolean_array(keep))
+
+    def _filter_any_type(self, batch: pa.RecordBatch, cursor_values: pa.Array) -> pa.RecordBatch:
+        """``filter`` for a cursor that is not a timestamp (a date, a number, text)."""
         low = pc.min(cursor_values).as_py()
         high = pc.max(cursor_values).as_py()
         self.min_seen = low if self.min_seen is None else min(self.min_seen, low)
@@ -190,7 +220,6 @@ class IncrementalCursor:
             self.max_seen = high
         keep: pa.Array | None = None
         if self.seen and self.old_watermark is not None:
-            # only rows at or below the old watermark can have been landed before
             maybe_seen = pc.less_equal(
                 cursor_values, pa.scalar(self.old_watermark, cursor_values.type)
             )
@@ -202,7 +231,6 @@ class IncrementalCursor:
                     if identity in self.seen:
                         flags[index] = False
                 keep = pa.array(flags, type=pa.bool_())
-        # rows near the top may fall inside the next run's window: remember them
         assert self.max_seen is not None
         window_start = pa.scalar(self.max_seen - self.overlap, cursor_values.type)
         near_top = pc.greater_equal(cursor_values, window_start)
@@ -251,6 +279,30 @@ def _text(value: Any) -> str:
 
 def _parse_ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _micros(value: datetime) -> int:
+    """Microseconds since 1970 of a naive timestamp (Arrow's timestamp("us") storage)."""
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def boolean_array(mask: np.ndarray) -> pa.Array:
+    """A numpy bool mask as an Arrow boolean array, built from buffers (no pandas import)."""
+    bits = np.packbits(mask.astype(bool, copy=False), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
+
+
+def index_array(indexes: np.ndarray) -> pa.Array:
+    """Row numbers as an Arrow int64 array, built from buffers (no pandas import)."""
+    values = np.ascontiguousarray(indexes, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
 # ---------------------------------------------------------------- text parsing

@@ -1,20 +1,20 @@
 """SQL databases through SQLAlchemy 2 URLs, incrementally by a cursor column.
 
-SQLAlchemy names, reaches and describes any database. Bulk reads from PostgreSQL take
-a faster path: the server's ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` parsed by
-Arrow's multithreaded CSV reader, which keeps memory bounded by the block size and
-avoids building a Python object per value (see STACK.md: row-by-row Python is the
-slow path). Other databases stream rows in partitions of ``batch_rows``.
+SQLAlchemy names, reaches and describes any database. Bulk reads from PostgreSQL take a
+faster path (``connectors.postgres``): binary COPY parsed into Arrow in C, on one libpq
+connection, without SQLAlchemy at all. Other databases stream rows in partitions of
+``batch_rows``. Either way a read is described by a ``TableRead`` (which columns, as which
+fields, from which cursor value), so the SQL is written in one place per path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from connectors.base import (
@@ -25,6 +25,7 @@ from connectors.base import (
     arrow_schema,
     conform,
 )
+from connectors.key_digest import KeyDigests, key_digest_sql, register_sqlite_functions
 from hub.catalog.models import Resource
 
 
@@ -41,6 +42,23 @@ def normalise_url(url: str) -> str:
 def redact(url: str) -> str:
     """The URL without its password, for logs and manifests."""
     return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class TableRead:
+    """One SELECT on one table: ``columns`` maps each output name to its source column.
+
+    ``since`` keeps rows whose ``cursor_column`` is at or after it; ``buckets`` keeps rows
+    whose key falls in one of these digest buckets (``connectors.key_digest``).
+    """
+
+    table: str
+    columns: dict[str, str]
+    cursor_column: str | None = None
+    since: datetime | None = None
+    key_columns: tuple[str, ...] = ()
+    buckets: tuple[int, ...] = ()
+    bucket_count: int = 0
 
 
 class SqlExtraction:
@@ -73,9 +91,15 @@ class SqlExtraction:
             self.notes.append(
                 f"incremental: {self.resource.source.cursor} >= {since.isoformat(sep=' ')}"
             )
-        query = self.connector._query(self.resource, self.column_map, since)
+        cursor = self.resource.source.cursor
+        read = TableRead(
+            table=self.connector.table_name(self.resource),
+            columns=self.column_map,
+            cursor_column=self.column_map[cursor] if cursor is not None else None,
+            since=since,
+        )
         schema = arrow_schema(self.resource, with_op=False)
-        for typed in self.connector.read(query, schema):
+        for typed in self.connector.read(read, schema):
             batch = conform(typed, self.resource)
             self.rows_read += batch.num_rows
             if self.cursor is not None:
@@ -94,36 +118,66 @@ class SqlExtraction:
         return self.cursor.watermark_range() if self.cursor is not None else (None, None)
 
 
+@dataclass
+class _SourceTable:
+    """What one probe of a source table told: its columns and, on PostgreSQL, their types."""
+
+    columns: list[str]
+    types: dict[str, pa.DataType] = field(default_factory=dict)
+
+
 class SqlConnector:
-    """Reads tables of one database. ``url`` is any SQLAlchemy URL (secrets injected)."""
+    """Reads tables of one database. ``url`` is any SQLAlchemy URL (secrets injected).
+
+    Nothing connects until the first read; PostgreSQL reads never create the SQLAlchemy
+    engine.
+    """
 
     def __init__(self, url: str, *, batch_rows: int = 100_000, overlap_minutes: int = 60) -> None:
         self.url = normalise_url(url)
-        self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+        parsed = sa.engine.make_url(self.url)
+        self.dialect = parsed.get_backend_name()
         self.batch_rows = batch_rows
         self.overlap = timedelta(minutes=overlap_minutes)
-        self._tables: dict[str, sa.Table] = {}
+        self._engine: sa.Engine | None = None
+        self._tables: dict[str, _SourceTable] = {}
+        self._postgres = None
+        if self.dialect == "postgresql":
+            from connectors.postgres import PostgresReader
+
+            libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._postgres = PostgresReader(libpq)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine, created on first use."""
+        if self._engine is None:
+            self._engine = sa.create_engine(self.url, pool_pre_ping=True)
+            if self.dialect == "sqlite":
+                sa.event.listen(self._engine, "connect", _on_sqlite_connect)
+        return self._engine
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
+        if self._postgres is not None:
+            self._postgres.close()
 
     def extract(self, resource: Resource, state: SyncState, *, full: bool) -> SqlExtraction:
         return SqlExtraction(self, resource, state, full=full)
 
+    @staticmethod
+    def table_name(resource: Resource) -> str:
+        assert resource.source.table is not None
+        return resource.source.table
+
     def column_map(self, resource: Resource, notes: list[str]) -> dict[str, str]:
-        """Field name -> source column, found by reflecting the table.
+        """Field name -> source column, found by one probe of the table (no reflection).
 
         Raises ConnectorError naming the table and the field that has no column.
         """
-        table = self._table_name(resource)
-        try:
-            columns = [c.name for c in self._reflect(resource).columns]
-        except sa.exc.NoSuchTableError as exc:
-            raise ConnectorError(
-                f"{redact(self.url)}: no table {table!r} ({resource.code})"
-            ) from exc
-        except sa.exc.OperationalError as exc:
-            raise ConnectorError(f"{redact(self.url)}: cannot connect: {exc.orig}") from exc
+        table = self.table_name(resource)
+        columns = self._probe(resource).columns
         lowered = {c.lower(): c for c in columns}
         mapping: dict[str, str] = {}
         for spec in resource.fields:
@@ -143,44 +197,97 @@ class SqlConnector:
             notes.append(f"schema drift: columns not in the catalog ignored: {', '.join(extra)}")
         return mapping
 
-    @staticmethod
-    def _table_name(resource: Resource) -> str:
-        assert resource.source.table is not None
-        return resource.source.table
+    def _probe(self, resource: Resource) -> _SourceTable:
+        """The table's columns, asked once per connector with a query returning no rows."""
+        table = self.table_name(resource)
+        if table in self._tables:
+            return self._tables[table]
+        if self._postgres is not None:
+            from connectors.postgres import PostgresError
 
-    def _reflect(self, resource: Resource) -> sa.Table:
-        """The source table's structure, read once per connector (one round trip)."""
-        table_name = self._table_name(resource)
-        if table_name not in self._tables:
-            schema, _, name = table_name.rpartition(".")
-            self._tables[table_name] = sa.Table(
-                name, sa.MetaData(), schema=schema or None, autoload_with=self.engine
-            )
-        return self._tables[table_name]
+            try:
+                schema = self._postgres.schema(table)
+            except PostgresError as exc:
+                raise ConnectorError(
+                    f"{redact(self.url)}: cannot read table {table!r} ({resource.code}): {exc}"
+                ) from exc
+            probed = _SourceTable(schema.names, {f.name: f.type for f in schema})
+        else:
+            star: sa.ColumnClause[Any] = sa.literal_column("*")
+            query: sa.Select[Any] = sa.select(star).select_from(_sa_table(table)).where(sa.false())
+            try:
+                with self.engine.connect() as connection:
+                    probed = _SourceTable(list(connection.execute(query).keys()))
+            except sa.exc.DBAPIError as exc:
+                raise ConnectorError(
+                    f"{redact(self.url)}: cannot read table {table!r} ({resource.code}): {exc.orig}"
+                ) from exc
+        self._tables[table] = probed
+        return probed
 
-    def _select(
-        self, resource: Resource, column_map: dict[str, str]
-    ) -> tuple[sa.Table, list[sa.Label[Any]]]:
-        table = self._reflect(resource)
-        columns = [table.c[column_map[spec.name]].label(spec.name) for spec in resource.fields]
-        return table, columns
+    def read(self, read: TableRead, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """Run ``read`` (its columns named as in ``schema``) and yield batches of about
+        ``batch_rows`` rows (PostgreSQL: about 16 MB); memory stays bounded whatever the
+        table size. Raises ConnectorError when the server refuses or the connection drops."""
+        if self._postgres is not None:
+            return self._read_postgres(read, schema)
+        return self._read_stream(read, schema)
 
-    def _query(self, resource: Resource, column_map: dict[str, str], since: Any) -> sa.Select[Any]:
-        table, columns = self._select(resource, column_map)
-        query = sa.select(*columns)
-        if since is not None and resource.source.cursor is not None:
-            query = query.where(table.c[column_map[resource.source.cursor]] >= since)
-        return query
+    def _read_postgres(self, read: TableRead, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        from connectors.postgres import PostgresError
 
-    def read(self, query: sa.Select[Any], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-        """Run ``query`` (columns labelled as in ``schema``) and yield batches of that schema,
-        about ``batch_rows`` rows each; memory stays bounded whatever the table size."""
-        if self.engine.dialect.name == "postgresql":
-            return self._read_copy(query, schema)
-        return self._read_stream(query, schema)
+        assert self._postgres is not None
+        sql = self._postgres_sql(read, schema)
+        try:
+            yield from self._postgres.batches(sql)
+        except PostgresError as exc:
+            raise ConnectorError(f"{redact(self.url)} table {read.table}: {exc}") from exc
 
-    def _read_stream(self, query: sa.Select[Any], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    def _postgres_sql(self, read: TableRead, schema: pa.Schema) -> str:
+        from connectors.postgres import quote_identifier, quote_table
+
+        source = self._tables.get(read.table)
+        types = source.types if source is not None else {}
+        selected = []
+        for name, column in read.columns.items():
+            expression = quote_identifier(column)
+            wanted = schema.field(name).type
+            have = types.get(column)
+            # numeric and non-text columns wanted as text or decimal: the server's own text
+            # (exact); ADBC would hand numeric over as an opaque string, decoded slowly
+            if (pa.types.is_decimal(wanted) or pa.types.is_string(wanted)) and not (
+                have is not None and pa.types.is_string(have)
+            ):
+                expression += "::text"
+            selected.append(f"{expression} AS {quote_identifier(name)}")
+        sql = f"SELECT {', '.join(selected)} FROM {quote_table(read.table)}"
+        conditions = []
+        if read.since is not None and read.cursor_column is not None:
+            literal = read.since.isoformat(sep=" ", timespec="microseconds")
+            conditions.append(f"{quote_identifier(read.cursor_column)} >= '{literal}'")
+        if read.buckets:
+            bucket = key_digest_sql("postgresql", read.key_columns, read.bucket_count).bucket
+            conditions.append(f"{bucket} IN ({', '.join(str(b) for b in read.buckets)})")
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        return sql
+
+    def _read_stream(self, read: TableRead, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         """Generic path: stream rows, ``batch_rows`` at a time, into Arrow arrays."""
+        # columns typed as the catalog wants them, so the driver's values are converted as
+        # reflection would (SQLite keeps NUMERIC as REAL: Decimal only through the type)
+        typed = [
+            sa.column(column, _sa_type(schema.field(name).type))
+            for name, column in read.columns.items()
+        ]
+        query = sa.select(
+            *(c.label(name) for c, name in zip(typed, read.columns, strict=True))
+        ).select_from(_sa_table(read.table))
+        if read.since is not None and read.cursor_column is not None:
+            query = query.where(sa.column(read.cursor_column, sa.DateTime()) >= read.since)
+        if read.buckets:
+            bucket = key_digest_sql(self.dialect, read.key_columns, read.bucket_count).bucket
+            query = query.where(sa.literal_column(bucket).in_(read.buckets))
         with self.engine.connect() as connection:
             result = connection.execution_options(
                 stream_results=True, yield_per=self.batch_rows
@@ -198,70 +305,83 @@ class SqlConnector:
                         ) from exc
                 yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-    def _read_copy(self, query: sa.Select[Any], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-        """PostgreSQL path: COPY to CSV, parsed by Arrow in bounded blocks."""
-        select_sql = str(query.compile(self.engine, compile_kwargs={"literal_binds": True}))
-        convert = pacsv.ConvertOptions(
-            column_types={f.name: f.type for f in schema},
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            true_values=["t"],
-            false_values=["f"],
-        )
-        # 1 MiB blocks: Arrow reads several blocks ahead on its threads, and glibc keeps
-        # freed large blocks; bigger blocks made RSS grow with table size (bench/extract.py)
-        read = pacsv.ReadOptions(column_names=schema.names, block_size=1 << 20)
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
-            with cursor.copy(f"COPY ({select_sql}) TO STDOUT (FORMAT csv)") as copy:
-                reader = pacsv.open_csv(
-                    _CopyStream(copy), read_options=read, convert_options=convert
-                )
-                pending: list[pa.RecordBatch] = []
-                pending_rows = 0
-                for block in reader:
-                    pending.append(block)
-                    pending_rows += block.num_rows
-                    if pending_rows >= self.batch_rows:  # regroup: large Parquet row groups
-                        yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
-                        pending, pending_rows = [], 0
-                if pending:
-                    yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
-        finally:
-            raw.close()
+    # ------------------------------------------------------------ delete reconciliation
 
     def keys(self, resource: Resource) -> Iterator[pa.RecordBatch]:
-        """Every primary key now in the table (repeats possible), ``batch_rows`` at a time."""
+        """Every primary key now in the table (repeats possible), in bounded batches."""
+        return self.keys_in_buckets(resource, (), 0)
+
+    def keys_in_buckets(
+        self, resource: Resource, buckets: Sequence[int], bucket_count: int
+    ) -> Iterator[pa.RecordBatch]:
+        """The primary keys whose digest bucket (of ``bucket_count``) is one of ``buckets``;
+        every key when ``buckets`` is empty. Raises ConnectorError."""
         column_map = self.column_map(resource, [])
-        table = self._reflect(resource)
-        query = sa.select(*(table.c[column_map[k]].label(k) for k in resource.primary_key))
         full = arrow_schema(resource, with_op=False)
-        return self.read(query, pa.schema([full.field(k) for k in resource.primary_key]))
+        schema = pa.schema([full.field(k) for k in resource.primary_key])
+        read = TableRead(
+            table=self.table_name(resource),
+            columns={k: column_map[k] for k in resource.primary_key},
+            key_columns=tuple(column_map[k] for k in resource.primary_key),
+            buckets=tuple(sorted(buckets)),
+            bucket_count=bucket_count,
+        )
+        for batch in self.read(read, schema):
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(i).cast(f.type) for i, f in enumerate(schema)], schema=schema
+            )
+
+    def key_digests(self, resource: Resource, bucket_count: int) -> KeyDigests:
+        """Per digest bucket, how many key rows the table holds and the sum of their key
+        hashes, computed by the database: ``bucket_count`` rows travel, not the keys.
+
+        Raises ConnectorError.
+        """
+        column_map = self.column_map(resource, [])
+        key_columns = tuple(column_map[k] for k in resource.primary_key)
+        table = self.table_name(resource)
+        digest = key_digest_sql(self.dialect, key_columns, bucket_count)
+        if self._postgres is not None:
+            from connectors.postgres import PostgresError, quote_table
+
+            sql = digest.query(quote_table(table))
+            try:
+                result = self._postgres.table(sql)
+            except PostgresError as exc:
+                raise ConnectorError(f"{redact(self.url)} table {table}: {exc}") from exc
+            rows: Iterable[Sequence[Any]] = zip(
+                *(result.column(i).to_pylist() for i in range(3)), strict=True
+            )
+        else:
+            quoted = self.engine.dialect.identifier_preparer.format_table(_sa_table(table))
+            try:
+                with self.engine.connect() as connection:
+                    rows = iter(connection.exec_driver_sql(digest.query(quoted)).all())
+            except sa.exc.DBAPIError as exc:
+                raise ConnectorError(f"{redact(self.url)} table {table}: {exc.orig}") from exc
+        return KeyDigests.from_rows(bucket_count, rows)
 
 
-class _CopyStream:
-    """A read-only file object over a psycopg COPY, for Arrow's CSV reader."""
+def _sa_table(table: str, columns: Any = ()) -> sa.TableClause:
+    """A lightweight table construct (no reflection) for ``schema.table`` or ``table``."""
+    schema, _, name = table.rpartition(".")
+    return sa.table(name, *(sa.column(c) for c in columns), schema=schema or None)
 
-    def __init__(self, copy: Any) -> None:
-        self._chunks = iter(copy)
-        self._buffer = bytearray()
-        self.closed = False
 
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if size < 0:
-            size = len(self._buffer)
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
+def _sa_type(arrow: pa.DataType) -> sa.types.TypeEngine[Any]:
+    """The SQLAlchemy type whose result processing gives values of ``arrow``'s type."""
+    if pa.types.is_decimal(arrow):
+        return sa.Numeric(arrow.precision, arrow.scale, asdecimal=True)
+    if pa.types.is_timestamp(arrow):
+        return sa.DateTime()
+    if pa.types.is_date(arrow):
+        return sa.Date()
+    if pa.types.is_boolean(arrow):
+        return sa.Boolean()
+    if pa.types.is_integer(arrow):
+        return sa.BigInteger()
+    return sa.String()
 
-    def readable(self) -> bool:
-        return True
 
-    def close(self) -> None:
-        self.closed = True
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    register_sqlite_functions(dbapi_connection)

@@ -1,0 +1,164 @@
+"""Key digests: find deleted keys by comparing small per-bucket summaries, not key sets.
+
+Every primary key is hashed the same way by the source database, by the warehouse and by
+Python (the reference, used for SQLite and the tests): the key's text (parts joined by
+U+001F, a NULL part written U+001E) is hashed with MD5; hex digits 1-5 give its bucket
+(modulo ``bucket_count``, a power of two), digits 6-15 a 40-bit value. A bucket's digest
+is (rows, sum of values). Both sides compute their digests where the keys are, so only
+``bucket_count`` rows travel; then only the keys of the buckets whose digests differ are
+read and compared exactly.
+
+Why this is sound: a bucket where the hub holds a key the source lost differs unless the
+source gained other keys in that bucket with the same count and the same 40-bit sum,
+about one chance in 2^40 per differing bucket. Repeated source keys (no primary-key
+constraint) make their bucket differ too, which only costs reading that bucket's keys.
+Any text that the two sides render differently (padded CHAR, another character set) makes
+buckets differ, never agree: such a difference costs time, not deletes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_BUCKETS = 1 << 20  # 5 hex digits
+KEYS_PER_BUCKET = 16  # about this many keys travel per differing bucket
+KEY_SEPARATOR = "\x1f"
+NULL_PART = "\x1e"
+DIGEST_TYPES = ("string", "integer")  # key types whose text every engine writes alike
+
+
+def bucket_count_for(keys: int) -> int:
+    """The power of two near ``keys / KEYS_PER_BUCKET`` (at least 16, at most 2^20)."""
+    count = 16
+    while count < MAX_BUCKETS and count * KEYS_PER_BUCKET < keys:
+        count *= 2
+    return count
+
+
+def key_hash(parts: Sequence[Any], bucket_count: int) -> tuple[int, int]:
+    """The reference: (bucket, 40-bit value) of one key."""
+    text = KEY_SEPARATOR.join(NULL_PART if p is None else str(p) for p in parts)
+    digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+    return int(digest[:5], 16) % bucket_count, int(digest[5:15], 16)
+
+
+@dataclass
+class KeyDigests:
+    """Per bucket: (rows, sum of key values). Empty buckets are absent."""
+
+    bucket_count: int
+    buckets: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, bucket_count: int, rows: Iterable[Sequence[Any]]) -> KeyDigests:
+        """From (bucket, rows, sum) rows as any engine returns them (Decimal sums too)."""
+        return cls(bucket_count, {int(b): (int(n), int(s)) for b, n, s in rows})
+
+    @classmethod
+    def of_keys(cls, bucket_count: int, keys: Iterable[Sequence[Any]]) -> KeyDigests:
+        """Digests computed in Python (the reference)."""
+        digests = cls(bucket_count)
+        for key in keys:
+            bucket, value = key_hash(key, bucket_count)
+            rows, total = digests.buckets.get(bucket, (0, 0))
+            digests.buckets[bucket] = (rows + 1, total + value)
+        return digests
+
+    @property
+    def keys(self) -> int:
+        return sum(rows for rows, _ in self.buckets.values())
+
+    def differing(self, other: KeyDigests) -> list[int]:
+        """Buckets whose digests differ, in order. Raises ValueError for other bucket counts."""
+        if other.bucket_count != self.bucket_count:
+            raise ValueError(f"bucket counts differ: {self.bucket_count} and {other.bucket_count}")
+        names = self.buckets.keys() | other.buckets.keys()
+        return sorted(b for b in names if self.buckets.get(b) != other.buckets.get(b))
+
+
+@dataclass(frozen=True)
+class DigestSql:
+    """The digest SQL of one dialect.
+
+    ``hashed`` hashes a row's key columns into column ``h``; ``bucket_of`` and ``value_of``
+    read the bucket and the value from ``{h}``.
+    """
+
+    hashed: str
+    bucket_of: str
+    value_of: str
+
+    @property
+    def bucket(self) -> str:
+        """A row's bucket from its key columns, for a WHERE clause."""
+        return self.bucket_of.format(h=f"({self.hashed})")
+
+    def query(self, source: str) -> str:
+        """Digests of the keys of ``source`` (a quoted table name or a parenthesised
+        subquery with an alias), one row (bucket, rows, sum) per non-empty bucket."""
+        return (
+            f"SELECT {self.bucket_of.format(h='h')} AS b, count(*), "
+            f"sum({self.value_of.format(h='h')}) "
+            f"FROM (SELECT {self.hashed} AS h FROM {source}) hashed "
+            f"GROUP BY {self.bucket_of.format(h='h')}"
+        )
+
+
+def key_digest_sql(dialect: str, key_columns: Sequence[str], bucket_count: int) -> DigestSql:
+    """The digest SQL for ``dialect`` (postgresql, mysql, mariadb, sqlite, duckdb).
+
+    Raises ValueError for another dialect, or a bucket count that is not a power of two.
+    """
+    if bucket_count < 1 or bucket_count & (bucket_count - 1) or bucket_count > MAX_BUCKETS:
+        raise ValueError(f"bucket count must be a power of two up to 2^20, not {bucket_count}")
+    if dialect == "postgresql":
+        parts = ", ".join(f"coalesce({_quote_double(c)}::text, chr(30))" for c in key_columns)
+        return DigestSql(
+            hashed=f"md5(concat_ws(chr(31), {parts}))",
+            bucket_of=f"(('x' || substr({{h}}, 1, 5))::bit(20)::int % {bucket_count})",
+            value_of="('x' || substr({h}, 6, 10))::bit(40)::bigint",
+        )
+    if dialect == "duckdb":
+        parts = ", ".join(f"coalesce({_quote_double(c)}::VARCHAR, chr(30))" for c in key_columns)
+        return DigestSql(
+            hashed=f"md5(concat_ws(chr(31), {parts}))",
+            bucket_of=f"(('0x' || substr({{h}}, 1, 5))::INTEGER % {bucket_count})",
+            value_of="('0x' || substr({h}, 6, 10))::BIGINT",
+        )
+    if dialect in ("mysql", "mariadb"):
+        # the text as utf8mb4 whatever the column's character set, as the hub holds it
+        parts = ", ".join(
+            f"COALESCE(CAST(`{c.replace('`', '``')}` AS CHAR), CHAR(30 USING utf8mb4))"
+            for c in key_columns
+        )
+        return DigestSql(
+            hashed=f"MD5(CONVERT(CONCAT_WS(CHAR(31 USING utf8mb4), {parts}) USING utf8mb4))",
+            bucket_of=f"(CONV(SUBSTR({{h}}, 1, 5), 16, 10) % {bucket_count})",
+            value_of="CAST(CONV(SUBSTR({h}, 6, 10), 16, 10) AS UNSIGNED)",
+        )
+    if dialect == "sqlite":
+        # SQLite has no MD5: a registered function returns bucket << 40 | value
+        arguments = ", ".join(_quote_double(c) for c in key_columns)
+        return DigestSql(
+            hashed=f"hub_key_digest({bucket_count}, {arguments})",
+            bucket_of="({h} >> 40)",
+            value_of="({h} & 1099511627775)",
+        )
+    raise ValueError(f"no key digests for the {dialect} dialect")
+
+
+def _quote_double(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sqlite_key_digest(bucket_count: int, *parts: Any) -> int:
+    bucket, value = key_hash(parts, bucket_count)
+    return (bucket << 40) | value
+
+
+def register_sqlite_functions(connection: Any) -> None:
+    """Give a sqlite3 connection ``hub_key_digest(bucket_count, part, ...)``."""
+    connection.create_function("hub_key_digest", -1, _sqlite_key_digest, deterministic=True)
