@@ -8,10 +8,11 @@ A connector reads one department system. For a resource it yields bounded
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -95,13 +96,17 @@ class QuarantinedRow:
 class SyncState:
     """What a connector remembers between runs, committed with the load that used it.
 
-    ``watermark``: the highest cursor value seen (ISO text). ``boundary``: keys and cursor
-    values already landed inside the overlap window, so re-reading the window for late
-    commits does not land the same row twice. ``files``: processed files (sftp).
+    ``watermark``: the highest cursor value seen (ISO text). ``window``: the rows already
+    landed inside the overlap window, so re-reading the window for late commits does not
+    land the same row twice: base64 of (cursor microseconds int64, identity hash uint64)
+    pairs, 16 bytes a row (a timestamp cursor). ``boundary``: the same as text tuples
+    (key values, cursor value), for other cursors and in states written before ``window``.
+    ``files``: processed files (sftp).
     """
 
     watermark: str | None = None
     boundary: list[list[str]] = field(default_factory=list)
+    window: str = ""
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: int = 0
     last_reconcile_run: int = 0
@@ -160,10 +165,19 @@ class IncrementalCursor:
         self.overlap = overlap
         self.full = full
         self.old_watermark = None if full else _parse_ts(state.watermark)
-        self.seen = set() if full else {tuple(item) for item in state.boundary}
         self.max_seen = self.old_watermark
         self.min_seen: datetime | None = None
+        # a timestamp cursor keeps its window as hashed pairs; any other as text tuples
+        self.hashed = resource.field(self.cursor).type == "timestamp"
+        self.seen: set[tuple[str, ...]] = set()
         self.new_boundary: set[tuple[str, ...]] = set()
+        self.window = _Window.empty()
+        self.new_window: list[_Window] = []
+        if not full and self.hashed:
+            self.window = _Window.decode(state.window).union(_Window.of_text(state.boundary))
+        elif not full:
+            self.seen = {tuple(item) for item in state.boundary}
+        self.seen_hashes: set[int] = set(self.window.hashes.tolist())
 
     @property
     def since(self) -> datetime | None:
@@ -173,10 +187,10 @@ class IncrementalCursor:
     def filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Drop rows already landed; remember the window for the next run.
 
-        Vectorised: only rows inside an overlap window are turned into Python tuples,
-        so a full read of millions of rows costs a few comparisons per row. A timestamp
-        cursor is compared as int64 microseconds in numpy: building Arrow scalars or
-        arrays from Python values makes pyarrow import pandas (0.2 s per process).
+        Vectorised: only rows inside an overlap window are turned into Python values and
+        hashed, so a full read of millions of rows costs a few comparisons per row. A
+        timestamp cursor is compared as int64 microseconds in numpy: building Arrow
+        scalars or arrays from Python values makes pyarrow import pandas (0.2 s a process).
         """
         if batch.num_rows == 0:
             return batch
@@ -185,31 +199,47 @@ class IncrementalCursor:
             raise ConnectorError(
                 f"{self.resource.code}: cursor column {self.cursor!r} has NULL values"
             )
-        if not pa.types.is_timestamp(cursor_values.type):
+        if not (self.hashed and pa.types.is_timestamp(cursor_values.type)):
             return self._filter_any_type(batch, cursor_values)
-        micros = cursor_values.cast(pa.timestamp("us")).cast(pa.int64()).to_numpy()
+        micros = int64_values(cursor_values.cast(pa.timestamp("us")).cast(pa.int64()))
         low, high = _from_micros(int(micros.min())), _from_micros(int(micros.max()))
         self.min_seen = low if self.min_seen is None else min(self.min_seen, low)
         if self.max_seen is None or high > self.max_seen:
             self.max_seen = high
         keep: np.ndarray | None = None
-        if self.seen and self.old_watermark is not None:
+        if self.seen_hashes and self.old_watermark is not None:
             # only rows at or below the old watermark can have been landed before
             indexes = np.flatnonzero(micros <= _micros(self.old_watermark))
             if len(indexes):
-                identities = self._identities(batch.take(index_array(indexes)))
+                hashes = self._identity_hashes(batch.take(index_array(indexes)), micros[indexes])
+                seen = np.fromiter(
+                    (h in self.seen_hashes for h in hashes.tolist()), bool, len(hashes)
+                )
                 keep = np.ones(batch.num_rows, dtype=bool)
-                for index, identity in zip(indexes.tolist(), identities, strict=True):
-                    if identity in self.seen:
-                        keep[index] = False
+                keep[indexes[seen]] = False
         # rows near the top may fall inside the next run's window: remember them
         assert self.max_seen is not None
         near_top = micros >= _micros(self.max_seen - self.overlap)
         if keep is not None:
             near_top &= keep
         if near_top.any():
-            self.new_boundary.update(self._identities(batch.filter(boolean_array(near_top))))
+            rows = np.flatnonzero(near_top)
+            cursors = micros[rows]
+            hashes = self._identity_hashes(batch.take(index_array(rows)), cursors)
+            self.new_window.append(_Window(cursors.copy(), hashes))
         return batch if keep is None else batch.filter(boolean_array(keep))
+
+    def _identity_hashes(self, rows: pa.RecordBatch, cursor_micros: np.ndarray) -> np.ndarray:
+        """The identity hash of each row: its key values and cursor value (microseconds)."""
+        keys = [rows.column(name).to_pylist() for name in self.key_columns]
+        return np.fromiter(
+            (
+                _identity_hash(parts, cursor)
+                for *parts, cursor in zip(*keys, cursor_micros.tolist(), strict=True)
+            ),
+            np.uint64,
+            rows.num_rows,
+        )
 
     def _filter_any_type(self, batch: pa.RecordBatch, cursor_values: pa.Array) -> pa.RecordBatch:
         """``filter`` for a cursor that is not a timestamp (a date, a number, text)."""
@@ -251,15 +281,25 @@ class IncrementalCursor:
             return SyncState(
                 watermark=previous.watermark,
                 boundary=previous.boundary,
+                window=previous.window,
+                files=previous.files,
+                runs=previous.runs + 1,
+                last_reconcile_run=previous.last_reconcile_run,
+            )
+        if self.hashed:
+            kept = self.window.union(*self.new_window).since(_micros(watermark - self.overlap))
+            return SyncState(
+                watermark=_text(watermark),
+                window=kept.encode(),
                 files=previous.files,
                 runs=previous.runs + 1,
                 last_reconcile_run=previous.last_reconcile_run,
             )
         window_start = _text(watermark - self.overlap)
-        kept = {b for b in (self.seen | self.new_boundary) if b[-1] >= window_start}
+        text_kept = {b for b in (self.seen | self.new_boundary) if b[-1] >= window_start}
         return SyncState(
             watermark=_text(watermark),
-            boundary=sorted(list(b) for b in kept),
+            boundary=sorted(list(b) for b in text_kept),
             files=previous.files,
             runs=previous.runs + 1,
             last_reconcile_run=previous.last_reconcile_run,
@@ -293,10 +333,77 @@ def _from_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
+def int64_values(array: pa.Array) -> np.ndarray:
+    """The values of an int64 array without nulls as a numpy view (``to_numpy`` would
+    import pandas)."""
+    data = array.buffers()[1]
+    assert data is not None
+    return np.frombuffer(data, dtype=np.int64, count=len(array), offset=array.offset * 8)
+
+
 def boolean_array(mask: np.ndarray) -> pa.Array:
     """A numpy bool mask as an Arrow boolean array, built from buffers (no pandas import)."""
     bits = np.packbits(mask.astype(bool, copy=False), bitorder="little")
     return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
+
+
+def _identity_hash(parts: Sequence[Any], cursor_micros: int) -> int:
+    """64 bits of BLAKE2b over a row's key values and cursor (a false match: 2^-64)."""
+    text = "\x1f".join([*("" if p is None else str(p) for p in parts), str(cursor_micros)])
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Rows landed inside an overlap window: cursor microseconds and identity hashes."""
+
+    cursors: np.ndarray  # int64
+    hashes: np.ndarray  # uint64
+
+    @classmethod
+    def empty(cls) -> _Window:
+        return cls(np.empty(0, np.int64), np.empty(0, np.uint64))
+
+    @classmethod
+    def decode(cls, text: str) -> _Window:
+        if not text:
+            return cls.empty()
+        pairs = np.frombuffer(base64.b64decode(text), dtype="<i8").reshape(-1, 2)
+        return cls(pairs[:, 0].copy(), pairs[:, 1].view(np.uint64).copy())
+
+    @classmethod
+    def of_text(cls, boundary: list[list[str]]) -> _Window:
+        """Text tuples (key values..., cursor ISO text) of a state written before windows."""
+        cursors = [_micros(datetime.fromisoformat(item[-1])) for item in boundary]
+        hashes = [_identity_hash(item[:-1], c) for item, c in zip(boundary, cursors, strict=True)]
+        return cls(np.array(cursors, np.int64), np.array(hashes, np.uint64))
+
+    def union(self, *others: _Window) -> _Window:
+        cursors = np.concatenate([self.cursors, *(o.cursors for o in others)])
+        hashes = np.concatenate([self.hashes, *(o.hashes for o in others)])
+        return _Window(cursors, hashes)
+
+    def since(self, start: int) -> _Window:
+        """The pairs with a cursor at or after ``start``, each once, in order."""
+        keep = self.cursors >= start
+        cursors, hashes = self.cursors[keep], self.hashes[keep]
+        order = np.lexsort((hashes, cursors))
+        cursors, hashes = cursors[order], hashes[order]
+        first = np.ones(len(cursors), dtype=bool)
+        first[1:] = (cursors[1:] != cursors[:-1]) | (hashes[1:] != hashes[:-1])
+        return _Window(cursors[first], hashes[first])
+
+    def encode(self) -> str:
+        pairs = np.stack([self.cursors, self.hashes.view(np.int64)], axis=1).astype("<i8")
+        return base64.b64encode(pairs.tobytes()).decode("ascii")
+
+    def __len__(self) -> int:
+        return len(self.cursors)
+
+
+def window_size(state: SyncState) -> int:
+    """How many rows a state remembers inside its overlap window."""
+    return len(_Window.decode(state.window)) + len(state.boundary)
 
 
 def index_array(indexes: np.ndarray) -> pa.Array:

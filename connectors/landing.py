@@ -30,6 +30,7 @@ from connectors.base import (
     QuarantinedRow,
     SyncState,
     arrow_schema,
+    constant_strings,
     schema_fingerprint,
 )
 from hub.catalog.models import Resource
@@ -38,6 +39,7 @@ MANIFEST = "_manifest.json"
 QUARANTINE = "_quarantine.jsonl"
 PARTIAL_PREFIX = "."
 PARTIAL_SUFFIX = ".partial"
+_DELETE = constant_strings(OP_DELETE, 1)[0]
 
 
 def new_batch_id(now: datetime | None = None) -> str:
@@ -96,12 +98,6 @@ class BatchWriter:
         )
         self.partial_dir.mkdir(parents=True, exist_ok=False)
         self.schema = arrow_schema(resource)
-        unique_ish = {*resource.primary_key, resource.source.cursor}
-        self._dictionary_columns = [
-            f.name
-            for f in self.schema
-            if f.name not in unique_ish and not pa.types.is_timestamp(f.type)
-        ]
         self.rows_per_file = rows_per_file
         self.rows = 0
         self.deletes = 0
@@ -119,27 +115,27 @@ class BatchWriter:
                 [batch.column(f.name).cast(f.type) for f in self.schema], schema=self.schema
             )
         if self._writer is None or self._rows_in_file >= self.rows_per_file:
-            self._open_next_file()
+            self._open_next_file(batch)
         assert self._writer is not None
         self._writer.write_batch(batch)
         self._rows_in_file += batch.num_rows
         self.rows += batch.num_rows
         ops = batch.column(OP_COLUMN)
-        self.deletes += int(pc.sum(pc.equal(ops, OP_DELETE)).as_py() or 0)
+        # an Arrow scalar, not the str: converting a Python value would import pandas
+        self.deletes += int(pc.sum(pc.equal(ops, _DELETE)).as_py() or 0)
 
-    def _open_next_file(self) -> None:
+    def _open_next_file(self, first: pa.RecordBatch) -> None:
         if self._writer is not None:
             self._writer.close()
         name = f"part-{len(self._file_names):05d}.parquet"
         self._file_names.append(name)
-        # zstd level 1: most of level 3's size at a third of the CPU; dictionaries only
-        # where values repeat (keys and timestamps are nearly unique: a dictionary is waste)
+        # zstd level 1: most of level 3's size at a third of the CPU
         self._writer = pq.ParquetWriter(
             self.partial_dir / name,
             self.schema,
             compression="zstd",
             compression_level=1,
-            use_dictionary=self._dictionary_columns,
+            use_dictionary=dictionary_columns(first),
         )
         self._rows_in_file = 0
 
@@ -210,6 +206,21 @@ class BatchWriter:
             self._writer.close()
             self._writer = None
         shutil.rmtree(self.partial_dir, ignore_errors=True)
+
+
+def dictionary_columns(batch: pa.RecordBatch) -> list[str]:
+    """Columns worth a Parquet dictionary: few distinct values (at most 5%) in a sample.
+
+    A dictionary on nearly unique values (keys, timestamps, addresses) is built and then
+    thrown away when it outgrows its page: encoding time for nothing (bench/README.md).
+    """
+    sample = batch.slice(0, 10_000)  # enough to tell; cheap for a large first batch
+    limit = max(1, sample.num_rows // 20)
+    return [
+        name
+        for name, column in zip(sample.schema.names, sample.columns, strict=True)
+        if pc.count_distinct(column, mode="all").as_py() <= limit
+    ]
 
 
 def landed_batches(landing: Path, resource: Resource) -> Iterator[LandedBatch]:

@@ -11,6 +11,9 @@ which imports ``pyarrow.dataset`` (0.2 s per process) for nothing this path need
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -59,18 +62,47 @@ class PostgresReader:
         with self._query(f"SELECT * FROM {quote_table(table)} LIMIT 0") as reader:
             return reader.schema
 
-    def batches(self, sql: str) -> Iterator[pa.RecordBatch]:
-        """Run ``sql`` and yield its rows in Arrow batches, read as the caller asks for them,
-        so memory holds about one batch whatever the result's size. Raises PostgresError."""
+    def batches(self, sql: str, *, prefetch: int = 2) -> Iterator[pa.RecordBatch]:
+        """Run ``sql`` and yield its rows in Arrow batches. Raises PostgresError.
+
+        A thread reads up to ``prefetch`` batches ahead, so the server keeps sending (and
+        the driver parsing, which releases the GIL) while the caller encodes the last batch:
+        memory holds at most ``prefetch`` + 2 batches whatever the result's size.
+        """
         with self._query(sql) as reader:
-            while True:
+            ahead: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(prefetch)
+            stop = threading.Event()
+
+            def read_ahead() -> None:
                 try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    return
-                except (adbc.Error, pa.ArrowException) as exc:
-                    raise PostgresError(_server_message(exc)) from exc
-                yield batch
+                    for batch in reader:
+                        while not stop.is_set():
+                            try:
+                                ahead.put(batch, timeout=0.1)
+                                break
+                            except queue.Full:
+                                continue
+                        if stop.is_set():
+                            return
+                    ahead.put(None)
+                except BaseException as exc:  # handed to the caller's thread
+                    ahead.put(exc)
+
+            thread = threading.Thread(target=read_ahead, name="postgres-read-ahead", daemon=True)
+            thread.start()
+            try:
+                while (item := ahead.get()) is not None:
+                    if isinstance(item, BaseException):
+                        if isinstance(item, adbc.Error | pa.ArrowException):
+                            raise PostgresError(_server_message(item)) from item
+                        raise item
+                    yield item
+            finally:
+                stop.set()
+                while thread.is_alive():  # unblock a put, then let the thread finish
+                    with contextlib.suppress(queue.Empty):
+                        ahead.get(timeout=0.1)
+                thread.join()
 
     def table(self, sql: str) -> pa.Table:
         """Run ``sql`` and return its (small) result whole. Raises PostgresError."""

@@ -556,6 +556,7 @@ class SftpExtraction:
         return SyncState(
             watermark=previous.watermark,
             boundary=previous.boundary,
+            window=previous.window,
             files={**previous.files, **self._processed},
             runs=previous.runs + 1,
             last_reconcile_run=previous.last_reconcile_run,
