@@ -19,15 +19,33 @@ buckets differ, never agree: such a difference costs time, not deletes.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from hub.catalog.models import Resource
 
 MAX_BUCKETS = 1 << 20  # 5 hex digits
 KEYS_PER_BUCKET = 16  # about this many keys travel per differing bucket
 KEY_SEPARATOR = "\x1f"
 NULL_PART = "\x1e"
 DIGEST_TYPES = ("string", "integer")  # key types whose text every engine writes alike
+
+
+@runtime_checkable
+class KeyDigestSource(Protocol):
+    """A connector whose source computes key digests (``connectors.sql``)."""
+
+    dialect: str
+
+    def key_digests(self, resource: Resource, bucket_count: int) -> KeyDigests: ...
+
+    def keys_in_buckets(
+        self, resource: Resource, buckets: Sequence[int], bucket_count: int
+    ) -> Iterator[pa.RecordBatch]: ...
 
 
 def bucket_count_for(keys: int) -> int:
@@ -136,7 +154,7 @@ def key_digest_sql(dialect: str, key_columns: Sequence[str], bucket_count: int) 
         )
         return DigestSql(
             hashed=f"MD5(CONVERT(CONCAT_WS(CHAR(31 USING utf8mb4), {parts}) USING utf8mb4))",
-            bucket_of=f"(CONV(SUBSTR({{h}}, 1, 5), 16, 10) % {bucket_count})",
+            bucket_of=f"MOD(CONV(SUBSTR({{h}}, 1, 5), 16, 10), {bucket_count})",  # no %: DB-API
             value_of="CAST(CONV(SUBSTR({h}, 6, 10), 16, 10) AS UNSIGNED)",
         )
     if dialect == "sqlite":

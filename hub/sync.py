@@ -31,6 +31,13 @@ from connectors.base import (
     arrow_schema,
     constant_strings,
 )
+from connectors.key_digest import (
+    DIGEST_TYPES,
+    KeyDigests,
+    KeyDigestSource,
+    bucket_count_for,
+    key_digest_sql,
+)
 from connectors.landing import BatchWriter, LandedBatch, landed_batches
 from hub.catalog.models import Catalog, ConnectorKind, Department, Resource
 from hub.load import live_keys_sql, load_batch, loaded_batch_ids, read_state, write_state
@@ -221,22 +228,8 @@ def _reconcile(
     result: ResourceSync,
 ) -> None:
     """Land a delete row for every key that is live in raw but gone from the source."""
-    keys = list(resource.primary_key)
-    full_schema = arrow_schema(resource, with_op=False)
-    key_schema = pa.schema([full_schema.field(k) for k in keys])
-    source_keys = pa.Table.from_batches(list(connector.keys(resource)), schema=key_schema)
-    live = warehouse.query_arrow(live_keys_sql(resource))
-    live = live.cast(source_keys.schema) if live.num_rows else source_keys.schema.empty_table()
-    join = " AND ".join(f'l."{k}" IS NOT DISTINCT FROM s."{k}"' for k in keys)
-    scratch = duckdb.connect()
-    try:
-        scratch.register("live", live)
-        scratch.register("source_keys", source_keys)
-        gone = scratch.sql(
-            f"SELECT l.* FROM live l WHERE NOT EXISTS (SELECT 1 FROM source_keys s WHERE {join})"
-        ).to_arrow_table()
-    finally:
-        scratch.close()
+    gone, how = _gone_keys(warehouse, connector, resource)
+    result.notes.append(f"reconcile: {how}")
     state = read_state(warehouse, resource)
     state.last_reconcile_run = state.runs
     writer = BatchWriter(settings.landing, resource, kind="reconcile")
@@ -252,12 +245,93 @@ def _reconcile(
             write_state(warehouse, resource, state)
         return
     landed = writer.finish(
-        source=f"key reconciliation: {source_keys.num_rows} source keys, {live.num_rows} live",
+        source=f"key reconciliation: {how}",
         state_after=state,
         watermark_range=(state.watermark, state.watermark),
         notes=[f"{gone.num_rows} keys gone from the source"],
     )
     _load(warehouse, resource, landed, result)
+
+
+# more differing buckets than this: reading every key is as cheap as reading theirs
+MAX_DIFFERING_BUCKETS = 10_000
+
+
+def _gone_keys(
+    warehouse: Warehouse, connector: Connector, resource: Resource
+) -> tuple[pa.Table, str]:
+    """Keys live in raw that the source no longer has, and how they were found.
+
+    Where the source computes key digests (SQL databases, string or integer keys), only
+    the keys of the buckets whose digests differ are read, from both sides; otherwise
+    every source key is read and compared with every live key.
+    """
+    keys = list(resource.primary_key)
+    full_schema = arrow_schema(resource, with_op=False)
+    key_schema = pa.schema([full_schema.field(k) for k in keys])
+    live_sql = live_keys_sql(resource)
+    reason = _why_no_digests(connector, resource)
+    if reason is None:
+        assert isinstance(connector, KeyDigestSource)
+        raw_rows = warehouse.query(f'SELECT count(*) FROM raw."{resource.raw_table}"')[0][0]
+        buckets = bucket_count_for(int(raw_rows))
+        dialect = "postgresql" if warehouse.engine == "postgres" else "duckdb"
+        hub_sql = key_digest_sql(dialect, keys, buckets)
+        source_digests = connector.key_digests(resource, buckets)
+        hub_digests = KeyDigests.from_rows(
+            buckets, warehouse.query(hub_sql.query(f"({live_sql}) live"))
+        )
+        differing = source_digests.differing(hub_digests)
+        summary = (
+            f"key digests in {buckets:,} buckets ({source_digests.keys:,} source keys, "
+            f"{hub_digests.keys:,} live): {len(differing):,} differ"
+        )
+        if not differing:
+            return key_schema.empty_table(), summary + "; no key read"
+        if len(differing) <= MAX_DIFFERING_BUCKETS:
+            source_keys = pa.Table.from_batches(
+                list(connector.keys_in_buckets(resource, differing, buckets)), schema=key_schema
+            )
+            in_buckets = ", ".join(str(b) for b in differing)
+            live = warehouse.query_arrow(
+                f"SELECT * FROM ({live_sql}) live WHERE {hub_sql.bucket} IN ({in_buckets})"
+            )
+            how = f"{summary}; {source_keys.num_rows:,} source keys of those buckets read"
+            return _anti_join(live, source_keys, keys), how
+        reason = f"{summary}: too many to read by bucket"
+    source_keys = pa.Table.from_batches(list(connector.keys(resource)), schema=key_schema)
+    live = warehouse.query_arrow(live_sql)
+    how = f"every key read and compared ({source_keys.num_rows:,} source keys; {reason})"
+    return _anti_join(live, source_keys, keys), how
+
+
+def _why_no_digests(connector: Connector, resource: Resource) -> str | None:
+    """Why this source cannot compare key digests, or None when it can."""
+    if not isinstance(connector, KeyDigestSource):
+        return "the source computes no digests"
+    types = {resource.field(k).type for k in resource.primary_key}
+    if not types <= set(DIGEST_TYPES):
+        return f"key types {', '.join(sorted(types))} are not written alike by every engine"
+    if connector.dialect not in ("postgresql", "mysql", "mariadb", "sqlite"):
+        return f"no key digests for {connector.dialect}"
+    return None
+
+
+def _anti_join(live: pa.Table, source_keys: pa.Table, keys: list[str]) -> pa.Table:
+    """The rows of ``live`` whose key is not in ``source_keys``."""
+    live = live.cast(source_keys.schema) if live.num_rows else source_keys.schema.empty_table()
+    join = " AND ".join(f'l."{k}" IS NOT DISTINCT FROM s."{k}"' for k in keys)
+    scratch = duckdb.connect()
+    try:
+        scratch.register("live", live)
+        scratch.register("source_keys", source_keys)
+        gone = scratch.sql(
+            f"SELECT l.* FROM live l WHERE NOT EXISTS (SELECT 1 FROM source_keys s WHERE {join})"
+        ).to_arrow_table()
+    finally:
+        scratch.close()
+    assert isinstance(gone, pa.Table)
+    return gone
 
 
 def _delete_rows(resource: Resource, keys: pa.Table) -> pa.RecordBatch:

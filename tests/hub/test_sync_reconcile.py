@@ -1,0 +1,319 @@
+"""Delete reconciliation by key digests, on real databases: SQLite, PostgreSQL and MariaDB
+sources, DuckDB and PostgreSQL warehouses. Exact delete counts, and only the keys of the
+buckets whose digests differ are read."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pymysql
+import pytest
+import sqlalchemy as sa
+
+import hub.sync as sync_module
+from connectors.base import SyncState
+from connectors.key_digest import KeyDigests, bucket_count_for, key_digest_sql, key_hash
+from connectors.sql import SqlConnector
+from hub.catalog import Catalog, Resource
+from hub.settings import Settings
+from hub.warehouse import open_warehouse
+
+T0 = datetime(2026, 10, 1, 8, 0, 0)
+ROWS = 2000
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
+def source_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'housing.db'}"
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url_2"))
+    return str(request.getfixturevalue("mariadb_url"))
+
+
+def units_table() -> sa.Table:
+    return sa.Table(
+        "property_units",
+        sa.MetaData(),
+        sa.Column("unit_id", sa.String(40)),  # no primary key: repeats are possible
+        sa.Column("district_code", sa.String(6)),
+        sa.Column("address", sa.String(200)),
+        sa.Column("floor_area", sa.Numeric(10, 2)),
+        sa.Column("usage", sa.String(10)),
+        sa.Column("built_year", sa.Integer),
+        sa.Column("updated_at", sa.DateTime, index=True),
+    )
+
+
+def unit(i: int, minutes: int) -> dict[str, object]:
+    return {
+        "unit_id": f"360203001001GB{i:05d}F单元{i % 7}",
+        "district_code": "360203",
+        "address": f"景德镇市珠山区珠山中路{i}号",
+        "floor_area": Decimal("88.50") + i,
+        "usage": "住宅",
+        "built_year": 1990 + i % 30,
+        "updated_at": T0 + timedelta(minutes=minutes),
+    }
+
+
+@pytest.fixture
+def source(source_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(source_url.replace("postgresql://", "postgresql+psycopg://"))
+    table = units_table()
+    table.metadata.drop_all(engine)
+    table.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(table.insert(), [unit(i, i % 500) for i in range(ROWS)])
+    yield engine
+    engine.dispose()
+
+
+def run(settings: Settings, source_url: str, resource: Resource) -> sync_module.ResourceSync:
+    connector = SqlConnector(source_url, batch_rows=500)
+    try:
+        with open_warehouse(settings.warehouse_url) as warehouse:
+            return sync_module.sync_resource(warehouse, connector, resource, settings)
+    finally:
+        connector.close()
+
+
+def reconcile_note(result: sync_module.ResourceSync) -> str:
+    (note,) = [n for n in result.notes if n.startswith("reconcile: ")]
+    return note
+
+
+def keys_read(note: str) -> int:
+    return int(note.split("; ")[-1].split(" source keys")[0].replace(",", ""))
+
+
+def test_deletes_found_by_reading_only_the_differing_buckets(
+    warehouse_url: str, source: sa.Engine, source_url: str, catalog: Catalog
+) -> None:
+    units = catalog.resource("property_units")
+    settings = Settings()
+    first = run(settings, source_url, units)
+    assert first.ok, first.error
+    assert first.rows_landed == ROWS and first.deleted == 0
+    buckets = bucket_count_for(ROWS)
+    assert f"key digests in {buckets:,} buckets" in reconcile_note(first)
+    assert reconcile_note(first).endswith("0 differ; no key read")
+
+    table = units_table()
+    gone = [unit(i, 0)["unit_id"] for i in (3, 500, 1999)]
+    with source.begin() as connection:
+        connection.execute(table.delete().where(table.c.unit_id.in_(gone)))
+        connection.execute(table.insert(), [unit(i, 600 + i) for i in range(ROWS, ROWS + 5)])
+        connection.execute(
+            table.update()
+            .where(table.c.unit_id == unit(7, 0)["unit_id"])
+            .values(address="新地址", updated_at=T0 + timedelta(minutes=700))
+        )
+    second = run(settings, source_url, units)
+    assert second.ok, second.error
+    assert (second.rows_landed, second.deleted) == (6, 3)
+    note = reconcile_note(second)
+    assert "3 differ" in note, note
+    # about KEYS_PER_BUCKET keys for each of the 3 differing buckets, not the 2,002 there are
+    assert 0 < keys_read(note) < 100, note
+
+    # a repeated source key (no primary-key constraint) is not a delete; a key that comes
+    # back is live again and is not deleted by the next reconcile
+    with source.begin() as connection:
+        connection.execute(table.insert(), [unit(10, 3000), unit(3, 3001)])
+    third = run(settings, source_url, units)
+    assert third.ok, third.error
+    assert (third.rows_landed, third.deleted) == (2, 0)
+    fourth = run(settings, source_url, units)
+    assert fourth.ok and (fourth.rows_landed, fourth.deleted) == (0, 0)
+    assert keys_read(reconcile_note(fourth)) < 50  # only the bucket holding the repeat
+
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        live = warehouse.query(f"SELECT count(*) FROM ({sync_module.live_keys_sql(units)}) k")
+    assert live[0][0] == ROWS - 3 + 5 + 1
+
+
+def test_every_key_is_compared_when_most_buckets_differ(
+    warehouse_url: str,
+    source: sa.Engine,
+    source_url: str,
+    catalog: Catalog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    units = catalog.resource("property_units")
+    settings = Settings()
+    run(settings, source_url, units)
+    table = units_table()
+    with source.begin() as connection:
+        connection.execute(table.delete().where(table.c.built_year < 2000))  # a third
+    monkeypatch.setattr(sync_module, "MAX_DIFFERING_BUCKETS", 4)
+    result = run(settings, source_url, units)
+    assert result.ok, result.error
+    deleted = sum(1 for i in range(ROWS) if 1990 + i % 30 < 2000)
+    assert result.deleted == deleted
+    assert "too many to read by bucket" in reconcile_note(result)
+    assert f"every key read and compared ({ROWS - deleted:,} source keys" in reconcile_note(result)
+
+
+def test_a_key_type_engines_write_differently_is_compared_in_full(catalog: Catalog) -> None:
+    units = catalog.resource("property_units")
+    fields = tuple(
+        f.model_copy(update={"type": "date"}) if f.name == "unit_id" else f for f in units.fields
+    )
+    dated = units.model_copy(update={"fields": fields})
+    connector = SqlConnector("sqlite://")
+    reason = sync_module._why_no_digests(connector, dated)
+    assert reason is not None and "date" in reason
+    assert sync_module._why_no_digests(connector, units) is None
+
+
+# ---------------------------------------------------------------- one hash everywhere
+
+KEYS = [("景德镇市不动产权第0012345号", "360203194008144601"), ("a", None), ("", "b"), ("x", "1")]
+
+
+def test_every_engine_hashes_keys_as_the_python_reference(
+    postgres_url: str, mariadb_url: str, tmp_path: Path
+) -> None:
+    buckets = 64
+    expected = KeyDigests.of_keys(buckets, KEYS)
+    assert expected.keys == len(KEYS)
+
+    def digests_of(dialect: str, rows: list[tuple[object, ...]]) -> KeyDigests:
+        return KeyDigests.from_rows(buckets, rows)
+
+    sql = key_digest_sql("postgresql", ["k1", "k2"], buckets)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (k1 text, k2 text)")
+        conn.cursor().executemany("INSERT INTO t VALUES (%s, %s)", KEYS)
+        assert digests_of("pg", conn.execute(sql.query("t")).fetchall()) == expected
+        bucket_of = {k: key_hash(k, buckets)[0] for k in KEYS}
+        rows = conn.execute(f"SELECT k1, k2, {sql.bucket} FROM t").fetchall()
+        assert {(r[0], r[1]): r[2] for r in rows} == bucket_of
+
+    url = sa.engine.make_url(mariadb_url)
+    maria = pymysql.connect(host=url.host, user="root", password="", database=url.database)
+    with maria.cursor() as cursor:
+        cursor.execute("CREATE TABLE t (k1 VARCHAR(64) CHARACTER SET gbk, k2 VARCHAR(64))")
+        cursor.executemany("INSERT INTO t VALUES (%s, %s)", KEYS)
+        cursor.execute(key_digest_sql("mariadb", ["k1", "k2"], buckets).query("t"))
+        assert digests_of("mariadb", list(cursor.fetchall())) == expected
+    maria.close()
+
+    duck = duckdb.connect()
+    duck.execute("CREATE TABLE t (k1 VARCHAR, k2 VARCHAR)")
+    duck.executemany("INSERT INTO t VALUES (?, ?)", KEYS)
+    rows = duck.execute(key_digest_sql("duckdb", ["k1", "k2"], buckets).query("t")).fetchall()
+    assert digests_of("duckdb", rows) == expected
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 's.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (k1 TEXT, k2 TEXT)")
+        connection.exec_driver_sql("INSERT INTO t VALUES (?, ?)", KEYS)
+    connector = SqlConnector(f"sqlite:///{tmp_path / 's.db'}")
+    with connector.engine.connect() as connection:  # the connector registers the function
+        query = key_digest_sql("sqlite", ["k1", "k2"], buckets).query("t")
+        assert digests_of("sqlite", list(connection.exec_driver_sql(query).all())) == expected
+    connector.close()
+    engine.dispose()
+
+
+def test_bucket_counts_and_differences() -> None:
+    assert bucket_count_for(0) == 16 and bucket_count_for(2_000_000) == 131_072
+    assert bucket_count_for(10**12) == 1 << 20
+    with pytest.raises(ValueError, match="power of two"):
+        key_digest_sql("postgresql", ["k"], 100)
+    with pytest.raises(ValueError, match="no key digests for the oracle dialect"):
+        key_digest_sql("oracle", ["k"], 16)
+    source = KeyDigests.of_keys(16, [("a",), ("b",), ("b",)])
+    hub = KeyDigests.of_keys(16, [("a",), ("b",)])
+    assert source.differing(hub) == [key_hash(("b",), 16)[0]]  # the repeat shows
+    with pytest.raises(ValueError, match="bucket counts differ"):
+        source.differing(KeyDigests(32))
+
+
+# ---------------------------------------------------------------- fixed costs
+
+
+def test_a_postgres_extraction_imports_neither_pandas_nor_sqlalchemy_engines(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Building Arrow values from Python makes pyarrow import pandas (0.2 s a process)."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE property_rights (certificate_no text, unit_id text, owner_id text, "
+            "owner_name text, share numeric(5,4), co_ownership text, registered_date date, "
+            "status text, updated_at timestamp)"
+        )
+        conn.execute(
+            "INSERT INTO property_rights SELECT 'c' || i, 'u', 'o' || i, '王', 0.5, '共有', "
+            "date '2020-01-01', '现势', timestamp '2026-10-01' + i * interval '1 minute' "
+            "FROM generate_series(1, 500) i"
+        )
+    script = f"""
+import sys
+from pathlib import Path
+from connectors.base import SyncState
+from connectors.landing import BatchWriter
+from connectors.sql import SqlConnector
+from hub.catalog import load_catalog
+resource = load_catalog(Path("catalogs")).resource("property_rights")
+connector = SqlConnector({postgres_url!r})
+state = SyncState()
+for full in (True, False):
+    extraction = connector.extract(resource, state, full=full)
+    writer = BatchWriter(Path({str(tmp_path)!r}), resource)
+    for batch in extraction.batches():
+        writer.write(batch)
+    state = extraction.next_state()
+    writer.finish(source=extraction.source, state_after=state,
+                  watermark_range=extraction.watermark_range())
+    assert writer.rows == (500 if full else 0) or not full, writer.rows
+connector.close()
+print("pandas" in sys.modules, connector._engine is None, len(state.window) > 0)
+"""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "True", "True"], out.stderr
+
+
+def test_a_state_written_with_text_boundaries_still_skips_landed_rows(catalog: Catalog) -> None:
+    """States from before the hashed window carry text tuples: they are read as before."""
+    import pyarrow as pa
+
+    from connectors.base import IncrementalCursor, conform
+
+    units = catalog.resource("property_units")
+    landed = T0 + timedelta(minutes=30)
+    old = SyncState(
+        watermark="2026-10-01 08:30:00.000000",
+        boundary=[["U1", "2026-10-01 08:30:00.000000"]],
+    )
+    cursor = IncrementalCursor(units, old, timedelta(minutes=60), full=False)
+    rows = pa.table(
+        {
+            "unit_id": ["U1", "U2", "U1"],
+            "district_code": ["1", "1", "1"],
+            "address": ["a", "b", "c"],
+            "floor_area": pa.array([Decimal(1)] * 3, pa.decimal128(10, 2)),
+            "usage": ["x"] * 3,
+            "built_year": [1, 2, 3],
+            "updated_at": [landed, landed, landed + timedelta(minutes=1)],
+        }
+    )
+    kept = cursor.filter(conform(rows, units))
+    # U1 at 08:30 was landed; U2 at 08:30 is a late commit; U1 at 08:31 a new version
+    assert kept.column("address").to_pylist() == ["b", "c"]
+    state = cursor.next_state(old)
+    assert state.boundary == [] and state.window
+    again = IncrementalCursor(units, state, timedelta(minutes=60), full=False)
+    assert again.filter(conform(rows, units)).num_rows == 0
