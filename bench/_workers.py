@@ -94,6 +94,30 @@ def hub_keys(out: Path, state_file: Path | None) -> Result:
     return {"rows": rows, "work_s": time.perf_counter() - started}
 
 
+def hub_digests(out: Path, state_file: Path | None) -> Result:
+    """The source side of the project's delete reconciliation since issue 14: per-bucket
+    key digests computed by the server (``hub sync`` sizes the buckets from the raw table;
+    here from the row count). Only the digests travel; ``rows`` counts the keys summed."""
+    import psycopg
+
+    from connectors.key_digest import bucket_count_for
+    from connectors.sql import SqlConnector
+    from hub.catalog import load_catalog
+
+    resource = load_catalog(ROOT / "catalogs").resource(TABLE)
+    started = time.perf_counter()
+    connector = SqlConnector(URL)
+    with psycopg.connect(URL) as conn:  # hub sync counts the raw table instead
+        rows = int(conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])  # type: ignore[index]
+    digests = connector.key_digests(resource, bucket_count_for(rows))
+    connector.close()
+    return {
+        "rows": digests.keys,
+        "work_s": time.perf_counter() - started,
+        "buckets": digests.bucket_count,
+    }
+
+
 def _dlt(out: Path, backend: str | None) -> Result:
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
     import dlt
@@ -157,6 +181,7 @@ def copy_floor(out: Path, state_file: Path | None) -> Result:
 WORKERS: dict[str, Callable[[Path, Path | None], Result]] = {
     "hub": hub,
     "hub_keys": hub_keys,
+    "hub_digests": hub_digests,
     "dlt_default": dlt_default,
     "dlt_connectorx": dlt_connectorx,
     "dlt_pyarrow": dlt_pyarrow,
