@@ -140,6 +140,22 @@ def test_deletes_found_by_reading_only_the_differing_buckets(
     assert live[0][0] == ROWS - 3 + 5 + 1
 
 
+def test_raw_rows_carry_their_batch_id_and_extraction_time(
+    warehouse_url: str, source: sa.Engine, source_url: str, catalog: Catalog
+) -> None:
+    from connectors.landing import landed_batches
+
+    units = catalog.resource("property_units")
+    settings = Settings()
+    assert run(settings, source_url, units).ok
+    (batch,) = list(landed_batches(settings.landing, units))
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        rows = warehouse.query(
+            f'SELECT _batch_id, _extracted_at, count(*) FROM raw."{units.raw_table}" GROUP BY 1, 2'
+        )
+    assert rows == [(batch.batch_id, batch.extracted_at, ROWS)]
+
+
 def test_every_key_is_compared_when_most_buckets_differ(
     warehouse_url: str,
     source: sa.Engine,
