@@ -58,9 +58,8 @@ def bucket_count_for(keys: int) -> int:
 
 def key_hash(parts: Sequence[Any], bucket_count: int) -> tuple[int, int]:
     """The reference: (bucket, 40-bit value) of one key."""
-    text = KEY_SEPARATOR.join(NULL_PART if p is None else str(p) for p in parts)
-    digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-    return int(digest[:5], 16) % bucket_count, int(digest[5:15], 16)
+    hashed = key_hash60(parts)
+    return (hashed >> 40) % bucket_count, hashed & ((1 << 40) - 1)
 
 
 @dataclass
@@ -101,13 +100,14 @@ class KeyDigests:
 class DigestSql:
     """The digest SQL of one dialect.
 
-    ``hashed`` hashes a row's key columns into column ``h``; ``bucket_of`` and ``value_of``
-    read the bucket and the value from ``{h}``.
+    ``hashed`` hashes a row's key columns into the 60-bit integer ``h``; ``bucket_of`` and
+    ``value_of`` read the bucket and the value from ``{h}``.
     """
 
     hashed: str
     bucket_of: str
     value_of: str
+    fence: str = ""  # keeps the planner from inlining ``hashed`` (hashing each row twice)
 
     @property
     def bucket(self) -> str:
@@ -120,7 +120,7 @@ class DigestSql:
         return (
             f"SELECT {self.bucket_of.format(h='h')} AS b, count(*), "
             f"sum({self.value_of.format(h='h')}) "
-            f"FROM (SELECT {self.hashed} AS h FROM {source}) hashed "
+            f"FROM (SELECT {self.hashed} AS h FROM {source}{self.fence}) hashed "
             f"GROUP BY {self.bucket_of.format(h='h')}"
         )
 
@@ -132,19 +132,22 @@ def key_digest_sql(dialect: str, key_columns: Sequence[str], bucket_count: int) 
     """
     if bucket_count < 1 or bucket_count & (bucket_count - 1) or bucket_count > MAX_BUCKETS:
         raise ValueError(f"bucket count must be a power of two up to 2^20, not {bucket_count}")
+    # every dialect reads the first 15 hex digits once, as one 60-bit integer h
+    low_bits = "1099511627775"  # 2^40 - 1
     if dialect == "postgresql":
         parts = ", ".join(f"coalesce({_quote_double(c)}::text, chr(30))" for c in key_columns)
         return DigestSql(
-            hashed=f"md5(concat_ws(chr(31), {parts}))",
-            bucket_of=f"(('x' || substr({{h}}, 1, 5))::bit(20)::int % {bucket_count})",
-            value_of="('x' || substr({h}, 6, 10))::bit(40)::bigint",
+            hashed=f"('x' || left(md5(concat_ws(chr(31), {parts})), 15))::bit(60)::bigint",
+            bucket_of=f"(({{h}} >> 40) % {bucket_count})",
+            value_of=f"({{h}} & {low_bits})",
+            fence=" OFFSET 0",
         )
     if dialect == "duckdb":
         parts = ", ".join(f"coalesce({_quote_double(c)}::VARCHAR, chr(30))" for c in key_columns)
         return DigestSql(
-            hashed=f"md5(concat_ws(chr(31), {parts}))",
-            bucket_of=f"(('0x' || substr({{h}}, 1, 5))::INTEGER % {bucket_count})",
-            value_of="('0x' || substr({h}, 6, 10))::BIGINT",
+            hashed=f"('0x' || left(md5(concat_ws(chr(31), {parts})), 15))::BIGINT",
+            bucket_of=f"(({{h}} >> 40) % {bucket_count})",
+            value_of=f"({{h}} & {low_bits})",
         )
     if dialect in ("mysql", "mariadb"):
         # the text as utf8mb4 whatever the column's character set, as the hub holds it
@@ -152,18 +155,21 @@ def key_digest_sql(dialect: str, key_columns: Sequence[str], bucket_count: int) 
             f"COALESCE(CAST(`{c.replace('`', '``')}` AS CHAR), CHAR(30 USING utf8mb4))"
             for c in key_columns
         )
+        text = f"CONVERT(CONCAT_WS(CHAR(31 USING utf8mb4), {parts}) USING utf8mb4)"
         return DigestSql(
-            hashed=f"MD5(CONVERT(CONCAT_WS(CHAR(31 USING utf8mb4), {parts}) USING utf8mb4))",
-            bucket_of=f"MOD(CONV(SUBSTR({{h}}, 1, 5), 16, 10), {bucket_count})",  # no %: DB-API
-            value_of="CAST(CONV(SUBSTR({h}, 6, 10), 16, 10) AS UNSIGNED)",
+            hashed=f"CAST(CONV(LEFT(MD5({text}), 15), 16, 10) AS UNSIGNED)",
+            bucket_of=f"MOD({{h}} >> 40, {bucket_count})",  # MOD, not %: DB-API paramstyle
+            value_of=f"({{h}} & {low_bits})",
+            fence=" LIMIT 18446744073709551615",
         )
     if dialect == "sqlite":
-        # SQLite has no MD5: a registered function returns bucket << 40 | value
+        # SQLite has no MD5: the hub registers the reference as a function
         arguments = ", ".join(_quote_double(c) for c in key_columns)
         return DigestSql(
-            hashed=f"hub_key_digest({bucket_count}, {arguments})",
-            bucket_of="({h} >> 40)",
-            value_of="({h} & 1099511627775)",
+            hashed=f"hub_key_hash({arguments})",
+            bucket_of=f"(({{h}} >> 40) % {bucket_count})",
+            value_of=f"({{h}} & {low_bits})",
+            fence=" LIMIT -1",
         )
     raise ValueError(f"no key digests for the {dialect} dialect")
 
@@ -172,11 +178,17 @@ def _quote_double(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _sqlite_key_digest(bucket_count: int, *parts: Any) -> int:
-    bucket, value = key_hash(parts, bucket_count)
-    return (bucket << 40) | value
+def key_hash60(parts: Sequence[Any]) -> int:
+    """The first 15 hex digits of the key text's MD5 as an integer (what every dialect's
+    SQL computes): bucket = (h >> 40) % bucket_count, value = h & (2^40 - 1)."""
+    text = KEY_SEPARATOR.join(NULL_PART if p is None else str(p) for p in parts)
+    return int(hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:15], 16)
+
+
+def _sqlite_key_hash(*parts: Any) -> int:
+    return key_hash60(parts)
 
 
 def register_sqlite_functions(connection: Any) -> None:
-    """Give a sqlite3 connection ``hub_key_digest(bucket_count, part, ...)``."""
-    connection.create_function("hub_key_digest", -1, _sqlite_key_digest, deterministic=True)
+    """Give a sqlite3 connection ``hub_key_hash(part, ...)``."""
+    connection.create_function("hub_key_hash", -1, _sqlite_key_hash, deterministic=True)

@@ -104,13 +104,31 @@ class PostgresReader:
                         ahead.get(timeout=0.1)
                 thread.join()
 
-    def table(self, sql: str) -> pa.Table:
-        """Run ``sql`` and return its (small) result whole. Raises PostgresError."""
-        with self._query(sql) as reader:
-            try:
-                return reader.read_all()
-            except (adbc.Error, pa.ArrowException) as exc:
-                raise PostgresError(_server_message(exc)) from exc
+    def table(self, sql: str, *, settings: dict[str, str] | None = None) -> pa.Table:
+        """Run ``sql`` and return its (small) result whole, with the session ``settings``
+        (``SET name = 'value'``) in force for it only. Raises PostgresError."""
+        settings = settings or {}
+        for name, value in settings.items():
+            self._execute(f"SET {name} = '{value}'")
+        try:
+            with self._query(sql) as reader:
+                try:
+                    return reader.read_all()
+                except (adbc.Error, pa.ArrowException) as exc:
+                    raise PostgresError(_server_message(exc)) from exc
+        finally:
+            for name in settings:
+                self._execute(f"RESET {name}")
+
+    def _execute(self, sql: str) -> None:
+        statement = adbc.AdbcStatement(self._connect())
+        try:
+            statement.set_sql_query(sql)
+            statement.execute_update()
+        except adbc.Error as exc:
+            raise PostgresError(_server_message(exc)) from exc
+        finally:
+            statement.close()
 
     @contextmanager
     def _query(self, sql: str) -> Iterator[pa.RecordBatchReader]:

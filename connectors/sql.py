@@ -346,7 +346,9 @@ class SqlConnector:
 
             sql = digest.query(quote_table(table))
             try:
-                result = self._postgres.table(sql)
+                # one group per bucket: hashed in memory, not spilled (the planner cannot
+                # tell how many buckets there are); JIT compiles longer than this query runs
+                result = self._postgres.table(sql, settings=_DIGEST_SETTINGS)
             except PostgresError as exc:
                 raise ConnectorError(f"{redact(self.url)} table {table}: {exc}") from exc
             rows: Iterable[Sequence[Any]] = zip(
@@ -360,6 +362,9 @@ class SqlConnector:
             except sa.exc.DBAPIError as exc:
                 raise ConnectorError(f"{redact(self.url)} table {table}: {exc.orig}") from exc
         return KeyDigests.from_rows(bucket_count, rows)
+
+
+_DIGEST_SETTINGS = {"jit": "off", "work_mem": "256MB"}
 
 
 def _sa_table(table: str, columns: Any = ()) -> sa.TableClause:
