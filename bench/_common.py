@@ -173,7 +173,9 @@ class Run:
     error: str | None = None
 
 
-def run_worker(method: str, *, state: Path | None = None) -> Run:
+def run_worker(
+    method: str, *, state: Path | None = None, env_extra: dict[str, str] | None = None
+) -> Run:
     """Run ``extract.py --worker <method>`` in a fresh process with its own output folder."""
     out = Path(tempfile.mkdtemp(prefix=f"hub-bench-{method}-"))
     result_file = out / "_result.json"
@@ -195,6 +197,7 @@ def run_worker(method: str, *, state: Path | None = None) -> Run:
     # work (lazy imports). A deployment has bytecode: keep a cache outside the tree.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = PYCACHE
+    env.update(env_extra or {})
     run = Run(method, load_1m=os.getloadavg()[0])
     log = (out / "_worker.log").open("wb")
     try:

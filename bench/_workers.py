@@ -79,6 +79,52 @@ def hub(out: Path, state_file: Path | None) -> Result:
     }
 
 
+def hub_sync(out: Path, state_file: Path | None) -> Result:
+    """``hub sync`` for property_rights, end to end: extract, land, load into the embedded
+    warehouse (DuckDB) and reconcile deletes (``sync_resource``). Without ``state_file``
+    a full sync into a fresh HUB_HOME, which is then copied to ``out``'s sibling
+    ``template`` for the incremental runs; with ``state_file`` (a copy of that template)
+    an incremental sync. ``HUB_RECONCILE_EVERY`` in the environment applies."""
+    import shutil
+
+    home = out.parent / "home"
+    if state_file is not None:
+        shutil.copytree(state_file, home)
+    for name in [n for n in os.environ if n.startswith("HUB_")]:
+        if name not in ("HUB_RECONCILE_EVERY", "HUB_BENCH_SYNC_TEMPLATE"):
+            del os.environ[name]  # the embedded default under this run's HUB_HOME
+    os.environ["HUB_HOME"] = str(home)
+    from connectors.sql import SqlConnector
+    from hub.catalog import load_catalog
+    from hub.settings import Settings
+    from hub.sync import sync_resource
+    from hub.warehouse import open_warehouse
+
+    resource = load_catalog(ROOT / "catalogs").resource(TABLE)
+    settings = Settings()
+    started = time.perf_counter()
+    connector = SqlConnector(
+        URL, batch_rows=settings.batch_rows, overlap_minutes=settings.overlap_minutes
+    )
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        result = sync_resource(warehouse, connector, resource, settings, full=state_file is None)
+    connector.close()
+    work = time.perf_counter() - started
+    if result.error:
+        raise RuntimeError(result.error)
+    if state_file is None:
+        template = Path(os.environ["HUB_BENCH_SYNC_TEMPLATE"])
+        shutil.rmtree(template, ignore_errors=True)
+        shutil.copytree(home, template)
+    return {
+        "rows": result.rows_landed,
+        "work_s": work,
+        "rows_read": result.rows_read,
+        "deleted": result.deleted,
+        "notes": result.notes,
+    }
+
+
 def hub_keys(out: Path, state_file: Path | None) -> Result:
     """The source side of the project's delete reconciliation (``connector.keys``), which
     ``hub sync`` runs after a full sync and, with reconcile_every=1, after every incremental
@@ -181,6 +227,7 @@ def copy_floor(out: Path, state_file: Path | None) -> Result:
 WORKERS: dict[str, Callable[[Path, Path | None], Result]] = {
     "hub": hub,
     "hub_keys": hub_keys,
+    "hub_sync": hub_sync,
     "hub_digests": hub_digests,
     "dlt_default": dlt_default,
     "dlt_connectorx": dlt_connectorx,

@@ -41,6 +41,7 @@ import _common as c
 METHODS = {  # name -> label, in the order they run within a round
     "copy_floor": "COPY binary TO STDOUT, bytes discarded (floor)",
     "hub": "exchange-hub full sync -> landing Parquet",
+    "hub_sync": "exchange-hub hub sync end to end: + load into DuckDB, reconcile",
     "dlt_connectorx": "dlt sql_database, backend=connectorx",
     "dlt_pyarrow": "dlt sql_database, backend=pyarrow",
     "dlt_default": "dlt sql_database, default backend (sqlalchemy)",
@@ -140,6 +141,7 @@ def benchmark(args: argparse.Namespace) -> None:
 
     # 2. incremental: the state of the last full hub run, then 1% of the rows change
     incremental: dict[str, Any] | None = None
+    incremental_e2e: dict[str, c.Summary] = {}
     full_hub = [r for r in runs.get("hub", []) if r.error is None]
     if full_hub:
         state = Path(tempfile.mkstemp(prefix="hub-bench-state-", suffix=".json")[1])
@@ -152,12 +154,28 @@ def benchmark(args: argparse.Namespace) -> None:
         ]
         state.unlink()
         inc = c.summarise("hub_incremental", "exchange-hub incremental sync", inc_runs)
+        if "hub_sync" in methods and SYNC_TEMPLATE.is_dir():
+            for every, label in (("1", "reconcile every run"), ("0", "no reconcile")):
+                e2e_runs = [
+                    measured(
+                        "hub_sync",
+                        f"incremental {i}/{args.repeat}, {label}",
+                        state=SYNC_TEMPLATE,
+                        env={"HUB_RECONCILE_EVERY": every},
+                    )
+                    for i in range(1, args.repeat + 1)
+                ]
+                name = f"hub_sync_incremental_reconcile_{every}"
+                e2e = c.summarise(name, f"hub sync after the change ({label})", e2e_runs)
+                if e2e is not None:
+                    incremental_e2e[name] = e2e
         if inc is not None:
             incremental = {
                 "changed_rows": changed,
                 "rows_read": inc.runs[-1].extra.get("rows_read"),
                 "rows_landed": inc.rows,
                 "summary": inc,
+                "e2e": incremental_e2e,
             }
 
     # 3. the hub's memory at --big-rows
@@ -185,8 +203,14 @@ def benchmark(args: argparse.Namespace) -> None:
     say(f"wrote {path}")
 
 
-def measured(method: str, note: str, state: Path | None = None) -> c.Run:
-    run = c.run_worker(method, state=state)
+SYNC_TEMPLATE = Path(tempfile.gettempdir()) / "hub-bench-sync-template"
+
+
+def measured(
+    method: str, note: str, state: Path | None = None, env: dict[str, str] | None = None
+) -> c.Run:
+    env = {"HUB_BENCH_SYNC_TEMPLATE": str(SYNC_TEMPLATE), **(env or {})}
+    run = c.run_worker(method, state=state, env_extra=env)
     if run.error:
         say(f"  {method:<15} {note:<22} FAILED {run.error}")
     else:
@@ -263,6 +287,18 @@ def targets(
                 wall=inc.wall_s / hub.wall_s,
             )
         )
+        full_sync = summaries.get("hub_sync")
+        for e2e in incremental.get("e2e", {}).values() if full_sync else ():
+            ratio = e2e.work_s / full_sync.work_s
+            checks.append(
+                check(
+                    f"{e2e.label} / full hub sync",
+                    ratio,
+                    f"< {MAX_INCREMENTAL_SHARE:.0%}",
+                    ratio < MAX_INCREMENTAL_SHARE,
+                    wall=e2e.wall_s / full_sync.wall_s,
+                )
+            )
     return checks
 
 
@@ -289,8 +325,10 @@ def print_results(
     extra = [big] if big else []
     if incremental:
         extra.append(incremental["summary"])
+        extra.extend(incremental.get("e2e", {}).values())
     for s in [*summaries.values(), *extra]:
-        ratio = f"{s.work_s / hub.work_s:.2f}" if hub and s.method != "hub_incremental" else ""
+        incremental_run = s.method.startswith(("hub_incremental", "hub_sync_incremental"))
+        ratio = f"{s.work_s / hub.work_s:.2f}" if hub and not incremental_run else ""
         rows.append(
             [
                 s.label,
@@ -346,7 +384,11 @@ def write_json(
 ) -> Path:
     report["methods"] = [c.as_json(s) for s in summaries.values()]
     if incremental is not None:
-        report["incremental"] = {**incremental, "summary": c.as_json(incremental["summary"])}
+        report["incremental"] = {
+            **incremental,
+            "summary": c.as_json(incremental["summary"]),
+            "e2e": {k: c.as_json(v) for k, v in incremental.get("e2e", {}).items()},
+        }
     if big is not None:
         report["big"] = c.as_json(big)
     sections = [*report["methods"], report.get("big"), report.get("incremental", {}).get("summary")]

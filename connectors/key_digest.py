@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -62,38 +64,74 @@ def key_hash(parts: Sequence[Any], bucket_count: int) -> tuple[int, int]:
     return (hashed >> 40) % bucket_count, hashed & ((1 << 40) - 1)
 
 
-@dataclass
 class KeyDigests:
-    """Per bucket: (rows, sum of key values). Empty buckets are absent."""
+    """Per non-empty bucket: how many key rows, and the sum of their values; three int64
+    numpy arrays sorted by bucket (a million buckets cost 24 MB, not a dict of tuples)."""
 
-    bucket_count: int
-    buckets: dict[int, tuple[int, int]] = field(default_factory=dict)
+    def __init__(
+        self, bucket_count: int, buckets: Any = (), rows: Any = (), sums: Any = ()
+    ) -> None:
+        order = np.argsort(np.asarray(buckets, dtype=np.int64), kind="stable")
+        self.bucket_count = bucket_count
+        self.buckets = np.asarray(buckets, dtype=np.int64)[order]
+        self.rows = np.asarray(rows, dtype=np.int64)[order]
+        self.sums = np.asarray(sums, dtype=np.int64)[order]
 
     @classmethod
     def from_rows(cls, bucket_count: int, rows: Iterable[Sequence[Any]]) -> KeyDigests:
-        """From (bucket, rows, sum) rows as any engine returns them (Decimal sums too)."""
-        return cls(bucket_count, {int(b): (int(n), int(s)) for b, n, s in rows})
+        """From (bucket, rows, sum) rows as a DB-API driver returns them (Decimal too)."""
+        columns = list(zip(*((int(b), int(n), int(t)) for b, n, t in rows), strict=True))
+        return cls(bucket_count, *columns) if columns else cls(bucket_count)
+
+    @classmethod
+    def from_arrow(cls, bucket_count: int, table: pa.Table) -> KeyDigests:
+        """From a (bucket, rows, sum) Arrow table, without a Python object per bucket."""
+        import pyarrow as pa
+
+        from connectors.base import int64_values
+
+        columns = [
+            int64_values(table.column(i).cast(pa.int64()).combine_chunks()) for i in range(3)
+        ]
+        return cls(bucket_count, *columns)
 
     @classmethod
     def of_keys(cls, bucket_count: int, keys: Iterable[Sequence[Any]]) -> KeyDigests:
         """Digests computed in Python (the reference)."""
-        digests = cls(bucket_count)
+        totals: dict[int, tuple[int, int]] = {}
         for key in keys:
             bucket, value = key_hash(key, bucket_count)
-            rows, total = digests.buckets.get(bucket, (0, 0))
-            digests.buckets[bucket] = (rows + 1, total + value)
-        return digests
+            rows, total = totals.get(bucket, (0, 0))
+            totals[bucket] = (rows + 1, total + value)
+        return cls.from_rows(bucket_count, ((b, n, t) for b, (n, t) in totals.items()))
 
     @property
     def keys(self) -> int:
-        return sum(rows for rows, _ in self.buckets.values())
+        return int(self.rows.sum())
 
     def differing(self, other: KeyDigests) -> list[int]:
         """Buckets whose digests differ, in order. Raises ValueError for other bucket counts."""
         if other.bucket_count != self.bucket_count:
             raise ValueError(f"bucket counts differ: {self.bucket_count} and {other.bucket_count}")
-        names = self.buckets.keys() | other.buckets.keys()
-        return sorted(b for b in names if self.buckets.get(b) != other.buckets.get(b))
+        every = np.union1d(self.buckets, other.buckets)
+        mine, theirs = self._spread(every), other._spread(every)
+        changed: list[int] = every[(mine[0] != theirs[0]) | (mine[1] != theirs[1])].tolist()
+        return changed
+
+    def _spread(self, every: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and sums over ``every`` bucket (zero where this side has none)."""
+        rows = np.zeros(len(every), dtype=np.int64)
+        sums = np.zeros(len(every), dtype=np.int64)
+        where = np.searchsorted(every, self.buckets)
+        rows[where], sums[where] = self.rows, self.sums
+        return rows, sums
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KeyDigests) and (
+            self.bucket_count == other.bucket_count and not self.differing(other)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -108,6 +146,7 @@ class DigestSql:
     bucket_of: str
     value_of: str
     fence: str = ""  # keeps the planner from inlining ``hashed`` (hashing each row twice)
+    sum_type: str = "BIGINT"  # a bucket's sum stays below 2^63 up to 2^23 keys in it
 
     @property
     def bucket(self) -> str:
@@ -119,7 +158,7 @@ class DigestSql:
         subquery with an alias), one row (bucket, rows, sum) per non-empty bucket."""
         return (
             f"SELECT {self.bucket_of.format(h='h')} AS b, count(*), "
-            f"sum({self.value_of.format(h='h')}) "
+            f"CAST(sum({self.value_of.format(h='h')}) AS {self.sum_type}) "
             f"FROM (SELECT {self.hashed} AS h FROM {source}{self.fence}) hashed "
             f"GROUP BY {self.bucket_of.format(h='h')}"
         )
@@ -161,6 +200,7 @@ def key_digest_sql(dialect: str, key_columns: Sequence[str], bucket_count: int) 
             bucket_of=f"MOD({{h}} >> 40, {bucket_count})",  # MOD, not %: DB-API paramstyle
             value_of=f"({{h}} & {low_bits})",
             fence=" LIMIT 18446744073709551615",
+            sum_type="SIGNED",
         )
     if dialect == "sqlite":
         # SQLite has no MD5: the hub registers the reference as a function

@@ -9,7 +9,7 @@ fields, from which cursor value), so the SQL is written in one place per path.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -351,14 +351,12 @@ class SqlConnector:
                 result = self._postgres.table(sql, settings=_DIGEST_SETTINGS)
             except PostgresError as exc:
                 raise ConnectorError(f"{redact(self.url)} table {table}: {exc}") from exc
-            rows: Iterable[Sequence[Any]] = zip(
-                *(result.column(i).to_pylist() for i in range(3)), strict=True
-            )
+            return KeyDigests.from_arrow(bucket_count, result)
         else:
             quoted = self.engine.dialect.identifier_preparer.format_table(_sa_table(table))
             try:
                 with self.engine.connect() as connection:
-                    rows = iter(connection.exec_driver_sql(digest.query(quoted)).all())
+                    rows = connection.exec_driver_sql(digest.query(quoted)).all()
             except sa.exc.DBAPIError as exc:
                 raise ConnectorError(f"{redact(self.url)} table {table}: {exc.orig}") from exc
         return KeyDigests.from_rows(bucket_count, rows)

@@ -278,8 +278,8 @@ def _gone_keys(
         dialect = "postgresql" if warehouse.engine == "postgres" else "duckdb"
         hub_sql = key_digest_sql(dialect, keys, buckets)
         source_digests = connector.key_digests(resource, buckets)
-        hub_digests = KeyDigests.from_rows(
-            buckets, warehouse.query(hub_sql.query(f"({live_sql}) live"))
+        hub_digests = KeyDigests.from_arrow(
+            buckets, warehouse.query_arrow(hub_sql.query(f"({live_sql}) live"))
         )
         differing = source_digests.differing(hub_digests)
         summary = (
