@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc
 
 from hub.catalog.models import Resource, ResourceField
 
@@ -98,9 +99,9 @@ class SyncState:
 
     ``watermark``: the highest cursor value seen (ISO text). ``window``: the rows already
     landed inside the overlap window, so re-reading the window for late commits does not
-    land the same row twice: base64 of (cursor microseconds int64, identity hash uint64)
-    pairs, 16 bytes a row (a timestamp cursor). ``boundary``: the same as text tuples
-    (key values, cursor value), for other cursors and in states written before ``window``.
+    land the same row twice: their identities (key values and cursor) as an Arrow IPC
+    stream (zstd, base64), for a timestamp cursor. ``boundary``: the same as text tuples,
+    for other cursors and in states written before ``window``.
     ``files``: processed files (sftp).
     """
 
@@ -177,7 +178,6 @@ class IncrementalCursor:
             self.window = _Window.decode(state.window).union(_Window.of_text(state.boundary))
         elif not full:
             self.seen = {tuple(item) for item in state.boundary}
-        self.seen_hashes: set[int] = set(self.window.hashes.tolist())
 
     @property
     def since(self) -> datetime | None:
@@ -207,16 +207,17 @@ class IncrementalCursor:
         if self.max_seen is None or high > self.max_seen:
             self.max_seen = high
         keep: np.ndarray | None = None
-        if self.seen_hashes and self.old_watermark is not None:
+        if len(self.window) and self.old_watermark is not None:
             # only rows at or below the old watermark can have been landed before
             indexes = np.flatnonzero(micros <= _micros(self.old_watermark))
             if len(indexes):
-                hashes = self._identity_hashes(batch.take(index_array(indexes)), micros[indexes])
-                seen = np.fromiter(
-                    (h in self.seen_hashes for h in hashes.tolist()), bool, len(hashes)
+                candidates = batch.take(index_array(indexes))
+                seen = pc.is_in(
+                    self._identities_of(candidates, micros[indexes]),
+                    value_set=self.window.identities,
                 )
                 keep = np.ones(batch.num_rows, dtype=bool)
-                keep[indexes[seen]] = False
+                keep[indexes[int64_values(pc.indices_nonzero(seen).cast(pa.int64()))]] = False
         # rows near the top may fall inside the next run's window: remember them
         assert self.max_seen is not None
         near_top = micros >= _micros(self.max_seen - self.overlap)
@@ -224,22 +225,17 @@ class IncrementalCursor:
             near_top &= keep
         if near_top.any():
             rows = np.flatnonzero(near_top)
-            cursors = micros[rows]
-            hashes = self._identity_hashes(batch.take(index_array(rows)), cursors)
-            self.new_window.append(_Window(cursors.copy(), hashes))
+            cursors = micros[rows].copy()
+            identities = self._identities_of(batch.take(index_array(rows)), cursors)
+            self.new_window.append(_Window(cursors, identities))
         return batch if keep is None else batch.filter(boolean_array(keep))
 
-    def _identity_hashes(self, rows: pa.RecordBatch, cursor_micros: np.ndarray) -> np.ndarray:
-        """The identity hash of each row: its key values and cursor value (microseconds)."""
-        keys = [rows.column(name).to_pylist() for name in self.key_columns]
-        return np.fromiter(
-            (
-                _identity_hash(parts, cursor)
-                for *parts, cursor in zip(*keys, cursor_micros.tolist(), strict=True)
-            ),
-            np.uint64,
-            rows.num_rows,
+    def _identities_of(self, rows: pa.RecordBatch, cursor_micros: np.ndarray) -> pa.Array:
+        """Each row's identity as text, built in Arrow: its key values and cursor."""
+        cursors = pa.Array.from_buffers(
+            pa.int64(), len(cursor_micros), [None, pa.py_buffer(cursor_micros)]
         )
+        return identities([rows.column(name) for name in self.key_columns], cursors)
 
     def _filter_any_type(self, batch: pa.RecordBatch, cursor_values: pa.Array) -> pa.RecordBatch:
         """``filter`` for a cursor that is not a timestamp (a date, a number, text)."""
@@ -347,55 +343,82 @@ def boolean_array(mask: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
 
 
-def _identity_hash(parts: Sequence[Any], cursor_micros: int) -> int:
-    """64 bits of BLAKE2b over a row's key values and cursor (a false match: 2^-64)."""
-    text = "\x1f".join([*("" if p is None else str(p) for p in parts), str(cursor_micros)])
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+_COLON = constant_strings(":", 1)[0]
+_NULL_LENGTH = constant_strings("N", 1)[0]
+_EMPTY = constant_strings("", 1)[0]
+
+
+def identities(parts: Sequence[pa.Array], cursor_micros: pa.Array) -> pa.Array:
+    """``length:value:`` for each key part (``N:`` for NULL), then the cursor in
+    microseconds: unambiguous whatever the values hold, and built without a Python object
+    per row."""
+    pieces = []
+    for part in parts:
+        text = part.cast(pa.string())
+        pieces.append(pc.fill_null(pc.utf8_length(text).cast(pa.string()), _NULL_LENGTH))
+        pieces.append(pc.fill_null(text, _EMPTY))
+    pieces.append(cursor_micros.cast(pa.string()))
+    return pc.binary_join_element_wise(*pieces, _COLON)
+
+
+def _identity_text(parts: Sequence[str], cursor_micros: int) -> str:
+    """``identities`` for one row of text (a state written before windows)."""
+    return "".join(f"{len(p)}:{p}:" for p in parts) + str(cursor_micros)
 
 
 @dataclass(frozen=True)
 class _Window:
-    """Rows landed inside an overlap window: cursor microseconds and identity hashes."""
+    """Rows landed inside an overlap window: their cursors and identities."""
 
-    cursors: np.ndarray  # int64
-    hashes: np.ndarray  # uint64
+    cursors: np.ndarray  # int64 microseconds
+    identities: pa.Array  # string, see ``identities``
 
     @classmethod
     def empty(cls) -> _Window:
-        return cls(np.empty(0, np.int64), np.empty(0, np.uint64))
+        return cls(np.empty(0, np.int64), constant_strings("", 0))
 
     @classmethod
     def decode(cls, text: str) -> _Window:
+        """From ``SyncState.window``: base64 of an Arrow IPC stream (zstd)."""
         if not text:
             return cls.empty()
-        pairs = np.frombuffer(base64.b64decode(text), dtype="<i8").reshape(-1, 2)
-        return cls(pairs[:, 0].copy(), pairs[:, 1].view(np.uint64).copy())
+        table = pa.ipc.open_stream(pa.py_buffer(base64.b64decode(text))).read_all()
+        cursors = int64_values(table.column("cursor").combine_chunks()).copy()
+        return cls(cursors, table.column("identity").combine_chunks())
 
     @classmethod
     def of_text(cls, boundary: list[list[str]]) -> _Window:
         """Text tuples (key values..., cursor ISO text) of a state written before windows."""
+        if not boundary:
+            return cls.empty()
         cursors = [_micros(datetime.fromisoformat(item[-1])) for item in boundary]
-        hashes = [_identity_hash(item[:-1], c) for item, c in zip(boundary, cursors, strict=True)]
-        return cls(np.array(cursors, np.int64), np.array(hashes, np.uint64))
+        texts = [_identity_text(item[:-1], c) for item, c in zip(boundary, cursors, strict=True)]
+        return cls(np.array(cursors, np.int64), pa.array(texts, pa.string()))
 
     def union(self, *others: _Window) -> _Window:
-        cursors = np.concatenate([self.cursors, *(o.cursors for o in others)])
-        hashes = np.concatenate([self.hashes, *(o.hashes for o in others)])
-        return _Window(cursors, hashes)
+        windows = [self, *others]
+        return _Window(
+            np.concatenate([w.cursors for w in windows]),
+            pa.concat_arrays([w.identities.cast(pa.string()) for w in windows]),
+        )
 
     def since(self, start: int) -> _Window:
-        """The pairs with a cursor at or after ``start``, each once, in order."""
+        """The rows with a cursor at or after ``start``."""
         keep = self.cursors >= start
-        cursors, hashes = self.cursors[keep], self.hashes[keep]
-        order = np.lexsort((hashes, cursors))
-        cursors, hashes = cursors[order], hashes[order]
-        first = np.ones(len(cursors), dtype=bool)
-        first[1:] = (cursors[1:] != cursors[:-1]) | (hashes[1:] != hashes[:-1])
-        return _Window(cursors[first], hashes[first])
+        return _Window(self.cursors[keep], self.identities.filter(boolean_array(keep)))
 
     def encode(self) -> str:
-        pairs = np.stack([self.cursors, self.hashes.view(np.int64)], axis=1).astype("<i8")
-        return base64.b64encode(pairs.tobytes()).decode("ascii")
+        if not len(self):
+            return ""
+        cursors = pa.Array.from_buffers(
+            pa.int64(), len(self.cursors), [None, pa.py_buffer(self.cursors)]
+        )
+        table = pa.Table.from_arrays([self.identities, cursors], names=["identity", "cursor"])
+        sink = pa.BufferOutputStream()
+        options = pa.ipc.IpcWriteOptions(compression="zstd")
+        with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+            writer.write_table(table)
+        return base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
 
     def __len__(self) -> int:
         return len(self.cursors)
