@@ -153,6 +153,14 @@ class DigestSql:
         """A row's bucket from its key columns, for a WHERE clause."""
         return self.bucket_of.format(h=f"({self.hashed})")
 
+    def query_hashed(self, source: str) -> str:
+        """Digests of ``source``, which yields the hashes themselves as column ``h``."""
+        return (
+            f"SELECT {self.bucket_of.format(h='h')} AS b, count(*), "
+            f"CAST(sum({self.value_of.format(h='h')}) AS {self.sum_type}) "
+            f"FROM {source} GROUP BY {self.bucket_of.format(h='h')}"
+        )
+
     def query(self, source: str) -> str:
         """Digests of the keys of ``source`` (a quoted table name or a parenthesised
         subquery with an alias), one row (bucket, rows, sum) per non-empty bucket."""

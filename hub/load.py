@@ -83,14 +83,18 @@ def load_batch(warehouse: Warehouse, resource: Resource, batch: LandedBatch) -> 
     return rows
 
 
-def live_keys_sql(resource: Resource) -> str:
-    """Keys whose latest raw row is not a delete (a key re-inserted after a delete is live)."""
+LIVE = (
+    "HAVING max(CASE WHEN _op = 'upsert' THEN _batch_id END) > "
+    "coalesce(max(CASE WHEN _op = 'delete' THEN _batch_id END), '')"
+)
+
+
+def live_keys_sql(resource: Resource, where: str = "") -> str:
+    """Keys whose latest raw row is not a delete (a key re-inserted after a delete is live);
+    ``where`` (a condition on raw's columns) narrows the raw rows grouped."""
     keys = ", ".join(f'"{k}"' for k in resource.primary_key)
-    return (
-        f'SELECT {keys} FROM raw."{resource.raw_table}" GROUP BY {keys} '
-        "HAVING max(CASE WHEN _op = 'upsert' THEN _batch_id END) > "
-        "coalesce(max(CASE WHEN _op = 'delete' THEN _batch_id END), '')"
-    )
+    narrowed = f" WHERE {where}" if where else ""
+    return f'SELECT {keys} FROM raw."{resource.raw_table}"{narrowed} GROUP BY {keys} {LIVE}'
 
 
 def _now() -> datetime:
