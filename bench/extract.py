@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -250,13 +251,31 @@ def targets(
         ratio = hub.work_s / floor.work_s
         checks.append(
             check(
-                "hub time vs COPY floor",
+                "hub time vs COPY floor (ratio of medians)",
                 ratio,
                 f"<= {MAX_SLOWDOWN_VS_FLOOR}x",
                 ratio <= MAX_SLOWDOWN_VS_FLOOR,
                 wall=hub.wall_s / floor.wall_s,
             )
         )
+        # each round runs the floor right before the hub: a burst of load from elsewhere
+        # hits both, so the ratio within a round is the steadier figure on a shared machine
+        pairs = [
+            (h, f)
+            for h, f in zip(hub.runs, floor.runs, strict=False)
+            if h.error is None and f.error is None
+        ]
+        if pairs:
+            paired = statistics.median(h.work_s / f.work_s for h, f in pairs)
+            checks.append(
+                check(
+                    "hub time vs COPY floor (median of per-round ratios)",
+                    paired,
+                    f"<= {MAX_SLOWDOWN_VS_FLOOR}x",
+                    paired <= MAX_SLOWDOWN_VS_FLOOR,
+                    wall=statistics.median(h.wall_s / f.wall_s for h, f in pairs),
+                )
+            )
     checks.append(
         check(
             "hub peak RSS (MB)",
