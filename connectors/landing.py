@@ -163,6 +163,7 @@ class BatchWriter:
         files = []
         for name in self._file_names:
             path = self.partial_dir / name
+            _fsync(path)  # the data is on disk before the manifest that names it
             files.append(
                 {
                     "name": name,
@@ -196,8 +197,9 @@ class BatchWriter:
             json.dump(manifest, out, ensure_ascii=False, indent=2)
             out.flush()
             os.fsync(out.fileno())
+        _fsync(self.partial_dir)  # the names of the files, before the folder is renamed
         os.replace(self.partial_dir, self.final_dir)
-        _fsync_dir(self.final_dir.parent)
+        _fsync(self.final_dir.parent)
         return LandedBatch(self.final_dir, manifest)
 
     def abort(self) -> None:
@@ -258,7 +260,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -47,7 +47,7 @@ class PostgresReader:
     def _connect(self) -> adbc.AdbcConnection:
         if self._connection is None:
             try:
-                self._database = adbc_driver_postgresql.connect(self.url)
+                self._database = adbc_driver_postgresql.connect(_in_utc(self.url))
                 self._connection = adbc.AdbcConnection(self._database)
             except adbc.Error as exc:
                 self.close()
@@ -161,3 +161,12 @@ def _server_message(exc: BaseException) -> str:
     for prefix in ("IO: ", "NOT_FOUND: ", "INVALID_ARGUMENT: ", "INTERNAL: ", "UNKNOWN: "):
         text = text.removeprefix(prefix)
     return text
+
+
+def _in_utc(url: str) -> str:
+    """``url`` with the session time zone set to UTC: cursor values are naive UTC, and a
+    ``timestamptz`` column compared with them must not read them in the server's zone."""
+    if "TimeZone" in url:
+        return url
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-c%20TimeZone%3DUTC"
