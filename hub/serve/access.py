@@ -104,6 +104,7 @@ class Access:
         self._keys: dict[str, tuple[float, Principal]] = {}
         self._grants: dict[str, tuple[float, list[Grant]]] = {}
         self._key_ids: dict[str, tuple[float, bool]] = {}
+        self._views: dict[tuple[str, str], tuple[list[Grant], list[GrantView]]] = {}
         self._lock = threading.Lock()
         self._store: Any = None
 
@@ -183,12 +184,15 @@ class Access:
     def active(self, application: str, code: str) -> list[GrantView]:
         """The active grants of ``application`` on ``code``, oldest first."""
         resource = self.resource(code)
+        grants = self.grants(application)
+        # one GrantView per grant and cache entry: what each computes once, requests reuse
+        cached = self._views.get((application, code))
+        if cached is None or cached[0] is not grants:
+            views = [GrantView(g, resource) for g in grants if g.resource == code]
+            cached = (grants, views)
+            self._views[(application, code)] = cached
         now = utc_now()
-        return [
-            GrantView(g, resource)
-            for g in self.grants(application)
-            if g.resource == code and g.is_active(now)
-        ]
+        return [v for v in cached[1] if v.grant.is_active(now)]
 
     def select(
         self,

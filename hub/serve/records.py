@@ -27,7 +27,7 @@ from hub.identifiers import IdentifierError, IdentifierKind, parse_identifier
 from hub.serve.access import GrantView, Refusal
 from hub.serve.cursors import CursorError, binding
 from hub.serve.masking import mask_value
-from hub.serve.policy import Reader, browser, call_of, reader, respond, services_of
+from hub.serve.policy import Reader, browser, call_of, caller, reader, respond, services_of
 from hub.serve.services import Services
 from hub.serve.sources import Condition, VersionInfo
 from hub.status import FRESH, freshness
@@ -49,6 +49,10 @@ CALLER_HEADERS = [
     _header("X-Scenario", "The one-stop scenario, one the application serves"),
     _header("X-Grant-Id", "The grant the request is served under (needed when several fit)"),
 ]
+FIELDS_PARAMETER = [
+    {"name": "fields", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "Comma-separated fields to return (default: the grant's)."}
+]  # fmt: skip
 APPLICANT_HEADER = [
     _header(
         "X-Applicant-Assertion",
@@ -181,24 +185,19 @@ def records_router() -> APIRouter:
         "/v1/resources/{code}/records",
         name="lookup",
         tags=["read"],
-        openapi_extra={"parameters": CALLER_HEADERS + APPLICANT_HEADER},
+        openapi_extra={"parameters": CALLER_HEADERS + APPLICANT_HEADER + FIELDS_PARAMETER},
     )
     async def read_records(
         code: str,
         request: Request,
-        who: Annotated[Reader, Depends(reader)],
         limit: Annotated[int, Query(ge=1, description="Records per page.")] = 100,
         after: Annotated[str | None, Query(max_length=2000)] = None,
-        fields: Annotated[
-            str | None,
-            Query(
-                max_length=2000,
-                description="Comma-separated fields to return (default: the grant's).",
-            ),
-        ] = None,
     ) -> Response:
         """Look records up by granted fields (``?citizen_id=...``, equality), a page at a
         time in key order; ``next`` is the opaque cursor of the following page."""
+        # the pipeline's steps called in line rather than as FastAPI dependencies: this is
+        # the API's hot path, and each dependency level costs a resolution per request
+        who = await reader(request, await caller(request))
         services = services_of(request)
         call = call_of(request)
         call.resource = code[:100]
@@ -225,6 +224,7 @@ def records_router() -> APIRouter:
             if name in filters:
                 raise Refusal(400, "invalid", f"{name}: give one value")
             filters[name] = value
+        fields = request.query_params.get("fields")
         wanted = _wanted_fields(resource, fields, services.settings.api_max_fields)
         view = services.access.select(
             who.application,
@@ -237,11 +237,14 @@ def records_router() -> APIRouter:
         conditions = [Condition(n, "=", filter_value(resource, n, v)) for n, v in filters.items()]
         applicant = await applicant_of(request, view)
         any_of = [Condition(f, "=", applicant) for f in view.subject_fields] if applicant else []
-        bound = binding(view.grant_id, code, sorted(filters.items()), wanted, applicant)
+
+        def bound() -> bytes:  # only when a cursor is read or made
+            return binding(view.grant_id, code, sorted(filters.items()), wanted, applicant)
+
         cursor = None
         if after is not None:
             try:
-                cursor = services.cursors.open(after, bound, len(resource.primary_key))
+                cursor = services.cursors.open(after, bound(), len(resource.primary_key))
             except CursorError as exc:
                 raise Refusal(400, "invalid_cursor", f"after: {exc}") from exc
         info = await version_info(services, resource)
@@ -257,7 +260,7 @@ def records_router() -> APIRouter:
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = (
-            services.cursors.seal([rows[-1][k] for k in resource.primary_key], bound)
+            services.cursors.seal([rows[-1][k] for k in resource.primary_key], bound())
             if more and rows
             else None
         )

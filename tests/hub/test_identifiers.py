@@ -95,3 +95,21 @@ def test_the_staging_macro_is_the_rule() -> None:
 )  # fmt: skip
 def test_python_and_sql_agree_on_any_text(engine: Warehouse, value: str) -> None:
     assert sql_canonical(engine, value) == canonical(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.builds(
+        lambda region, birth, seq: region + birth + seq,
+        st.sampled_from(["360203", "360222", "360281", "110101", "360200", "999999", "360202"]),
+        st.dates().map(lambda d: f"{d.year:04d}{d.month:02d}{d.day:02d}")
+        | st.text(alphabet="0123456789", min_size=8, max_size=8),
+        st.text(alphabet="0123456789", min_size=3, max_size=3),
+    ).flatmap(lambda body: st.sampled_from([body + c for c in "0123456789X"]))
+)
+def test_the_fast_check_is_stdnums_verdict(value: str) -> None:
+    from stdnum.cn import ric
+
+    from hub.identifiers import is_citizen_id
+
+    assert is_citizen_id(value) == bool(ric.is_valid(value)), value
