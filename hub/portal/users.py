@@ -215,6 +215,7 @@ def sign_in(
             _verify(_DUMMY_HASH, password)
             raise SignInError(refused)
         if locked_until is not None and locked_until > now:
+            _verify(_DUMMY_HASH, password)  # the same time as any other refusal
             raise SignInError("account locked after repeated failures", locked_until)
         if not _verify(stored_hash, password):
             failures += 1

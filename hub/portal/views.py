@@ -377,14 +377,19 @@ def portal_router() -> APIRouter:
                     reason=None,
                     outcome="locked" if exc.locked_until else "refused",
                 )
-                key = "login.locked" if exc.locked_until else "login.wrong"
+                # one answer for an unknown name, a wrong password and a locked account:
+                # which one it was is in the action log, never in the page
                 fresh = secrets.token_urlsafe(32)
                 response = ctx.render(
                     "login.html",
-                    http_status=429 if exc.locked_until else 401,
+                    http_status=401,
                     login_csrf=fresh,
                     next=_safe_next(next),
-                    error=ctx.t(key, minutes=int(settings.portal_lockout_minutes)),
+                    error=ctx.t(
+                        "login.wrong",
+                        failures=int(settings.portal_max_failures),
+                        minutes=int(settings.portal_lockout_minutes),
+                    ),
                 )
                 _cookie(response, settings, LOGIN_CSRF_COOKIE, fresh, max_age=3600)
                 return response
