@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from hub.catalog.models import Resource, RowScope
@@ -52,6 +52,15 @@ CALLER_HEADERS = [
 FIELDS_PARAMETER = [
     {"name": "fields", "in": "query", "required": False, "schema": {"type": "string"},
      "description": "Comma-separated fields to return (default: the grant's)."}
+]  # fmt: skip
+# read by the route itself (not as FastAPI parameters, whose resolution is a good part of
+# a lookup's cost); documented here, checked by _page with FastAPI's 422 for bad values
+PAGE_PARAMETERS = [
+    {"name": "limit", "in": "query", "required": False, "description": "Records per page.",
+     "schema": {"type": "integer", "minimum": 1, "default": 100}},
+    {"name": "after", "in": "query", "required": False,
+     "description": "The `next` cursor of the page before (opaque).",
+     "schema": {"type": "string", "maxLength": 2000}},
 ]  # fmt: skip
 APPLICANT_HEADER = [
     _header(
@@ -185,14 +194,11 @@ def records_router() -> APIRouter:
         "/v1/resources/{code}/records",
         name="lookup",
         tags=["read"],
-        openapi_extra={"parameters": CALLER_HEADERS + APPLICANT_HEADER + FIELDS_PARAMETER},
+        openapi_extra={
+            "parameters": CALLER_HEADERS + APPLICANT_HEADER + PAGE_PARAMETERS + FIELDS_PARAMETER
+        },
     )
-    async def read_records(
-        code: str,
-        request: Request,
-        limit: Annotated[int, Query(ge=1, description="Records per page.")] = 100,
-        after: Annotated[str | None, Query(max_length=2000)] = None,
-    ) -> Response:
+    async def read_records(code: str, request: Request) -> Response:
         """Look records up by granted fields (``?citizen_id=...``, equality), a page at a
         time in key order; ``next`` is the opaque cursor of the following page."""
         # the pipeline's steps called in line rather than as FastAPI dependencies: this is
@@ -201,6 +207,8 @@ def records_router() -> APIRouter:
         services = services_of(request)
         call = call_of(request)
         call.resource = code[:100]
+        query = request.query_params
+        limit, after = _page(query.get("limit"), query.get("after"))
         if limit > services.settings.api_max_page:
             raise Refusal(
                 400,
@@ -211,7 +219,7 @@ def records_router() -> APIRouter:
         resource = services.access.resource(code)
         known = {f.name for f in resource.fields}
         filters: dict[str, str] = {}
-        params = request.query_params.multi_items()
+        params = query.multi_items()
         if len(params) > services.settings.api_max_fields:
             raise Refusal(400, "too_many_parameters", "too many query parameters")
         for name, value in params:
@@ -224,7 +232,7 @@ def records_router() -> APIRouter:
             if name in filters:
                 raise Refusal(400, "invalid", f"{name}: give one value")
             filters[name] = value
-        fields = request.query_params.get("fields")
+        fields = query.get("fields")
         wanted = _wanted_fields(resource, fields, services.settings.api_max_fields)
         view = services.access.select(
             who.application,
@@ -283,6 +291,21 @@ def records_router() -> APIRouter:
         return await respond(request, payload)
 
     return router
+
+
+def _page(limit: str | None, after: str | None) -> tuple[int, str | None]:
+    """``limit`` and ``after`` as the lookup takes them; Refusal 422 as FastAPI would."""
+    if limit is None:
+        size = 100
+    elif limit.isascii() and limit.isdigit():
+        size = int(limit) if len(limit) <= 18 else 10**18  # over any page: refused after
+    else:
+        raise Refusal(422, "invalid", "query.limit: Input should be a valid integer")
+    if size < 1:
+        raise Refusal(422, "invalid", "query.limit: Input should be greater than or equal to 1")
+    if after is not None and len(after) > 2000:
+        raise Refusal(422, "invalid", "query.after: String should have at most 2000 characters")
+    return size, after
 
 
 def _wanted_fields(resource: Resource, fields: str | None, most: int) -> tuple[str, ...] | None:

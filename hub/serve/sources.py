@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -152,47 +153,50 @@ def _after(
 # ---------------------------------------------------------------------- SQLite snapshots
 
 
+def _version_info(serving: ServingVersion | None) -> VersionInfo | None:
+    if serving is None:
+        return None
+    return VersionInfo(
+        resource=serving.resource,
+        version=serving.version,
+        rows=serving.rows,
+        data_as_of=datetime.fromisoformat(serving.data_as_of) if serving.data_as_of else None,
+        gate_run_id=serving.gate_run_id,
+        published_at=datetime.fromisoformat(serving.published_at) if serving.published_at else None,
+    )
+
+
 class SnapshotSource:
     """Published versions from the SQLite files beside an embedded warehouse."""
 
     def __init__(self, settings: Settings) -> None:
         self.root = serving_dir(settings)
-        self._pointers: dict[str, tuple[float, ServingVersion | None]] = {}
+        # per resource: (the pointer's path, its mtime when read, what it said); the hot
+        # path costs one stat of a string path and nothing else when nothing changed
+        self._pointers: dict[str, tuple[str, int, VersionInfo | None]] = {}
         self._local = threading.local()
 
     async def current(self, resource: Resource) -> VersionInfo | None:
-        folder = self.root / resource.code
-        pointer = folder / "current.json"
+        cached = self._pointers.get(resource.code)
+        pointer = cached[0] if cached else str(self.root / resource.code / "current.json")
         try:
-            stamp = pointer.stat().st_mtime_ns
+            stamp = os.stat(pointer).st_mtime_ns
         except FileNotFoundError:
             return None
-        cached = self._pointers.get(resource.code)
-        if cached is None or cached[0] != stamp:
-            cached = (stamp, read_pointer(folder))
+        if cached is None or cached[1] != stamp:
+            cached = (pointer, stamp, _version_info(read_pointer(self.root / resource.code)))
             self._pointers[resource.code] = cached
-        serving = cached[1]
-        if serving is None:
-            return None
-        return VersionInfo(
-            resource=serving.resource,
-            version=serving.version,
-            rows=serving.rows,
-            data_as_of=datetime.fromisoformat(serving.data_as_of) if serving.data_as_of else None,
-            gate_run_id=serving.gate_run_id,
-            published_at=datetime.fromisoformat(serving.published_at)
-            if serving.published_at
-            else None,
-        )
+        return cached[2]
 
     def _connection(self, resource: Resource, version: VersionInfo) -> sqlite3.Connection:
         """One read-only connection per thread and version file."""
-        connections: dict[Path, sqlite3.Connection] = self._local.__dict__.setdefault("c", {})
-        path = self._path(resource, version)
-        found = connections.get(path)
+        connections: dict[tuple[str, int], sqlite3.Connection] = self._local.__dict__.setdefault(
+            "c", {}
+        )
+        found = connections.get((resource.code, version.version))
         if found is None:
-            found = open_version(path)
-            connections[path] = found
+            found = open_version(self._path(resource, version))
+            connections[(resource.code, version.version)] = found
         return found
 
     def _path(self, resource: Resource, version: VersionInfo) -> Path:
