@@ -83,7 +83,8 @@ def test_down_stops_the_whole_group_on_sigint(settings: Settings) -> None:
     assert airflow_ctl.running_pid(settings) == parent.pid
     started = time.monotonic()
     assert airflow_ctl.down(settings) == parent.pid
-    assert time.monotonic() - started < 4  # SIGINT was enough
+    # SIGINT was enough: done within the interrupt window (5 s), before any SIGTERM
+    assert time.monotonic() - started < 5.0
     parent.wait(5)
     assert gone(child)
     assert not airflow_ctl.pid_file(settings).exists()
