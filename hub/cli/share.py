@@ -1,30 +1,20 @@
-"""``hub share profile APP`` and ``hub share refresh``: bulk sharing from the command line.
-
-Registered by :mod:`hub.cli`, whose console, settings and error helpers it shares.
-"""
+"""``hub share profile APP`` and ``hub share refresh``: bulk sharing from the command line."""
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from hub.cli import _catalog, _fail, _settings, app, console
+from hub.cli.common import catalog_or_fail, console, fail, me, settings_or_fail
 
+commands = typer.Typer()
 share_app = typer.Typer(
     no_args_is_help=True, help="Bulk sharing over the Delta Sharing protocol (hub serve)."
 )
-app.add_typer(share_app, name="share")
-
-
-def _me() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+commands.add_typer(share_app, name="share")
 
 
 @share_app.command("profile")
@@ -44,15 +34,15 @@ def share_profile(
     """Create a key for APP and write its Delta Sharing profile file (mode 0600)."""
     from hub.sharing.profile import ProfileError, write_profile
 
-    settings = _settings()
-    catalog = _catalog(settings)
+    settings = settings_or_fail()
+    catalog = catalog_or_fail(settings)
     target = out or Path(f"{application}.share")
     try:
         profile = write_profile(
-            settings, catalog, application, target, by=by or _me(), endpoint=endpoint
+            settings, catalog, application, target, by=by or me(), endpoint=endpoint
         )
     except ProfileError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print(
         f"profile for {application} written to {profile.path} (key id {profile.key_id}, "
         f"endpoint {profile.endpoint}); it holds the key: keep it like a password",
@@ -86,11 +76,11 @@ def share_refresh(
     and remove what retention pruned, revocation ended or rollback abandoned."""
     from hub.sharing.writer import refresh
 
-    settings = _settings()
-    catalog = _catalog(settings)
+    settings = settings_or_fail()
+    catalog = catalog_or_fail(settings)
     for code in resources or []:
         if not catalog.has_resource(code):
-            raise _fail(f"no resource {code!r} in the catalog")
+            raise fail(f"no resource {code!r} in the catalog")
     results = refresh(settings, catalog, resources)
     table = Table("resource", "bases written", "tables written", "removed", "notes", "s")
     for item in results:

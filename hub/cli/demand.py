@@ -1,11 +1,7 @@
-"""``hub demand ...``, ``hub app create-key``, ``hub department create-key``, ``hub serve``.
-
-Registered by :mod:`hub.cli`; shares its console, settings and error helpers.
-"""
+"""``hub demand ...``, ``hub app create-key``, ``hub department create-key``, ``hub revoke-key``."""
 
 from __future__ import annotations
 
-import getpass
 import json
 from datetime import datetime
 from pathlib import Path
@@ -15,20 +11,21 @@ import typer
 from rich.table import Table
 
 from hub.catalog.models import DemandSpec, RowScope
-from hub.cli import _catalog, _fail, _settings, app, console
+from hub.cli.common import catalog_or_fail, console, fail, me, settings_or_fail
 from hub.demand import Demand, DemandBook, DemandError, DemandStatus
 from hub.demand.calendar import utc_now
 from hub.ops_store import open_ops
-from hub.settings import Settings, SettingsError
+from hub.settings import Settings
 
+commands = typer.Typer()
 demand_app = typer.Typer(
     no_args_is_help=True, help="Demands of applications and the providers' answers."
 )
 app_app = typer.Typer(no_args_is_help=True, help="Applications that read shared data.")
 department_app = typer.Typer(no_args_is_help=True, help="Departments that provide data.")
-app.add_typer(demand_app, name="demand")
-app.add_typer(app_app, name="app")
-app.add_typer(department_app, name="department")
+commands.add_typer(demand_app, name="demand")
+commands.add_typer(app_app, name="app")
+commands.add_typer(department_app, name="department")
 
 By = Annotated[
     str,
@@ -36,15 +33,8 @@ By = Annotated[
 ]
 
 
-def _me() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 def _book(settings: Settings) -> tuple[Any, DemandBook]:
-    catalog = _catalog(settings)
+    catalog = catalog_or_fail(settings)
     store = open_ops(settings)
     return store, DemandBook.for_settings(store, catalog, settings)
 
@@ -56,7 +46,7 @@ def _when(text: str | None, what: str) -> datetime | None:
     try:
         return datetime.fromisoformat(text).replace(tzinfo=None)
     except ValueError as exc:
-        raise _fail(f"{what}: expected an ISO date such as 2027-06-30, got {text!r}") from exc
+        raise fail(f"{what}: expected an ISO date such as 2027-06-30, got {text!r}") from exc
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -114,15 +104,15 @@ def demand_submit(
 ) -> None:
     """Register demands: those of catalogs/applications/*.yml (idempotent), or one given
     with --scenario/--resource/--fields/--purpose/--legal-basis for one application."""
-    settings = _settings()
+    settings = settings_or_fail()
     store, book = _book(settings)
-    actor = by or _me()
+    actor = by or me()
     one = [scenario, resource, fields, purpose, legal_basis]
     registered: list[tuple[Demand, bool]] = []
     try:
         if any(v is not None for v in one):
             if None in one or not application or len(application) != 1:
-                raise _fail(
+                raise fail(
                     "one demand needs exactly one application and all of --scenario, "
                     "--resource, --fields, --purpose, --legal-basis"
                 )
@@ -136,7 +126,7 @@ def demand_submit(
                     rows=rows,
                 )
             except ValueError as exc:
-                raise _fail(f"the demand is not valid: {exc}") from exc
+                raise fail(f"the demand is not valid: {exc}") from exc
             registered.append(book.submit(application[0], spec, by=actor))
         else:
             codes = application or [a.code for a in book.catalog.applications]
@@ -144,11 +134,11 @@ def demand_submit(
                 try:
                     specs = book.catalog.application(code).demands
                 except KeyError as exc:
-                    raise _fail(f"no application {code!r} in catalogs/applications/") from exc
+                    raise fail(f"no application {code!r} in catalogs/applications/") from exc
                 for spec in specs:
                     registered.append(book.submit(code, spec, by=actor))
     except DemandError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     finally:
         store.close()
     if json_out:
@@ -169,7 +159,7 @@ def demand_list(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Demands, filtered by application, provider department, scenario or status."""
-    settings = _settings()
+    settings = settings_or_fail()
     store, book = _book(settings)
     with store:
         found = book.demands(
@@ -184,13 +174,13 @@ def demand_list(
 @demand_app.command("show")
 def demand_show(demand_id: str, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One demand and every change of its state (who, when, why)."""
-    settings = _settings()
+    settings = settings_or_fail()
     store, book = _book(settings)
     with store:
         try:
             demand, history = book.demand(demand_id), book.history(demand_id)
         except DemandError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
         grant = book.grant(demand.grant_id) if demand.grant_id else None
     if json_out:
         console.print_json(
@@ -231,21 +221,21 @@ def demand_approve(
     reason: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Approve a pending demand, optionally narrowing its fields, rows and expiry."""
-    settings = _settings()
+    settings = settings_or_fail()
     store, book = _book(settings)
     with store:
         try:
             grant = book.approve(
                 demand_id,
                 department=department,
-                by=by or _me(),
+                by=by or me(),
                 fields=_split(fields),
                 rows=rows,
                 expires_at=_when(expires, "--expires"),
                 reason=reason,
             )
         except DemandError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     expiry = "never" if grant.expires_at is None else f"{grant.expires_at:%Y-%m-%d}"
     console.print(
         f"[green]approved[/] {demand_id}: grant {grant.grant_id} to {grant.application}: "
@@ -261,13 +251,13 @@ def demand_refuse(
     by: By = "",
 ) -> None:
     """Refuse a pending demand; the reason is mandatory."""
-    settings = _settings()
+    settings = settings_or_fail()
     store, book = _book(settings)
     with store:
         try:
-            book.refuse(demand_id, department=department, by=by or _me(), reason=reason)
+            book.refuse(demand_id, department=department, by=by or me(), reason=reason)
         except DemandError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     console.print(f"[red]refused[/] {demand_id}: {reason}")
 
 
@@ -278,13 +268,13 @@ def demand_revoke(
     by: By = "",
 ) -> None:
     """End a granted demand's grant before its expiry."""
-    settings = _settings()
+    settings = settings_or_fail()
     store, book = _book(settings)
     with store:
         try:
-            book.revoke(demand_id, by=by or _me(), reason=reason)
+            book.revoke(demand_id, by=by or me(), reason=reason)
         except DemandError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     console.print(f"revoked {demand_id}: {reason}")
 
 
@@ -293,7 +283,7 @@ def demand_tick(
     now: Annotated[str | None, typer.Option(help="Pretend it is this UTC time (ISO).")] = None,
 ) -> None:
     """What time decides: approval by timeout, grant expiry, newly matched demands."""
-    settings = _settings()
+    settings = settings_or_fail()
     store, book = _book(settings)
     with store:
         events = book.process_due(_when(now, "--now"))
@@ -312,7 +302,7 @@ def demand_report_command(
     from hub.demand.report import demand_report, render_html
     from hub.status import resource_status
 
-    settings = _settings()
+    settings = settings_or_fail()
     store, book = _book(settings)
     now = utc_now()
     with store:
@@ -370,17 +360,17 @@ def print_report(report: Any) -> None:
 def _create_key(kind: str, code: str, by: str) -> None:
     from hub.keys import PrincipalKind, create_key
 
-    settings = _settings()
-    catalog = _catalog(settings)
+    settings = settings_or_fail()
+    catalog = catalog_or_fail(settings)
     known = (
         {a.code for a in catalog.applications}
         if kind == "application"
         else {d.code for d in catalog.departments}
     )
     if code not in known:
-        raise _fail(f"no {kind} {code!r} in the catalog (known: {', '.join(sorted(known))})")
+        raise fail(f"no {kind} {code!r} in the catalog (known: {', '.join(sorted(known))})")
     with open_ops(settings) as store:
-        issued = create_key(store, PrincipalKind(kind), code, by=by or _me())
+        issued = create_key(store, PrincipalKind(kind), code, by=by or me())
     console.print(f"API key for {kind} {code} (key id {issued.key_id}); shown once, store it now:")
     console.print(issued.key, highlight=False, markup=False, soft_wrap=True)
 
@@ -397,58 +387,16 @@ def department_create_key(department: str, by: By = "") -> None:
     _create_key("department", department, by)
 
 
-@app.command("revoke-key")
+@commands.command("revoke-key")
 def revoke_key_command(key_id: str) -> None:
     """Revoke an API key by its key id."""
     from hub.keys import revoke_key
 
-    settings = _settings()
+    settings = settings_or_fail()
     with open_ops(settings) as store:
         if not revoke_key(store, key_id):
-            raise _fail(f"no active key {key_id!r}")
+            raise fail(f"no active key {key_id!r}")
     console.print(f"revoked key {key_id}")
-
-
-@app.command("serve")
-def serve_command(
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-) -> None:
-    """The HTTP API (OpenAPI docs at /docs): read, verify, export; demands and answers."""
-    import uvicorn
-
-    settings = _settings()
-    _catalog(settings)  # a broken catalog stops here, with its problems listed
-    _require_keys(settings)
-    limits: dict[str, Any] = {
-        "access_log": False,
-        # header bytes beyond this never reach the app (the app refuses past its own cap)
-        "h11_max_incomplete_event_size": settings.api_max_header_bytes + 1024,
-    }
-    if workers > 1:
-        uvicorn.run("hub.serve.asgi:app", host=host, port=port, workers=workers, **limits)
-        return
-    from hub.serve.app import create_app, tune_for_serving
-
-    served = create_app(settings, _catalog(settings))
-    tune_for_serving(settings)
-    uvicorn.run(served, host=host, port=port, **limits)
-
-
-def _require_keys(settings: Settings) -> None:
-    """Refuse to start without the keys the API signs, MACs and encrypts with."""
-    from hub.audit import load_anchor_signer
-    from hub.evidence import load_evidence_signer, load_subject_key
-    from hub.keyring import secret_bytes
-
-    try:
-        load_evidence_signer(settings)
-        load_anchor_signer(settings)
-        load_subject_key(settings)
-        secret_bytes(settings, "cursor_key")
-    except SettingsError as exc:
-        raise _fail(f"hub serve cannot start: {exc}") from exc
 
 
 def demo_supply_and_demand(settings: Settings, catalog: Any) -> None:

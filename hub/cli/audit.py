@@ -1,7 +1,6 @@
 """``hub audit ...`` and ``hub evidence ...``: check the audit chain and evidence documents.
 
-Registered by :mod:`hub.cli`, whose console, settings and error helpers it shares. The
-heavy modules are imported inside the commands.
+The heavy modules are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -13,22 +12,23 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from hub.cli import _fail, _settings, app, console, errors
+from hub.cli.common import console, errors, fail, settings_or_fail
 from hub.settings import Settings, SettingsError
 
+commands = typer.Typer()
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log of API requests.")
 evidence_app = typer.Typer(no_args_is_help=True, help="Signed evidence documents and their keys.")
-app.add_typer(audit_app, name="audit")
-app.add_typer(evidence_app, name="evidence")
+commands.add_typer(audit_app, name="audit")
+commands.add_typer(evidence_app, name="evidence")
 
 
 def _read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise _fail(f"{what} {path}: no such file") from exc
+        raise fail(f"{what} {path}: no such file") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _fail(f"{what} {path}: not a JSON file ({exc})") from exc
+        raise fail(f"{what} {path}: not a JSON file ({exc})") from exc
 
 
 def _local_key_set(settings: Settings) -> dict[str, Any] | None:
@@ -77,14 +77,14 @@ def audit_verify(
         verify_chain,
     )
 
-    settings = _settings()
+    settings = settings_or_fail()
     key_set = _read_json(keys, "key set") if keys else _local_key_set(settings)
     extra = []
     for path in anchor or []:
         try:
             extra.append(Anchor.from_dict(_read_json(path, "anchor")))
         except ValueError as exc:
-            raise _fail(f"anchor {path}: {exc}") from exc
+            raise fail(f"anchor {path}: {exc}") from exc
     folder = anchors_dir
     if folder is None:
         try:
@@ -95,14 +95,14 @@ def audit_verify(
         try:
             extra.extend(exported_anchors(folder))
         except ValueError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     url = audit_url(settings)
     try:
         report = verify_chain(url, key_set, anchors=extra, max_gap_s=max_gap_s(settings))
     except AuditError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     except Exception as exc:  # a database that cannot be read is a failed verification
-        raise _fail(f"audit log {url.split('@')[-1]}: cannot be read ({exc})") from exc
+        raise fail(f"audit log {url.split('@')[-1]}: cannot be read ({exc})") from exc
     if json_out:
         console.print_json(json.dumps(report.as_dict(), ensure_ascii=False, default=str))
     elif report.ok:
@@ -144,20 +144,20 @@ def audit_anchor(
     """Print a signed anchor of the log's head, for an auditor to keep outside the hub."""
     from hub.audit import anchor_dir, audit_url, current_anchor, export_anchor, load_anchor_signer
 
-    settings = _settings()
+    settings = settings_or_fail()
     try:
         key = load_anchor_signer(settings)
         if export:
             path = export_anchor(audit_url(settings), key, anchor_dir(settings))
             if path is None:
-                raise _fail("the audit log is empty: nothing to anchor")
+                raise fail("the audit log is empty: nothing to anchor")
             console.print(f"anchor exported to {path}", highlight=False)
             return
     except SettingsError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     anchor = current_anchor(audit_url(settings), key)
     if anchor is None:
-        raise _fail("the audit log is empty: nothing to anchor")
+        raise fail("the audit log is empty: nothing to anchor")
     text = json.dumps(anchor.as_dict(), ensure_ascii=False, indent=2)
     if out is None:
         print(text)
@@ -175,16 +175,16 @@ def audit_writer_role(
     from hub.audit import audit_url, open_log, writer_role_sql
     from hub.warehouse import open_warehouse
 
-    settings = _settings()
+    settings = settings_or_fail()
     if settings.warehouse_engine != "postgres":
-        raise _fail("writer-role needs a PostgreSQL warehouse (HUB_WAREHOUSE_URL)")
+        raise fail("writer-role needs a PostgreSQL warehouse (HUB_WAREHOUSE_URL)")
     log = open_log(settings)  # creates the tables and triggers if needed
     log.start()
     log.close()
     try:
         statements = writer_role_sql(role)
     except ValueError as exc:
-        raise _fail(f"role: {exc}") from exc
+        raise fail(f"role: {exc}") from exc
     with open_warehouse(settings.warehouse_url) as warehouse:
         for statement in statements:
             warehouse.execute(statement)
@@ -227,17 +227,17 @@ def evidence_verify(
     try:
         text = file.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"evidence document {file}: cannot be read ({exc})") from exc
+        raise fail(f"evidence document {file}: cannot be read ({exc})") from exc
     document: Any = text
     if text.startswith("{"):
         document = _read_json(file, "evidence document")
-    settings = _settings()
+    settings = settings_or_fail()
     if keys is not None:
         key_set = _read_json(keys, "key set")
     else:
         key_set = _local_key_set(settings)
         if key_set is None:
-            raise _fail("the hub has no evidence key here: pass the published key set (--keys)")
+            raise fail("the hub has no evidence key here: pass the published key set (--keys)")
     try:
         verified = verify_evidence(document, key_set)
         if subject is not None:
@@ -245,10 +245,10 @@ def evidence_verify(
                 canonical_subject = parse_subject(subject)
                 key = load_subject_key(settings)
             except (IdentifierError, SettingsError) as exc:
-                raise _fail(f"--subject: {exc}") from exc
+                raise fail(f"--subject: {exc}") from exc
             check_subject(verified, canonical_subject, key, profile_of(settings))
     except EvidenceError as exc:
-        raise _fail(f"{file}: {exc} (reason: {exc.reason})") from exc
+        raise fail(f"{file}: {exc} (reason: {exc.reason})") from exc
     console.print(
         f"evidence ok: {verified.claim!r} on {verified.resource} v{verified.version}, "
         f"answer {verified.evidence.get('answer')!r}, issued {verified.issued_at.isoformat()}, "
@@ -262,7 +262,7 @@ def evidence_verify(
 @evidence_app.command("keys")
 def evidence_keys() -> None:
     """Print the public key set (JWKS), as GET /v1/keys publishes it."""
-    key_set = _local_key_set(_settings())
+    key_set = _local_key_set(settings_or_fail())
     if key_set is None:
-        raise _fail("HUB_SECRET_EVIDENCE_KEY / HUB_SECRET_AUDIT_KEY are not set here")
+        raise fail("HUB_SECRET_EVIDENCE_KEY / HUB_SECRET_AUDIT_KEY are not set here")
     print(json.dumps(key_set, indent=2))

@@ -1,7 +1,5 @@
 """``hub keys ...`` and ``hub idp ...``: the hub's own secret keys, and the demo's local
 identity provider that vouches for applicants.
-
-Registered by :mod:`hub.cli`, whose console, settings and error helpers it shares.
 """
 
 from __future__ import annotations
@@ -12,15 +10,16 @@ from typing import Annotated
 
 import typer
 
-from hub.cli import _fail, _settings, app, console
+from hub.cli.common import console, fail, settings_or_fail
 from hub.settings import SettingsError
 
+commands = typer.Typer()
 keys_app = typer.Typer(no_args_is_help=True, help="The hub's own secret keys.")
 idp_app = typer.Typer(
     no_args_is_help=True, help="The demo's local identity provider (applicant assertions)."
 )
-app.add_typer(keys_app, name="keys")
-app.add_typer(idp_app, name="idp")
+commands.add_typer(keys_app, name="keys")
+commands.add_typer(idp_app, name="idp")
 
 SIGNING_KEYS = ("evidence_key", "audit_key")
 SYMMETRIC_KEYS = ("subject_key", "cursor_key", "idp_key", "sharing_url_key")
@@ -38,11 +37,11 @@ def keys_generate(
 
     name = name.lower()
     if name in SIGNING_KEYS:
-        print(generate_signer(Profile(_settings().crypto_profile)).to_secret())
+        print(generate_signer(Profile(settings_or_fail().crypto_profile)).to_secret())
     elif name in SYMMETRIC_KEYS:
         print(encode_key(secrets.token_bytes(32)))
     else:
-        raise _fail(f"no key {name!r}: expected one of {', '.join(SIGNING_KEYS + SYMMETRIC_KEYS)}")
+        raise fail(f"no key {name!r}: expected one of {', '.join(SIGNING_KEYS + SYMMETRIC_KEYS)}")
 
 
 @idp_app.command("issue")
@@ -56,9 +55,9 @@ def idp_issue(
     from hub.identity import LocalIdentityProvider
 
     try:
-        print(LocalIdentityProvider(_settings()).issue(applicant, application, ttl_s=ttl))
+        print(LocalIdentityProvider(settings_or_fail()).issue(applicant, application, ttl_s=ttl))
     except (SettingsError, IdentifierError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 @idp_app.command("jwks")
@@ -67,6 +66,6 @@ def idp_jwks() -> None:
     from hub.identity import LocalIdentityProvider
 
     try:
-        console.print_json(json.dumps(LocalIdentityProvider(_settings()).jwks()))
+        console.print_json(json.dumps(LocalIdentityProvider(settings_or_fail()).jwks()))
     except SettingsError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
