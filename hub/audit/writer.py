@@ -105,6 +105,7 @@ class AuditLog:
         self.anchor_every_s = anchor_every_s
         self.entry_format = entry_format
         self._queue: deque[_Waiter] = deque()
+        self._taken: list[_Waiter] = []  # the batch being committed (writer thread only)
         self._wakeup = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -178,7 +179,6 @@ class AuditLog:
         return self._store
 
     def _run(self) -> None:
-        batch: list[_Waiter] = []
         try:
             while True:
                 with self._wakeup:
@@ -190,11 +190,9 @@ class AuditLog:
                         self._wakeup.wait(remaining)
                     if not self._queue and self._closing:
                         break
-                    count = min(len(self._queue), self.max_batch)
-                    batch = [self._queue.popleft() for _ in range(count)]
-                if batch:
-                    self._write(batch)
-                    batch = []
+                    pending = bool(self._queue)
+                if pending:
+                    self._write()
                 elif self._head[0] > self._anchored_seq:
                     self._anchor_head("idle")  # entries written, none since: anchor them
             self._anchor_head("close")
@@ -202,16 +200,28 @@ class AuditLog:
             # a bug here must not leave requests waiting forever: fail them and refuse more
             with self._wakeup:
                 self._closing = True
-                batch += self._queue
+                batch = self._taken + list(self._queue)
                 self._queue.clear()
+                self._taken = []
             self._resolve(batch, [AuditError(f"the audit writer stopped: {exc!r}")] * len(batch))
             raise
 
-    def _write(self, batch: list[_Waiter]) -> None:
+    def _take(self) -> list[_Waiter]:
+        with self._wakeup:
+            count = min(len(self._queue), self.max_batch)
+            self._taken = [self._queue.popleft() for _ in range(count)]
+        return self._taken
+
+    def _write(self) -> None:
+        """Commit the next batch. It is taken from the queue only once the log's lock is
+        held, so what arrived while another process had its turn (another uvicorn worker
+        on the same log) joins this commit instead of waiting for the next one: one lock
+        wait and one fsync per request at most, not two of each."""
         outcomes: list[AuditReceipt | BaseException]
         try:
-            head = self._commit_batch([w.entry for w in batch])
+            seq, hashes = self._commit_batch()
         except Exception as exc:
+            batch = self._taken or self._take()  # the lock itself failed: fail the queued
             error = AuditError(
                 f"audit log {self._where()}: batch of {len(batch)} not committed: {exc}"
             )
@@ -219,21 +229,24 @@ class AuditLog:
             outcomes = [error] * len(batch)
             self._drop_connection()
         else:
-            first = head[0] - len(batch) + 1
-            outcomes = [AuditReceipt(first + i, h) for i, h in enumerate(head[1])]
+            batch = self._taken
+            first = seq - len(batch) + 1
+            outcomes = [AuditReceipt(first + i, h) for i, h in enumerate(hashes)]
+        self._taken = []
         self._resolve(batch, outcomes)
 
-    def _commit_batch(self, entries: list[AuditEntry]) -> tuple[int, list[str]]:
+    def _commit_batch(self) -> tuple[int, list[str]]:
+        """Lock the log, take the queued entries, chain, insert and commit them."""
         store = self._connect()
-        now = time.monotonic()
-        anchoring = now - self._last_anchor >= self.anchor_every_s
         try:
             seq, prev = store.lock_head()
+            now = time.monotonic()
+            anchoring = now - self._last_anchor >= self.anchor_every_s
             records = []
-            for entry in entries:
+            for waiter in self._take():
                 seq += 1
-                digest = entry_hash(seq, entry, prev, self.entry_format)
-                records.append(AuditRecord(seq, entry, prev, digest, self.entry_format))
+                digest = entry_hash(seq, waiter.entry, prev, self.entry_format)
+                records.append(AuditRecord(seq, waiter.entry, prev, digest, self.entry_format))
                 prev = digest
             store.insert(records)
             if anchoring:
