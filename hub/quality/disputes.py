@@ -601,3 +601,28 @@ class DisputeFlags:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+
+def escalate_and_notify(
+    store: OpsStore, catalog: Catalog, settings: Any, now: datetime
+) -> list[tuple[str, str, str]]:
+    """Escalate overdue disputes (once each), queue the data bureau's notice and audit
+    it: what ``hub reminders send`` and the maintenance DAG run. Returns (dispute,
+    threshold, channel) rows queued, like :func:`hub.portal.reminders.queue_reminders`."""
+    from hub.portal.reminders import channels
+    from hub.quality.audit import record_event
+
+    queued: list[tuple[str, str, str]] = []
+    for dispute in DisputeBook(store, catalog).escalate_overdue(now):
+        if notify(store, settings, catalog, dispute, OVERDUE, now):
+            queued += [(dispute.dispute_id, OVERDUE, c) for c in channels(settings)]
+        record_event(
+            settings,
+            "quality:dispute_escalated",
+            caller="hub:maintenance",
+            resource=dispute.resource,
+            purpose=f"{dispute.dispute_id}: {dispute.provider} did not answer by "
+            f"{dispute.deadline.isoformat(' ')} UTC",
+            fields=(dispute.field,),
+        )
+    return queued
