@@ -47,7 +47,7 @@ def test_late_syncs_and_demand_answers_are_counted(
                 c.department: c
                 for c in compute(
                     warehouse, store, catalog, NOV + timedelta(days=20), month="2026-11"
-                )  # fmt: skip
+                )
             }
     housing, tax = cards["housing"], cards["tax"]
     assert (housing.syncs, housing.late_syncs) == (4, 1)
