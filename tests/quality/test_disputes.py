@@ -93,7 +93,7 @@ def test_confirmed_dispute_is_corrected_by_the_version_that_changes_the_value(
             published=unanswered_row, version=1,
         )  # fmt: skip
         book.answer(first.dispute_id, confirm=True, by="housing:登记科", reason="",
-                    department="housing", now=FILED_AT + timedelta(days=1))  # fmt: skip
+                    department="housing", now=FILED_AT + timedelta(hours=1))  # fmt: skip
         assert set(book.flags(CODE)) == {first.record_key, unanswered.record_key}
 
     publish_version(settings, catalog, suites, rights(), "b2")  # the fix has not arrived
