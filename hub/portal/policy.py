@@ -148,7 +148,5 @@ def decide(principal: PortalPrincipal, action: Action, subject: Subject | None =
         raise PolicyDeniedError(
             f"{user.username} acts for {user.application}, not for {subject.application}"
         )
-    if action is Action.file_dispute and subject.application != user.application:
-        raise PolicyDeniedError("an application owner files for its own application only")
     if action is Action.submit_demand and subject.application != user.application:
         raise PolicyDeniedError("an application owner submits for its own application only")

@@ -95,8 +95,8 @@ def quality_loop_router() -> APIRouter:
     @router.get("/disputes/new")
     def dispute_form(request: Request, resource: Annotated[str, Query(max_length=64)]) -> Response:
         def handler(ctx: Context) -> Response:
-            user = ctx.user
-            guard(ctx, Action.file_dispute, Subject(application=user.application if user else None))
+            # the user's own application only: the grant looked up is always its own
+            user = guard(ctx, Action.file_dispute).user
             if not ctx.catalog.has_resource(resource):
                 raise PortalError(404, "error.not_found")
             chosen = ctx.catalog.resource(resource)
@@ -124,14 +124,7 @@ def quality_loop_router() -> APIRouter:
             from hub.serve.records import filter_value
             from hub.serve.sources import Condition
 
-            user = ctx.user
-            principal = guard(
-                ctx,
-                Action.file_dispute,
-                Subject(application=user.application if user else None),
-                csrf=csrf_token,
-                post=True,
-            )
+            principal = guard(ctx, Action.file_dispute, csrf=csrf_token, post=True)
             application = principal.user.application or ""
             if not ctx.catalog.has_resource(resource):
                 raise PortalError(404, "error.not_found")
@@ -221,9 +214,8 @@ def quality_loop_router() -> APIRouter:
     @router.get("/disputes/{dispute_id}")
     def dispute_page(request: Request, dispute_id: str) -> Response:
         def handler(ctx: Context) -> Response:
+            user = guard(ctx, Action.view_disputes).user
             dispute = dispute_or_404(ctx, dispute_id)
-            user = ctx.user
-            guard(ctx, Action.view_disputes)
             mine = (
                 user.role is Role.data_bureau
                 or (user.role is Role.department and user.department == dispute.provider)

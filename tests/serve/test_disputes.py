@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ PAYMENT = {"payment_id": "P1"}
 
 
 @pytest.fixture
-def outbox(monkeypatch: pytest.MonkeyPatch) -> None:
+def outbox(hub_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Notices go to the reminders' outbox by e-mail (queued only: no SMTP here)."""
     monkeypatch.setenv("HUB_REMINDER_CHANNELS", "email")
     monkeypatch.setenv("HUB_REMINDER_EMAIL_TO", "data-bureau@example.gov.cn")
