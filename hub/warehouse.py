@@ -68,7 +68,7 @@ FRESHNESS_DDL = (
 
 # Demands, grants and API keys (hub.demand, hub.keys): in the warehouse's ops schema, or in
 # the ops SQLite database beside an embedded DuckDB warehouse (hub.ops_store).
-ACCESS_DDL = (
+_ACCESS_DDL = (
     # supply and demand (hub.demand): the current state of each demand and grant, and
     # every change of state in demand_events (who, when, why)
     """CREATE TABLE IF NOT EXISTS ops.demands (
@@ -230,7 +230,7 @@ QUALITY_DDL = (
         reason VARCHAR,
         details VARCHAR)""",
 )
-ACCESS_DDL = ACCESS_DDL + QUALITY_DDL
+ACCESS_DDL: tuple[str, ...] = _ACCESS_DDL + QUALITY_DDL
 
 OPS_DDL = (
     """CREATE TABLE IF NOT EXISTS ops.sync_state (

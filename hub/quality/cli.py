@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import getpass
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.table import Table
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from typer._click.core import Context
 
 from hub.cli import _fail, _settings, app, console, gate_command
 
@@ -21,7 +23,7 @@ from hub.cli import _fail, _settings, app, console, gate_command
 class _GateGroup(TyperGroup):
     """``hub gate [RESOURCE...]`` runs the gate; a first word naming a sub-command runs it."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
             args = ["run", *args]
         return super().parse_args(ctx, args)
