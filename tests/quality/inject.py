@@ -22,31 +22,24 @@ def flip_decision_field(
     table: str,
     key: tuple[str, ...],
     column: str,
-    old: str,
     new: str,
-    limit: int,
+    records: list[tuple[str, ...]],
     now: datetime,
-) -> list[tuple[str, ...]]:
-    """Set ``column`` from ``old`` to ``new`` on the first ``limit`` rows by key (a mass
-    flip of a decision field); returns their keys."""
+) -> int:
+    """Set ``column`` to ``new`` on each record of ``records`` (key values): a mass flip of
+    a decision field, as a bad migration would do; returns the records changed."""
     engine = _engine(url)
+    changed = 0
     try:
         with engine.begin() as connection:
-            keys = ", ".join(key)
-            rows = connection.execute(
-                sa.text(
-                    f"SELECT DISTINCT {keys} FROM {table} WHERE {column} = :old "
-                    f"ORDER BY {keys} LIMIT {limit}"
-                ),
-                {"old": old},
-            ).all()
             match = " AND ".join(f"{k} = :k{i}" for i, k in enumerate(key))
-            for row in rows:
-                connection.execute(
+            for record in records:
+                result = connection.execute(
                     sa.text(f"UPDATE {table} SET {column} = :new, updated_at = :now WHERE {match}"),
-                    {"new": new, "now": now, **{f"k{i}": v for i, v in enumerate(row)}},
+                    {"new": new, "now": now, **{f"k{i}": v for i, v in enumerate(record)}},
                 )
-        return [tuple(str(v) for v in row) for row in rows]
+                changed += 1 if result.rowcount else 0
+        return changed
     finally:
         engine.dispose()
 
