@@ -1,12 +1,11 @@
 """``hub gate confirm|refuse|holds``, ``hub dispute ...``, ``hub agreement``, ``hub scorecard``.
 
-Registered by :mod:`hub.cli` with one import; ``hub gate RESOURCE...`` keeps running the
+Registered by one line in :data:`hub.cli.COMMANDS`; ``hub gate RESOURCE...`` keeps running the
 gate (the group's default command), so ``hub gate confirm`` sits beside it.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,7 +16,13 @@ from typer.core import TyperGroup
 if TYPE_CHECKING:
     from typer._click.core import Context
 
-from hub.cli import _fail, _settings, app, console, gate_command
+from hub.cli.common import console
+from hub.cli.common import fail as _fail
+from hub.cli.common import me as _me
+from hub.cli.common import settings_or_fail as _settings
+from hub.cli.gate import gate_command
+
+commands = typer.Typer()
 
 
 class _GateGroup(TyperGroup):
@@ -33,14 +38,7 @@ gate_app = typer.Typer(cls=_GateGroup, help="The quality gate, and held publishe
 gate_app.command("run", help="Validate candidates (the default: `hub gate [RESOURCE...]`).")(
     gate_command
 )
-app.add_typer(gate_app, name="gate")
-
-
-def _me() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+commands.add_typer(gate_app, name="gate")
 
 
 def _latest_gate_run(settings: Any, resource: str) -> str | None:
@@ -93,7 +91,7 @@ def _decide(resource: str, version: str, reason: str, by: str | None, *, confirm
     )
     console.print(f"{resource}: {version} {hold.status} by {actor}: {reason}")
     if confirm:
-        from hub.cli import print_publish_summary
+        from hub.cli.publish import print_publish_summary
         from hub.publish import publish
 
         results = publish(settings, [resource], catalog=catalog)
@@ -175,7 +173,7 @@ def gate_holds(
 # ------------------------------------------------------------------ disputes
 
 dispute_app = typer.Typer(no_args_is_help=True, help="Disputes (疑义) on published records.")
-app.add_typer(dispute_app, name="dispute")
+commands.add_typer(dispute_app, name="dispute")
 
 
 @dispute_app.command("list")
@@ -282,7 +280,7 @@ def dispute_escalate() -> None:
 # ------------------------------------------------------------------ agreement, scorecard
 
 
-@app.command("agreement")
+@commands.command("agreement")
 def agreement_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables.")] = False,
 ) -> None:
@@ -338,7 +336,7 @@ def agreement_command(
     console.print(summary)
 
 
-@app.command("scorecard")
+@commands.command("scorecard")
 def scorecard_command(
     month: Annotated[str | None, typer.Option("--month", help="YYYY-MM (default: all).")] = None,
     department: Annotated[str | None, typer.Option("--department")] = None,
