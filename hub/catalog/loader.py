@@ -196,10 +196,10 @@ def load_catalog(catalog_dir: Path) -> Catalog:
                 )
             )
     by_resource = {r.code: r for _, r, _ in resources}
-    problems.extend(_check_agreement(resources, by_resource))
     # a resource whose own file is broken is reported there, not again where it is used
     present = {path.stem for path in (catalog_dir / "resources").glob("*.yml")}
     problems.extend(_check_scenarios(scenarios, by_resource, present))
+    problems.extend(_check_agreement(resources, by_resource, present))
     problems.extend(
         _check_applications(applications, {s.code for _, s, _ in scenarios}, known_departments)
     )
@@ -215,7 +215,9 @@ def load_catalog(catalog_dir: Path) -> Catalog:
 
 
 def _check_agreement(
-    resources: list[tuple[Path, Resource, Lines]], by_resource: dict[str, Resource]
+    resources: list[tuple[Path, Resource, Lines]],
+    by_resource: dict[str, Resource],
+    present: set[str],
 ) -> list[CatalogProblem]:
     """``agrees_with`` names an existing field of another resource keyed by one field."""
     problems = []
@@ -227,6 +229,8 @@ def _check_agreement(
                 code, name = target.split(".", 1)
                 other = by_resource.get(code)
                 why = None
+                if other is None and code in present:
+                    continue  # its own broken file is reported there
                 if other is None:
                     why = f"no resource {code!r}"
                 elif name not in {f.name for f in other.fields}:
