@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -80,6 +81,8 @@ class PublishStatus(StrEnum):
     no_gate_run = "no_gate_run"  # the gate never ran for this resource: nothing to do
     gate_failed = "gate_failed"  # the latest gate run failed: the last good version stays
     candidate_changed = "candidate_changed"  # audit.<code> changed since the gate: refused
+    held = "held"  # the consumer-impact check holds it for the provider: last good stays
+    hold_refused = "hold_refused"  # the provider refused the held candidate: last good stays
     failed = "failed"  # an error; nothing changed
 
 
@@ -125,6 +128,8 @@ class PublishResult:
         return self.status not in {
             PublishStatus.gate_failed,
             PublishStatus.candidate_changed,
+            PublishStatus.held,
+            PublishStatus.hold_refused,
             PublishStatus.failed,
         }
 
@@ -185,18 +190,23 @@ def publish(
         else sorted(catalog.resources, key=lambda r: r.code)
     )
     results: list[PublishResult] = []
-    with open_warehouse(settings.warehouse_url) as warehouse:
+    from hub.ops_store import open_ops
+    from hub.quality.impact import hold_of
+
+    with open_warehouse(settings.warehouse_url) as warehouse, open_ops(settings) as store:
         ensure_publish_log(warehouse)
         for resource in chosen:
             started = time.monotonic()
             try:
-                result = _publish_resource(warehouse, resource)
+                result = _publish_resource(warehouse, resource, lambda run: hold_of(store, run))
             except _Refusal as refusal:
                 result = refusal.result
             except Exception as exc:  # one resource failing must not stop the others
                 result = PublishResult(
                     resource.code, PublishStatus.failed, f"{type(exc).__name__}: {exc}"
                 )
+            if result.status is PublishStatus.published:
+                _settle_disputes(warehouse, store, settings, resource, result, catalog)
             if result.status in {PublishStatus.published, PublishStatus.unchanged}:
                 # before pruning: the new version's change set reads its parent's table
                 _refresh_sharing(warehouse, settings, resource, result, catalog)
@@ -207,6 +217,54 @@ def publish(
             result.seconds = time.monotonic() - started
             results.append(result)
     return results
+
+
+def _settle_disputes(
+    warehouse: Warehouse,
+    store: Any,
+    settings: Settings,
+    resource: Resource,
+    result: PublishResult,
+    catalog: Catalog,
+) -> None:
+    """Confirmed disputes whose record the new version changed are corrected
+    (hub.quality.disputes); a failure is noted and retried at the next publish."""
+    from hub.quality.audit import record_event
+    from hub.quality.disputes import CONFIRMED, DisputeBook
+
+    book = DisputeBook(store, catalog)
+    try:
+        if not book.disputes(resource=resource.code, statuses=(CONFIRMED,)):
+            return
+        table = version_table(resource.code, result.version or 0)
+
+        def value_of(key: tuple[str, ...], name: str) -> tuple[bool, str | None]:
+            match = " AND ".join(
+                f"{quote_ident(k)} = ?"
+                if resource.field(k).type == "string"
+                else f"CAST({quote_ident(k)} AS VARCHAR) = ?"
+                for k in resource.primary_key
+            )
+            rows = warehouse.query(
+                f"SELECT CAST({quote_ident(name)} AS VARCHAR) FROM {table} WHERE {match}", key
+            )
+            return (True, rows[0][0]) if rows else (False, None)
+
+        settled = book.settle_corrections(resource, result.version or 0, value_of, _now())
+    except Exception as exc:
+        result.notes.append(f"disputes not settled: {type(exc).__name__}: {exc}")
+        return
+    for dispute in settled:
+        record_event(
+            settings,
+            "quality:dispute_corrected",
+            caller="hub:publish",
+            resource=resource.code,
+            purpose=f"{dispute.dispute_id} corrected in v{result.version}",
+            fields=(dispute.field,),
+        )
+    if settled:
+        result.notes.append(f"{len(settled)} dispute(s) corrected by v{result.version}")
 
 
 def _refresh_serving(
@@ -361,8 +419,11 @@ class _GateRun:
     passed: bool
 
 
-def _publish_resource(warehouse: Warehouse, resource: Resource) -> PublishResult:
-    """Publish one resource in one transaction; raises _Refusal to report a refusal."""
+def _publish_resource(
+    warehouse: Warehouse, resource: Resource, hold_of: Callable[[str], Any] | None = None
+) -> PublishResult:
+    """Publish one resource in one transaction; raises _Refusal to report a refusal.
+    ``hold_of``: the consumer-impact hold of a gate run (hub.quality.impact), if any."""
     code = resource.code
     if not _table_exists(warehouse, "ops", "gate_runs"):
         return PublishResult(code, PublishStatus.no_gate_run, f"{code}: the gate never ran")
@@ -410,6 +471,31 @@ def _publish_resource(warehouse: Warehouse, resource: Resource) -> PublishResult
                 previous_version=current_number,
                 gate_run_id=gate_run.gate_run_id,
                 rows=current.rows if current else None,
+            )
+        hold = hold_of(gate_run.gate_run_id) if hold_of is not None else None
+        if hold is not None and hold.status != "confirmed":
+            kept = f"v{current_number} stays current" if current else "nothing is published"
+            if hold.status == "held":
+                status, what = (
+                    PublishStatus.held,
+                    (
+                        f"held for {hold.provider}'s confirmation (hub gate confirm {code} "
+                        f"--version {gate_run.gate_run_id} --reason ...): {hold.describe()}"
+                    ),
+                )
+            else:
+                status = PublishStatus.hold_refused
+                what = f"refused by {hold.decided_by}: {hold.reason}"
+            raise _Refusal(
+                PublishResult(
+                    code,
+                    status,
+                    f"{code}: gate run {gate_run.gate_run_id} {what}; {kept}",
+                    version=current_number,
+                    previous_version=current_number,
+                    gate_run_id=gate_run.gate_run_id,
+                    rows=current.rows if current else None,
+                )
             )
         _check_candidate(warehouse, resource, gate_run)
         return _publish_version(warehouse, resource, gate_run, current)

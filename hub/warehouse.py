@@ -68,7 +68,7 @@ FRESHNESS_DDL = (
 
 # Demands, grants and API keys (hub.demand, hub.keys): in the warehouse's ops schema, or in
 # the ops SQLite database beside an embedded DuckDB warehouse (hub.ops_store).
-ACCESS_DDL = (
+_ACCESS_DDL = (
     # supply and demand (hub.demand): the current state of each demand and grant, and
     # every change of state in demand_events (who, when, why)
     """CREATE TABLE IF NOT EXISTS ops.demands (
@@ -180,6 +180,57 @@ ACCESS_DDL = (
         last_error VARCHAR,
         UNIQUE (demand_id, threshold, channel))""",
 )
+# The quality loop with providers (hub.quality): publishes held by the consumer-impact
+# check and the provider's decision; disputes (疑义) on records and every step of each.
+QUALITY_DDL = (
+    """CREATE TABLE IF NOT EXISTS ops.publish_holds (
+        gate_run_id VARCHAR PRIMARY KEY,
+        resource VARCHAR NOT NULL,
+        provider VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        threshold DOUBLE PRECISION NOT NULL,
+        worst_share DOUBLE PRECISION NOT NULL,
+        compared_version INTEGER,
+        summary VARCHAR NOT NULL,
+        held_at TIMESTAMP NOT NULL,
+        decided_at TIMESTAMP,
+        decided_by VARCHAR,
+        reason VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS ops.disputes (
+        dispute_id VARCHAR PRIMARY KEY,
+        resource VARCHAR NOT NULL,
+        provider VARCHAR NOT NULL,
+        record_key VARCHAR NOT NULL,
+        subject VARCHAR,
+        field VARCHAR NOT NULL,
+        published_value VARCHAR,
+        proposed_value VARCHAR NOT NULL,
+        evidence VARCHAR NOT NULL,
+        filed_by VARCHAR NOT NULL,
+        application VARCHAR,
+        grant_id VARCHAR,
+        filed_at TIMESTAMP NOT NULL,
+        filed_version INTEGER,
+        status VARCHAR NOT NULL,
+        deadline TIMESTAMP NOT NULL,
+        answered_at TIMESTAMP,
+        answered_by VARCHAR,
+        answer_reason VARCHAR,
+        escalated_at TIMESTAMP,
+        corrected_version INTEGER,
+        updated_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ops.dispute_events (
+        event_id VARCHAR PRIMARY KEY,
+        dispute_id VARCHAR NOT NULL,
+        occurred_at TIMESTAMP NOT NULL,
+        actor VARCHAR NOT NULL,
+        action VARCHAR NOT NULL,
+        from_status VARCHAR,
+        to_status VARCHAR NOT NULL,
+        reason VARCHAR,
+        details VARCHAR)""",
+)
+ACCESS_DDL: tuple[str, ...] = _ACCESS_DDL + QUALITY_DDL
 
 OPS_DDL = (
     """CREATE TABLE IF NOT EXISTS ops.sync_state (

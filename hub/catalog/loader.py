@@ -199,6 +199,7 @@ def load_catalog(catalog_dir: Path) -> Catalog:
     # a resource whose own file is broken is reported there, not again where it is used
     present = {path.stem for path in (catalog_dir / "resources").glob("*.yml")}
     problems.extend(_check_scenarios(scenarios, by_resource, present))
+    problems.extend(_check_agreement(resources, by_resource, present))
     problems.extend(
         _check_applications(applications, {s.code for _, s, _ in scenarios}, known_departments)
     )
@@ -211,6 +212,43 @@ def load_catalog(catalog_dir: Path) -> Catalog:
         scenarios=tuple(s for _, s, _ in scenarios),
         calendar=calendar,
     )
+
+
+def _check_agreement(
+    resources: list[tuple[Path, Resource, Lines]],
+    by_resource: dict[str, Resource],
+    present: set[str],
+) -> list[CatalogProblem]:
+    """``agrees_with`` names an existing field of another resource keyed by one field."""
+    problems = []
+    for path, resource, lines in resources:
+        for index, spec in enumerate(resource.fields):
+            for target in spec.agrees_with:
+                if "." not in target:
+                    continue  # id_birth_date: the model checked it
+                code, name = target.split(".", 1)
+                other = by_resource.get(code)
+                why = None
+                if other is None and code in present:
+                    continue  # its own broken file is reported there
+                if other is None:
+                    why = f"no resource {code!r}"
+                elif name not in {f.name for f in other.fields}:
+                    why = f"{code} has no field {name!r}"
+                elif len(other.primary_key) != 1:
+                    why = f"{code} has a composite key: nothing to match {spec.matched_by} with"
+                elif code == resource.code:
+                    why = "a field cannot agree with its own resource"
+                if why:
+                    problems.append(
+                        CatalogProblem(
+                            path,
+                            lines.get(("fields", index), lines.get(("fields",))),
+                            f"fields.{index}.agrees_with",
+                            why,
+                        )
+                    )
+    return problems
 
 
 def _load_calendar(path: Path, problems: list[CatalogProblem]) -> WorkingCalendar:

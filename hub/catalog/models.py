@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
 MAX_DEMAND_FIELDS = 200  # no resource has more; a longer list is refused before any work
 _DECIMAL = re.compile(r"^decimal\((\d{1,2}),(\d{1,2})\)$")
+_AUTHORITY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+ID_BIRTH_DATE = "id_birth_date"  # agrees_with: the birth date a citizen ID encodes
 
 
 def printable_text(value: str) -> str:
@@ -121,6 +123,17 @@ class ResourceField(Strict):
         description="How the value is shown to a reader whose grant does not include it "
         "(personal and sensitive fields only).",
     )
+    agrees_with: tuple[str, ...] = Field(
+        default=(),
+        description="Cross-source agreement (一数一源): the authoritative `resource.field` "
+        "(or `id_birth_date`, the birth date the citizen ID in `matched_by` encodes) this "
+        "field must equal for the same identifier (hub.quality.agreement).",
+    )
+    matched_by: str | None = Field(
+        default=None,
+        description="With `agrees_with`: the field of this resource holding the identifier "
+        "(citizen ID or credit code) that is the authoritative resource's key.",
+    )
 
     @field_validator("type")
     @classmethod
@@ -143,6 +156,17 @@ class ResourceField(Strict):
             Sensitivity.sensitive,
         }:
             raise ValueError("masking: partial applies to personal and sensitive fields only")
+        return self
+
+    @model_validator(mode="after")
+    def _agreement(self) -> ResourceField:
+        for target in self.agrees_with:
+            if target != ID_BIRTH_DATE and not _AUTHORITY.match(target):
+                raise ValueError(
+                    f"agrees_with entries are resource.field or {ID_BIRTH_DATE}, got {target!r}"
+                )
+        if bool(self.agrees_with) != (self.matched_by is not None):
+            raise ValueError("`agrees_with` and `matched_by` go together")
         return self
 
     @property
@@ -213,6 +237,19 @@ class Resource(Strict):
         description="Fields naming the person or enterprise a row is about: an applicant-only "
         "grant returns the rows where one of them equals the applicant's ID.",
     )
+    decision_fields: tuple[str, ...] = Field(
+        default=(),
+        description="Fields consumers decide on (property status, tax-clearance result, "
+        "contribution months): the gate holds a candidate that changes too many of them "
+        "against the published version (hub.quality.impact) for the provider's confirmation.",
+    )
+    dispute_working_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=60,
+        description="Working days the provider has to answer a dispute (疑义) on a record; "
+        "default: the calendar's `dispute_working_days`.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Resource:
@@ -232,6 +269,12 @@ class Resource(Strict):
         for name in self.subject_fields:
             if name not in names:
                 raise ValueError(f"subject_fields names {name!r}, which is not a field")
+        for name in self.decision_fields:
+            if name not in names:
+                raise ValueError(f"decision_fields names {name!r}, which is not a field")
+        for spec in self.fields:
+            if spec.matched_by is not None and spec.matched_by not in names:
+                raise ValueError(f"{spec.name}.matched_by names {spec.matched_by!r}, not a field")
         return self
 
     @property
@@ -362,6 +405,9 @@ class WorkingCalendar(Strict):
     extra days off and extra working days, and the default approval deadline."""
 
     approval_working_days: int = Field(default=10, ge=1, le=60)
+    dispute_working_days: int = Field(
+        default=5, ge=1, le=60, description="Working days a provider has to answer a dispute."
+    )
     holidays: tuple[date, ...] = ()
     workdays: tuple[date, ...] = ()
     note: str = ""

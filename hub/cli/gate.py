@@ -9,10 +9,11 @@ from rich.table import Table
 
 from hub.cli.common import console, fail, settings_or_fail
 
+# the command itself is registered by hub.quality.cli, as the default of `hub gate`
+# beside `hub gate confirm|refuse|holds`
 commands = typer.Typer()
 
 
-@commands.command("gate")
 def gate_command(
     resources: Annotated[
         list[str] | None, typer.Argument(help="Resource codes (default: every candidate).")

@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # GX is imported when a gate runs, not with the package
     from hub.gate.gx import DataDocs
 
 GATE_DDL = (GATE_RUNS_DDL, GATE_RESULTS_DDL)  # one definition: hub.warehouse
+IMPACT_RULE = "consumer_impact"  # hub.quality.impact rows in ops.gate_results
+HOLD_SEVERITY = "hold"  # not an error: the run passes, its publish waits for the provider
 # success must not hinge on float noise: 0.99 * 100 is 98.99999999999999
 _EPSILON = 1e-9
 
@@ -67,6 +69,12 @@ class GateRun:
     finished_at: datetime
     docs_path: Path
     results: tuple[ExpectationResult, ...] = field(default=())
+    impact: Any = None  # hub.quality.impact.ImpactSummary: decision fields vs published
+
+    @property
+    def held(self) -> bool:
+        """Passed, but the publish waits for the provider (consumer-impact check)."""
+        return bool(self.passed and self.impact is not None and self.impact.held)
 
     @property
     def failed(self) -> tuple[ExpectationResult, ...]:
@@ -117,6 +125,23 @@ def _reference_tables(warehouse: Warehouse, suite: Suite) -> dict[str, str | Non
                     found[other] = f"{schema}.{quote_ident(other)}"
                     break
     return found
+
+
+def _impact(warehouse: Warehouse, suite: Suite, resource: Resource, run_id: str) -> Any:
+    """The consumer-impact diff against the published version, None when the suite sets
+    no threshold or nothing is published yet."""
+    if suite.impact is None or not resource.decision_fields:
+        return None
+    if not _table_exists(warehouse, "ops", "publish_log"):
+        return None
+    current = warehouse.query(
+        "SELECT version FROM ops.publish_log WHERE resource = ? AND is_current", (resource.code,)
+    )
+    if not current or not _table_exists(warehouse, "shared", resource.code):
+        return None
+    from hub.quality.impact import measure
+
+    return measure(warehouse, resource, suite.impact, run_id, int(current[0][0]))
 
 
 def _passes(unexpected: int, base: int, mostly: float) -> bool:
@@ -233,6 +258,23 @@ def _gate_one(
                 )
             )
     passed = all(r.success for r in results if r.severity == "error")
+    impact = _impact(warehouse, suite, resource, run_id) if passed else None
+    if impact is not None:
+        for item in impact.fields:
+            ok = item.share <= impact.threshold + _EPSILON or not impact.held
+            results.append(
+                ExpectationResult(
+                    IMPACT_RULE,
+                    item.field,
+                    HOLD_SEVERITY,
+                    1.0 - impact.threshold,
+                    ok,
+                    item.changed,
+                    100.0 * item.share,
+                    tuple(f"{a}→{b}: {n}" for a, b, n in item.transitions[:5]),
+                    f"{item.describe()} against v{impact.compared_version}",
+                )
+            )
     finished = _now()
     gx_suite = gx.gx_suite(suite, expectations)
     validation = gx.suite_result(
@@ -257,6 +299,7 @@ def _gate_one(
         finished_at=finished,
         docs_path=docs.docs_dir,
         results=tuple(results),
+        impact=impact,
     )
 
     def record(run: GateRun) -> None:
@@ -359,12 +402,43 @@ def run_gate(
             run = replace(run, docs_path=docs.page(key))
             record(run)
             runs.append(run)
+        _record_holds(settings, catalog, runs, say)
         for run in runs:
             say(
                 f"{run.resource}: {'passed' if run.passed else 'FAILED'} "
                 f"({run.candidate_rows} rows, {run.rejected_rows} rejects)"
             )
         return runs
+
+
+def _record_holds(
+    settings: Settings, catalog: Catalog, runs: list[GateRun], say: Callable[[str], None]
+) -> None:
+    """Write a hold for each run the impact check holds (ops store), and audit it."""
+    held = [run for run in runs if run.held]
+    if not held:
+        return
+    from hub.ops_store import open_ops
+    from hub.quality.audit import record_event
+    from hub.quality.impact import record_hold
+
+    with open_ops(settings) as store:
+        for run in held:
+            resource = catalog.resource(run.resource)
+            hold = record_hold(store, resource, run.impact, run.finished_at)
+            say(
+                f"{run.resource}: publish HELD for {resource.provider}'s confirmation: "
+                f"{hold.describe()}"
+            )
+    for run in held:
+        record_event(
+            settings,
+            "quality:publish_held",
+            caller=f"gate:{run.gate_run_id}",
+            resource=run.resource,
+            purpose=f"consumer impact past {run.impact.threshold:.2%}",
+            rows=max(f.changed for f in run.impact.fields),
+        )
 
 
 def summarise(runs: Sequence[GateRun]) -> list[dict[str, Any]]:

@@ -225,12 +225,25 @@ Expectation = Annotated[
 ]
 
 
+class ImpactRule(Strict):
+    """The consumer-impact check (hub.quality.impact): a candidate that changes more than
+    ``max_changed_share`` of a decision field's values against the published version (rows
+    matched by key) is held for the provider's confirmation instead of published."""
+
+    max_changed_share: float = Field(gt=0.0, le=1.0)
+    min_rows: int = Field(
+        default=1, ge=1, description="Fewer matched rows than this: never held (too few to say)."
+    )
+    samples: int = Field(default=5, ge=0, le=50, description="Sample keys per change kept.")
+
+
 class Suite(Strict):
     """The quality suite of one resource."""
 
     resource: str = Field(pattern=CODE_PATTERN)
     description: str = ""
     expectations: tuple[Expectation, ...] = Field(min_length=1)
+    impact: ImpactRule | None = None
 
     @model_validator(mode="after")
     def _rules_unique(self) -> Suite:
@@ -266,6 +279,15 @@ def _check_against_catalog(
                 path, lines.get(("resource",)), "resource", f"no resource {suite.resource!r}"
             ),
         ]
+    if suite.impact is not None and not resource.decision_fields:
+        problems.append(
+            CatalogProblem(
+                path,
+                lines.get(("impact",)),
+                "impact",
+                f"{suite.resource} names no decision_fields in its catalog entry to compare",
+            )
+        )
     fields = {f.name for f in resource.fields} | {
         "_batch_id",
         "_extracted_at",

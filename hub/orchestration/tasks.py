@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-_REFUSALS = frozenset({"gate_failed", "candidate_changed"})
+# held: waits for the provider (hub gate confirm), a retry would be held again
+_REFUSALS = frozenset({"gate_failed", "candidate_changed", "held", "hold_refused"})
 
 
 class TaskFailedError(RuntimeError):

@@ -35,6 +35,12 @@ class Action(StrEnum):
     view_quality = "view_quality"
     view_audit = "view_audit"
     verify_chain = "verify_chain"
+    file_dispute = "file_dispute"
+    view_disputes = "view_disputes"
+    answer_dispute = "answer_dispute"
+    view_holds = "view_holds"
+    decide_hold = "decide_hold"
+    view_agreement = "view_agreement"
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,12 @@ _ROLES: dict[Action, frozenset[Role]] = {
     Action.view_quality: frozenset({Role.department, Role.data_bureau}),
     Action.view_audit: frozenset({Role.auditor}),
     Action.verify_chain: frozenset({Role.auditor}),
+    Action.file_dispute: frozenset({Role.application_owner}),
+    Action.view_disputes: frozenset({Role.department, Role.data_bureau, Role.application_owner}),
+    Action.answer_dispute: frozenset({Role.department}),
+    Action.view_holds: frozenset({Role.department, Role.data_bureau}),
+    Action.decide_hold: frozenset({Role.department}),
+    Action.view_agreement: frozenset({Role.department, Role.data_bureau}),
 }
 
 
@@ -121,7 +133,12 @@ def decide(principal: PortalPrincipal, action: Action, subject: Subject | None =
         raise PolicyDeniedError(
             f"{user.username} acts for {user.department}, not for {subject.department}"
         )
-    answering = action in (Action.answer_demand, Action.view_queue)
+    answering = action in (
+        Action.answer_demand,
+        Action.view_queue,
+        Action.answer_dispute,
+        Action.decide_hold,
+    )
     if user.role is Role.department and answering and subject.department != user.department:
         raise PolicyDeniedError(f"only {subject.department} answers its own demands")
     if user.role is Role.application_owner and subject.application not in (

@@ -233,6 +233,10 @@ def send_outbox(store: OpsStore, settings: Settings, now: datetime) -> SendRepor
 def run_reminders(
     store: OpsStore, book: DemandBook, settings: Settings, now: datetime
 ) -> tuple[list[tuple[str, str, str]], SendReport]:
-    """Queue then send: what the maintenance DAG's ``send_reminders`` task does."""
+    """Queue then send: what the maintenance DAG's ``send_reminders`` task does; overdue
+    disputes (疑义) are escalated to the data bureau on the way (hub.quality.disputes)."""
+    from hub.quality.disputes import escalate_and_notify
+
     queued = queue_reminders(store, book, settings, now)
+    queued += escalate_and_notify(store, book.catalog, settings, now)
     return queued, send_outbox(store, settings, now)

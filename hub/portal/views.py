@@ -43,6 +43,8 @@ from hub.portal import assets
 from hub.portal.i18n import DEFAULT_LANGUAGE, LANGUAGES, Translator
 from hub.portal.policy import Action, PolicyDeniedError, PortalPrincipal, Subject, decide
 from hub.portal.quality import WarehouseBusyError, reading
+from hub.portal.quality_loop import quality_loop_nav
+from hub.portal.quality_loop import scorecards as quality_loop_scorecards
 from hub.portal.users import (
     Role,
     Session,
@@ -201,6 +203,7 @@ def _nav(ctx: Context) -> list[tuple[str, str]]:
     if user.role is Role.data_bureau:
         items.append(("/portal/queue", "nav.queues"))
         items.append(("/portal/quality", "nav.quality"))
+    items += quality_loop_nav(user)
     if user.role in (Role.data_bureau, Role.department, Role.auditor):
         items.append(("/portal/supervision", "nav.supervision"))
     if user.role is Role.auditor:
@@ -304,27 +307,34 @@ def _statuses(ctx: Context) -> tuple[dict[str, Any], bool]:
     return {s.resource: s for s in found}, False
 
 
+def run_page(request: Request, handler: Any) -> Response:
+    """Run ``handler(ctx)`` in a fresh context; map the pipeline's refusals to pages."""
+    with _context(request) as ctx:
+        try:
+            answer: Response = handler(ctx)
+            return answer
+        except SignInRequiredError:
+            target = quote(
+                request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            )
+            return RedirectResponse(f"/portal/login?next={target}", status_code=303)
+        except WarehouseBusyError as exc:
+            return _error_page(ctx, PortalError(503, "error.busy", str(exc), {"Retry-After": "30"}))
+        except PortalError as exc:
+            return _error_page(ctx, exc)
+
+
 def portal_router() -> APIRouter:
     """Every route of the portal, under /portal (not in the OpenAPI document)."""
     router = APIRouter(prefix="/portal", include_in_schema=False)
 
     def page(request: Request, handler: Any) -> Response:
         """Run ``handler(ctx)``; map the pipeline's refusals to pages."""
-        with _context(request) as ctx:
-            try:
-                answer: Response = handler(ctx)
-                return answer
-            except SignInRequiredError:
-                target = quote(
-                    request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                )
-                return RedirectResponse(f"/portal/login?next={target}", status_code=303)
-            except WarehouseBusyError as exc:
-                return _error_page(
-                    ctx, PortalError(503, "error.busy", str(exc), {"Retry-After": "30"})
-                )
-            except PortalError as exc:
-                return _error_page(ctx, exc)
+        return run_page(request, handler)
+
+    from hub.portal.quality_loop import quality_loop_router  # disputes, holds, agreement
+
+    router.include_router(quality_loop_router())
 
     # ------------------------------------------------------------ sign-in
 
@@ -828,6 +838,7 @@ def portal_router() -> APIRouter:
             pending = ctx.book.demands(status=DemandStatus.pending)
             return ctx.render(
                 "supervision.html",
+                scorecards=quality_loop_scorecards(ctx),
                 report=report,
                 data=report.as_dict(),
                 departments=departments,

@@ -70,6 +70,9 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     app.state.catalog = catalog
     for router in (records_router(), verify_router(), export_router(), demands_router()):
         app.include_router(router)
+    from hub.serve.disputes import disputes_router  # disputes (疑义) on records
+
+    app.include_router(disputes_router())
     shares, app.state.sharing = sharing_router(settings, services.resources)
     app.include_router(shares)  # bulk sharing: the Delta Sharing protocol
     from hub.portal import portal_router  # the people's pages, under /portal

@@ -70,6 +70,9 @@ def export_router() -> APIRouter:
             "X-Hub-Data-As-Of": facts["data_as_of"] or "",
             "X-Hub-Gate-Run": info.gate_run_id,
             "X-Hub-Stale": str(facts["stale"]).lower(),
+            # disputes (疑义): how many records are flagged now, and where to read which
+            "X-Hub-Disputed-Records": str(services.disputes.count(code)),
+            "X-Hub-Disputes": f"/v1/resources/{code}/disputes",
             "Content-Disposition": f'attachment; filename="{code}-v{info.version}.{format}"',
         }
         stream = export_stream(services.source, resource, info, list(view.fields), format)

@@ -273,10 +273,17 @@ def records_router() -> APIRouter:
             else None
         )
         call.fields, call.row_count = shown, len(rows)
+        # disputes (疑义) on these records, flagged with each on a field it shows
+        marks = services.disputes.flags(code) if rows else {}
         records = []
         for row in rows:
             shaped = shape(view, row)
-            records.append({k: v for k, v in shaped.items() if k in shown or k in view.masked})
+            record = {k: v for k, v in shaped.items() if k in shown or k in view.masked}
+            if marks and (found := marks.get(tuple(str(row[k]) for k in resource.primary_key))):
+                flagged = [m for m in found if m["field"] in record]
+                if flagged:
+                    record["_disputes"] = flagged
+            records.append(record)
         payload = {
             **about(resource, info, utc_now()),
             "request_id": call.request_id,

@@ -27,6 +27,7 @@ class Services:
         self._cursors: Any = None
         self._assertions: Any = None
         self._subject_key: bytes | None = None
+        self._disputes: Any = None
 
     @property
     def limiter(self) -> RateLimiter:
@@ -84,6 +85,17 @@ class Services:
             return self._assertions
 
     @property
+    def disputes(self) -> Any:
+        """The flagged records readers are told about (hub.quality.disputes), read from
+        the ops store on each call: a dispute filed anywhere shows at once."""
+        from hub.quality.disputes import DisputeFlags
+
+        with self._lock:
+            if self._disputes is None:
+                self._disputes = DisputeFlags(self.settings, self.catalog)
+            return self._disputes
+
+    @property
     def audit(self) -> Any:
         from hub.audit import open_log
 
@@ -111,4 +123,7 @@ class Services:
             if self._limiter is not None:
                 self._limiter.close()
                 self._limiter = None
+            if self._disputes is not None:
+                self._disputes.close()
+                self._disputes = None
         self.access.close()

@@ -189,7 +189,11 @@ def verify_router() -> APIRouter:
         call.version = info.version
         now = utc_now()
         answer, basis = await decide(services, claim, subject, resource, info, now.date())
+        # never a silent yes on a disputed field: the answer and its evidence state it
+        disputes = services.disputes.for_subject(resource.code, subject, rule.needs)
         facts = about(resource, info, now)
+        if disputes:
+            facts = {**facts, "disputed": True, "disputes": disputes}
         profile = profile_of(services.settings)
         document = sign_evidence(
             {
@@ -205,6 +209,7 @@ def verify_router() -> APIRouter:
                 "stale": facts["stale"],
                 "grant_id": view.grant_id,
                 "sub_mac": subject_mac(profile, services.subject_key, subject),
+                **({"disputed": True, "disputes": disputes} if disputes else {}),
             },
             services.evidence_signer,
         )
