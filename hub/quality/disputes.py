@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -553,9 +554,16 @@ def notify(
     return added
 
 
+FLAGS_FRESH_S = 1.0  # how long a server process keeps a resource's dispute flags
+
+
 class DisputeFlags:
-    """A server process's reader of flags: one kept ops connection, one query per call
-    (indexed by resource and status), under a lock (the connection is not thread-safe)."""
+    """A server process's reader of flags: one kept ops connection, under a lock (the
+    connection is not thread-safe). A resource's flags are read once per
+    :data:`FLAGS_FRESH_S` (the lookup is the API's hot path: not a query per request),
+    and at once after this process files or answers a dispute (:meth:`forget`); a dispute
+    filed by another process (the portal, another worker) shows within that second.
+    Verification (:meth:`for_subject`) always asks the store."""
 
     def __init__(self, settings: Any, catalog: Catalog) -> None:
         import threading
@@ -563,6 +571,11 @@ class DisputeFlags:
         self.settings, self.catalog = settings, catalog
         self._lock = threading.Lock()
         self._store: Any = None
+        self._flags: dict[str, tuple[float, dict[tuple[str, ...], list[dict[str, Any]]]]] = {}
+
+    def forget(self) -> None:
+        """Drop the kept flags (after a dispute is filed or answered here)."""
+        self._flags = {}
 
     def _book(self) -> DisputeBook:
         if self._store is None:
@@ -578,8 +591,14 @@ class DisputeFlags:
         return DisputeBook(self._store, self.catalog)
 
     def flags(self, resource: str) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+        now = time.monotonic()
+        kept = self._flags.get(resource)
+        if kept is not None and now - kept[0] < FLAGS_FRESH_S:
+            return kept[1]
         with self._lock:
-            return self._book().flags(resource)
+            found = self._book().flags(resource)
+        self._flags[resource] = (now, found)
+        return found
 
     def for_subject(
         self, resource: str, subject: str, fields: Sequence[str]

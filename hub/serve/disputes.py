@@ -96,6 +96,7 @@ def _filed(
         )
         if created:
             notify(store, services.settings, services.catalog, dispute, FILED, now)
+        services.disputes.forget()  # this process's readers see the flag at once
         return dispute, created
     finally:
         store.close()
@@ -219,6 +220,7 @@ def disputes_router() -> APIRouter:
 
         try:
             dispute = await run_in_threadpool(change)
+            services.disputes.forget()
         except DisputeNotFoundError as exc:
             raise Refusal(404, "not_found", str(exc)) from exc
         except DisputeError as exc:
