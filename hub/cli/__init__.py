@@ -18,7 +18,7 @@ COMMANDS = (
     "hub.cli.sync",  # hub sync
     "hub.cli.build",  # hub build, hub docs
     "hub.cli.gate",  # hub gate
-    "hub.quality.cli",  # hub gate [confirm|refuse|holds], hub dispute ..., agreement, scorecard
+    "hub.cli.quality",  # hub gate [confirm|refuse|holds], hub dispute ..., agreement, scorecard
     "hub.cli.publish",  # hub publish, hub versions
     "hub.cli.status",  # hub status
     "hub.cli.demo",  # hub demo

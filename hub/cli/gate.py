@@ -9,7 +9,7 @@ from rich.table import Table
 
 from hub.cli.common import console, fail, settings_or_fail
 
-# the command itself is registered by hub.quality.cli, as the default of `hub gate`
+# the command itself is registered by hub.cli.quality, as the default of `hub gate`
 # beside `hub gate confirm|refuse|holds`
 commands = typer.Typer()
 

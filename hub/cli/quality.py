@@ -1,4 +1,5 @@
-"""``hub gate confirm|refuse|holds``, ``hub dispute ...``, ``hub agreement``, ``hub scorecard``.
+"""The quality loop (hub.quality) from the command line: ``hub gate confirm|refuse|holds``,
+``hub dispute ...``, ``hub agreement``, ``hub scorecard``.
 
 Registered by one line in :data:`hub.cli.COMMANDS`; ``hub gate RESOURCE...`` keeps running the
 gate (the group's default command), so ``hub gate confirm`` sits beside it.
