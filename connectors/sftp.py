@@ -191,7 +191,7 @@ class SftpConnector:
     def from_settings(
         cls, settings: Settings, connection: str = "social", **options: Any
     ) -> SftpConnector:
-        """A connector for a named connection (``HUB_CONN_<NAME>`` or the simulator's).
+        """A connector for a named connection (``HUB_CONN_<NAME>``, or the demo profile's).
 
         Raises SettingsError when the connection is not configured, ConnectorError for a
         bad URI.

@@ -80,7 +80,7 @@ def profile_of(settings: Settings) -> Profile:
 
 def load_evidence_signer(settings: Settings) -> Signer:
     """The current evidence signing key (``HUB_SECRET_EVIDENCE_KEY``; generated under
-    HUB_HOME only on the embedded default). Raises SettingsError."""
+    HUB_HOME only under the demo profile). Raises SettingsError."""
     profile = profile_of(settings)
     text = secret_text(settings, SECRET_NAME, lambda: generate_signer(profile).to_secret())
     try:

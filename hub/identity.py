@@ -14,7 +14,7 @@ provider (the one the citizen signed in with) issued to it. The hub accepts it o
   ``HUB_IDP_MAX_TTL_S`` (10 minutes by default);
 - ``sub`` is a valid citizen ID or credit code (canonical form: :mod:`hub.identifiers`).
 
-For the embedded demo and the tests the hub ships a small local identity provider
+For the demo profile (the demo and the tests) the hub ships a small local identity provider
 (:class:`LocalIdentityProvider`, ``hub idp issue``), whose key is generated under
 ``HUB_HOME/secrets`` like the hub's other demo keys and is refused outside the demo.
 """
@@ -32,7 +32,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.identifiers import IdentifierError, parse_subject
-from hub.keyring import may_generate, secret_bytes
+from hub.keyring import secret_bytes
 from hub.settings import Settings, SettingsError
 from hub.signing import Ed25519Verifier
 
@@ -59,9 +59,9 @@ class LocalIdentityProvider:
     """The demo's identity provider: Ed25519, key in the hub's demo secrets."""
 
     def __init__(self, settings: Settings) -> None:
-        if not may_generate(settings):
+        if not settings.demo:
             raise SettingsError(
-                "the local identity provider is for the embedded demo only: set HUB_IDP_JWKS "
+                "the local identity provider is for the demo profile only: set HUB_IDP_JWKS "
                 "and HUB_IDP_ISSUER to the city's identity provider"
             )
         self.settings = settings
@@ -100,11 +100,11 @@ class AssertionVerifier:
         self._lock = threading.Lock()
         self._keys: tuple[float, jwt.PyJWKSet] | None = None
         self.issuer = settings.idp_issuer
-        if not settings.idp_jwks and may_generate(settings):
+        if not settings.idp_jwks and settings.demo:
             self.issuer = settings.idp_issuer or LOCAL_ISSUER
 
     def configured(self) -> bool:
-        return bool(self.settings.idp_jwks) or may_generate(self.settings)
+        return bool(self.settings.idp_jwks) or self.settings.demo
 
     def _key_set(self) -> jwt.PyJWKSet:
         with self._lock:

@@ -1,11 +1,12 @@
 """The hub's own secret keys: signing, MAC and encryption keys it needs to run.
 
 Each is read from ``HUB_SECRET_<NAME>`` (base64url of its bytes, or for signing keys the
-forms their module accepts). Only on the embedded default (the demo and tests on one
-machine) may a missing key be generated: once, under ``HUB_HOME/secrets/<name>`` with
-mode 0600, by whichever process gets there first. Anywhere else a missing key is one
-clear error naming the variable, never a fallback: a deployment that forgot a secret
-refuses to start rather than run with a key nobody else knows.
+forms their module accepts). Only under the demo profile (``HUB_PROFILE=demo``: the demo
+and the tests on one machine) may a missing key be generated: once, under
+``HUB_HOME/secrets/<name>`` with mode 0600, by whichever process gets there first.
+Anywhere else a missing key is one clear error naming the variable, never a fallback: a
+deployment that forgot a secret refuses to start rather than run with a key nobody else
+knows.
 """
 
 from __future__ import annotations
@@ -21,13 +22,8 @@ from pathlib import Path
 from hub.settings import PLACEHOLDER_SECRETS, Settings, SettingsError
 
 
-def may_generate(settings: Settings) -> bool:
-    """Missing keys are generated only on the embedded default (a DuckDB warehouse)."""
-    return settings.warehouse_engine == "duckdb"
-
-
 def secret_text(settings: Settings, name: str, generate: Callable[[], str]) -> str:
-    """The secret ``name``: ``HUB_SECRET_<NAME>``, else (embedded default only) the file
+    """The secret ``name``: ``HUB_SECRET_<NAME>``, else (demo profile only) the file
     under ``HUB_HOME/secrets``, made with ``generate()`` when absent. Raises
     SettingsError naming the variable."""
     variable = f"HUB_SECRET_{name.upper()}"
@@ -37,9 +33,9 @@ def secret_text(settings: Settings, name: str, generate: Callable[[], str]) -> s
         if not value or value.lower() in PLACEHOLDER_SECRETS:
             raise SettingsError(f"{variable}: empty or a placeholder; set it")
         return value
-    if not may_generate(settings):
+    if not settings.demo:
         raise SettingsError(
-            f"{variable} is not set: the hub needs this key outside the embedded demo "
+            f"{variable} is not set: the hub needs this key outside the demo profile "
             "(generate one with `hub keys generate " + name.lower() + "`)"
         )
     return _file_secret(settings.home / "secrets" / name.lower(), generate)

@@ -4,14 +4,17 @@ Connections to department systems are named in ``catalogs/departments/*.yml`` an
 resolved here from ``HUB_CONN_<NAME>`` (an Airflow-style URI; the password part is the
 secret). Nothing secret lives in ``catalogs/`` or in the code.
 
-The embedded default needs no configuration: a DuckDB warehouse file, SQLite department
-databases, an SFTP server and the registry API of the simulator, all under ``HUB_HOME``.
+Settings fail closed: a connection or secret that is not set is one error naming its
+variable, never a fallback. The demo opts in explicitly with ``HUB_PROFILE=demo``: then a
+variable the environment does not set is read from ``HUB_HOME/systems/demo.env`` (written
+by the simulator, naming its databases, SFTP server and registry API), and the hub's own
+keys may be generated under ``HUB_HOME/secrets``. The warehouse defaults to a DuckDB file
+under ``HUB_HOME`` in every profile.
 """
 
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -23,6 +26,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Values that mean "somebody forgot to set the secret"; refused at start.
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "password", "xxx", "todo"})
+# the demo profile's connections and secrets, under HUB_HOME/systems (the simulator writes it)
+DEMO_ENV_FILE = "demo.env"
 
 
 class SettingsError(ValueError):
@@ -34,9 +39,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
 
+    profile: Literal["deployment", "demo"] = Field(
+        default="deployment",
+        description="deployment: every connection and secret must be set. demo (the opt-in "
+        "of `hub demo` and the tests): missing ones come from HUB_HOME/systems/demo.env, "
+        "and the hub's own keys are generated under HUB_HOME/secrets.",
+    )
     home: Path = Field(
         default=PROJECT_ROOT / "state",
-        description="State directory: warehouse file, landing batches, simulated systems.",
+        description="State directory: warehouse file, landing batches, the demo's systems.",
     )
     catalog_dir: Path = Field(default=PROJECT_ROOT / "catalogs")
     warehouse_url: str = Field(
@@ -154,7 +165,7 @@ class Settings(BaseSettings):
     idp_jwks: str = Field(
         default="",
         description="The trusted identity provider's public keys: a JWKS file path or an "
-        "https:// URL. Default on the embedded demo: the local identity provider's "
+        "https:// URL. Default under the demo profile: the local identity provider's "
         "(`hub idp`); elsewhere applicant-only grants are refused until it is set.",
     )
     idp_issuer: str = Field(default="", description="The `iss` its assertions carry.")
@@ -230,12 +241,6 @@ class Settings(BaseSettings):
         default=500_000, ge=1_000, description="Rows per shared data file (one file per part)."
     )
 
-    # simulated department systems (used by `hub simulate` and by the default connections)
-    sim_housing_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")
-    sim_tax_url: str = Field(default="", description="Default: SQLite under HUB_HOME.")
-    sim_sftp_port: int = Field(default=2222, ge=1, le=65535)
-    sim_registry_port: int = Field(default=8765, ge=1, le=65535)
-
     @field_validator(
         "home", "catalog_dir", "landing_dir", "audit_anchor_dir", "sharing_dir", mode="after"
     )
@@ -256,10 +261,6 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"HUB_PUBLIC_URL: expected http(s)://host[:port][/prefix], got {self.public_url!r}"
             )
-        if not self.sim_housing_url:
-            self.sim_housing_url = f"sqlite:///{self.systems_dir / 'housing.db'}"
-        if not self.sim_tax_url:
-            self.sim_tax_url = f"sqlite:///{self.systems_dir / 'tax.db'}"
         scheme = urlsplit(self.warehouse_url).scheme
         if scheme not in {"duckdb", "postgresql", "postgresql+psycopg", "postgres"}:
             raise ValueError(
@@ -268,8 +269,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def demo(self) -> bool:
+        """The demo profile (``HUB_PROFILE=demo``): the explicit opt-in to its defaults."""
+        return self.profile == "demo"
+
+    @property
     def systems_dir(self) -> Path:
-        """Where the simulator keeps the department systems it runs itself."""
+        """HUB_HOME/systems: the demo's department systems and their ``demo.env``."""
         return self.home / "systems"
 
     @property
@@ -288,47 +294,62 @@ class Settings(BaseSettings):
         """``duckdb`` or ``postgres``."""
         return "duckdb" if self.warehouse_url.startswith("duckdb") else "postgres"
 
-    @cached_property
-    def default_connections(self) -> dict[str, str]:
-        """The simulated department systems, used when no ``HUB_CONN_<NAME>`` is set."""
-        return {
-            "housing": self.sim_housing_url,
-            "tax": self.sim_tax_url,
-            "social": (
-                f"sftp://social@127.0.0.1:{self.sim_sftp_port}/drops"
-                f"?key_file={self.systems_dir / 'sftp' / 'client_key'}"
-                f"&known_hosts={self.systems_dir / 'sftp' / 'known_hosts'}"
-            ),
-            "registry": f"http://127.0.0.1:{self.sim_registry_port}/api/v1",
-        }
+    def demo_environment(self) -> dict[str, str]:
+        """The demo profile's ``HUB_CONN_*`` / ``HUB_SECRET_*`` values (``demo.env``); empty
+        outside the demo profile or before the demo's systems were built."""
+        path = self.systems_dir / DEMO_ENV_FILE
+        if not self.demo or not path.exists():
+            return {}
+        values: dict[str, str] = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            name, sep, value = line.partition("=")
+            if sep and not line.lstrip().startswith("#"):
+                values[name.strip()] = value.strip()
+        return values
+
+    def _missing(self, variable: str, what: str) -> SettingsError:
+        if self.demo:
+            return SettingsError(
+                f"{variable} is not set: no {what}, and the demo profile found none in "
+                f"{self.systems_dir / DEMO_ENV_FILE} (build the demo's systems first: "
+                "`hub simulate`)"
+            )
+        return SettingsError(
+            f"{variable} is not set: no {what} (outside the demo every connection and "
+            "secret must be set; HUB_PROFILE=demo opts into the demo's)"
+        )
 
     def connection(self, name: str) -> str:
-        """The URI for connection ``name``: ``HUB_CONN_<NAME>``, else the simulator's.
+        """The URI for connection ``name``: ``HUB_CONN_<NAME>`` (under the demo profile,
+        else the demo's ``demo.env``).
 
-        Raises SettingsError when neither exists or the secret is a placeholder.
+        Raises SettingsError naming the variable when it is not set or its secret is a
+        placeholder.
         """
         env_name = f"HUB_CONN_{name.upper()}"
-        uri = os.environ.get(env_name) or self.default_connections.get(name)
+        uri = os.environ.get(env_name) or self.demo_environment().get(env_name)
         if not uri:
-            raise SettingsError(f"{env_name} is not set: no connection for {name!r}")
+            raise self._missing(env_name, f"connection for {name!r}")
         password = urlsplit(uri).password
         if password is not None and password.lower() in PLACEHOLDER_SECRETS:
             raise SettingsError(f"{env_name}: the secret is a placeholder ({password!r}); set it")
         return uri
 
-    def secret(self, name: str) -> str | None:
-        """A named secret from ``HUB_SECRET_<NAME>`` (e.g. an API token), or the simulator's.
+    def secret(self, name: str) -> str:
+        """A named secret from ``HUB_SECRET_<NAME>`` (e.g. an API token); under the demo
+        profile, else the demo's ``demo.env``.
 
-        The simulator writes its own generated secrets under HUB_HOME/systems/secrets/.
-        Raises SettingsError for a placeholder value.
+        Raises SettingsError naming the variable when it is not set, empty or a placeholder.
         """
         env_name = f"HUB_SECRET_{name.upper()}"
         value = os.environ.get(env_name)
         if value is None:
-            path = self.systems_dir / "secrets" / name.lower()
-            value = path.read_text().strip() if path.exists() else None
-        if value is not None and value.lower() in PLACEHOLDER_SECRETS:
-            raise SettingsError(f"{env_name}: the secret is a placeholder; set it")
+            value = self.demo_environment().get(env_name)
+        if value is None:
+            raise self._missing(env_name, f"secret {name.lower()!r}")
+        value = value.strip()
+        if not value or value.lower() in PLACEHOLDER_SECRETS:
+            raise SettingsError(f"{env_name}: empty or a placeholder; set it")
         return value
 
 

@@ -9,7 +9,7 @@ Freshness compares the current published version's ``data_as_of`` (the newest
 ``_extracted_at`` of its rows, i.e. the time the hub loaded them, naive UTC) with ``now``
 (naive UTC, the wall clock by default) and the resource's ``UpdateCycle.interval``:
 ``fresh`` when not older than the interval, ``stale`` when older, ``never`` when nothing
-was published. The simulator's clock does not enter: the data's age is how long ago the
+was published. A source system's own clock does not enter: the data's age is how long ago the
 hub loaded it.
 
 Reading only: on a fresh warehouse every resource reads ``never``. ``ops.task_failures``

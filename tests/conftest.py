@@ -51,12 +51,16 @@ def catalog() -> Catalog:
 
 @pytest.fixture
 def hub_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh HUB_HOME; every HUB_* variable of the outer environment is cleared."""
+    """A fresh HUB_HOME under the demo profile (the tests' opt-in: connections of the
+    simulated systems from HUB_HOME/systems/demo.env, the hub's keys generated); every
+    other HUB_* variable of the outer environment is cleared. A test of a deployment
+    removes HUB_PROFILE (see ``deployment_profile``)."""
     for name in list(os.environ):
         if name.startswith("HUB_") and not name.startswith("HUB_TEST_"):
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     monkeypatch.setenv("HUB_HOME", str(home))
+    monkeypatch.setenv("HUB_PROFILE", "demo")
     monkeypatch.setenv("HUB_SIM_SFTP_PORT", str(free_port()))
     monkeypatch.setenv("HUB_SIM_REGISTRY_PORT", str(free_port()))
     reset_settings()
@@ -67,6 +71,14 @@ def hub_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 def settings(hub_home: Path) -> Settings:
     return Settings()
+
+
+@pytest.fixture
+def deployment_profile(hub_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HUB_HOME as ``hub_home`` gives it, outside the demo profile: nothing defaults."""
+    monkeypatch.delenv("HUB_PROFILE")
+    reset_settings()
+    return hub_home
 
 
 def _pg_database() -> Iterator[str]:

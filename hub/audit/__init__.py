@@ -10,7 +10,7 @@
 - :mod:`hub.audit.verify`: the verifier and the anchors kept outside the hub.
 
 The audit key (``HUB_SECRET_AUDIT_KEY``) signs anchors. It lives in the secrets, never in
-the database and never in the state directory outside the embedded demo.
+the database and never in the state directory outside the demo profile.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def audit_url(settings: Settings) -> str:
 
 def load_anchor_signer(settings: Settings) -> Signer:
     """The key that signs the chain's anchors (``HUB_SECRET_AUDIT_KEY``; generated under
-    HUB_HOME only on the embedded demo). Raises SettingsError."""
+    HUB_HOME only under the demo profile). Raises SettingsError."""
     from hub.keyring import secret_text
 
     profile = Profile(settings.crypto_profile)
@@ -81,12 +81,10 @@ def open_log(settings: Settings) -> AuditLog:
 def anchor_dir(settings: Settings) -> Path:
     """Where ``hub audit anchor --export`` and the maintenance DAG keep anchors:
     ``HUB_AUDIT_ANCHOR_DIR`` (outside the hub's state in production), else
-    ``HUB_HOME/anchors`` on the embedded demo."""
+    ``HUB_HOME/anchors`` under the demo profile."""
     if settings.audit_anchor_dir is not None:
         return settings.audit_anchor_dir
-    from hub.keyring import may_generate
-
-    if not may_generate(settings):
+    if not settings.demo:
         raise SettingsError(
             "HUB_AUDIT_ANCHOR_DIR is not set: exported anchors must be kept outside the hub"
         )

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from hub.catalog import CatalogError, load_catalog
 from hub.catalog.models import Catalog
+from hub.plugins import PluginMissingError, Simulator, simulator
 from hub.settings import Settings, SettingsError, get_settings
 
 # wide enough for the summary tables when the output is a file or a CI log
@@ -52,3 +53,11 @@ def me() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def simulator_or_fail() -> Simulator:
+    """The installed simulator (the demo's department systems), or exit with how to get it."""
+    try:
+        return simulator()
+    except PluginMissingError as exc:
+        raise fail(str(exc)) from exc

@@ -10,11 +10,17 @@ from rich.table import Table
 
 from hub.catalog.models import Catalog
 from hub.cli.build import print_build_summary
-from hub.cli.common import catalog_or_fail, console, errors, fail, settings_or_fail
+from hub.cli.common import (
+    catalog_or_fail,
+    console,
+    errors,
+    fail,
+    settings_or_fail,
+    simulator_or_fail,
+)
 from hub.cli.demand import demo_supply_and_demand
 from hub.cli.gate import print_gate_summary
 from hub.cli.publish import print_publish_summary
-from hub.cli.simulate import print_simulation
 from hub.cli.status import print_status
 from hub.cli.sync import print_sync_summary, run_sync
 from hub.settings import Settings
@@ -35,22 +41,24 @@ def demo(
         ),
     ] = True,
 ) -> None:
-    """The whole flow on the embedded default, for two simulated days:
+    """The whole flow for two simulated days under the demo profile (HUB_PROFILE=demo):
     simulate -> sync -> build -> gate -> publish, then advance a day and run it again."""
-    import hub.simulate as simulator
+    import os
 
+    from hub.settings import reset_settings
+
+    simulator = simulator_or_fail()
+    os.environ["HUB_PROFILE"] = "demo"  # the demo's opt-in: its connections and keys
+    reset_settings()
     settings = settings_or_fail()
     catalog = catalog_or_fail(settings)
     run_day = _demo_day_airflow if airflow else _demo_day
     started = time.monotonic()
     console.rule("day 0: simulate the department systems")
-    print_simulation(
-        simulator.simulate(settings, scale=scale, seed=seed), time.monotonic() - started
-    )
+    simulator.build_systems(settings, scale=scale, seed=seed)
     first = run_day(settings, catalog)
     console.rule("day 1: one day of changes in the department systems")
-    day_started = time.monotonic()
-    print_simulation(simulator.advance_day(settings), time.monotonic() - day_started)
+    simulator.advance_day(settings)
     second = run_day(settings, catalog)
     if not (first and second):
         raise fail("the demo did not finish: see the errors above")
@@ -91,7 +99,7 @@ def _demo_day_airflow(settings: Settings, catalog: Catalog) -> bool:
     configure_airflow(settings)  # before anything imports airflow
     migrate(settings)
     console.rule("Airflow (embedded): sync DAGs, then build_shared")
-    states = run_flow(settings)
+    states = run_flow(settings, systems=simulator_or_fail().running_systems(settings))
     table = Table("DAG", "state", title="DAG runs")
     for dag_id, state in states.items():
         table.add_row(dag_id, "[green]success[/]" if state == "success" else f"[red]{state}[/]")

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hub.catalog.models import Catalog, Resource
-from hub.cli.common import catalog_or_fail, console, fail, settings_or_fail
+from hub.cli.common import catalog_or_fail, console, fail, settings_or_fail, simulator_or_fail
 from hub.settings import Settings
 
 commands = typer.Typer()
@@ -26,12 +26,13 @@ def sync_command(
         bool, typer.Option("--full", help="Read everything, not what changed.")
     ] = False,
     with_simulator: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--with-simulator/--no-simulator",
-            help="Start the simulated SFTP server and registry API for the run.",
+            help="Start the simulated SFTP server and registry API for the run "
+            "(default: only under HUB_PROFILE=demo).",
         ),
-    ] = True,
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Extract every resource (or one department's) into landing and the raw tables."""
@@ -42,6 +43,8 @@ def sync_command(
             f"--source {source!r}: no such department "
             f"(known: {', '.join(sorted(d.code for d in catalog.departments))})"
         )
+    if with_simulator is None:
+        with_simulator = settings.demo
     results = run_sync(settings, catalog, source=source, full=full, with_simulator=with_simulator)
     if json_out:
         from hub.sync import iter_summary
@@ -67,10 +70,10 @@ def run_sync(
     from hub.sync import sync
 
     systems: Any = nullcontext()
-    if with_simulator and (settings.systems_dir / "manifest.json").exists():
-        from hub.simulate.servers import running_systems
-
-        systems = running_systems(settings)
+    if with_simulator:
+        simulator = simulator_or_fail()
+        if simulator.systems_exist(settings):
+            systems = simulator.running_systems(settings)
     started = time.monotonic()
     with (
         systems,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,10 +49,7 @@ def hub_environment(settings: Settings) -> dict[str, str]:
         "HUB_CATALOG_DIR": str(settings.catalog_dir),
         "HUB_WAREHOUSE_URL": settings.warehouse_url,
         "HUB_LANDING_DIR": str(settings.landing),
-        "HUB_SIM_HOUSING_URL": settings.sim_housing_url,
-        "HUB_SIM_TAX_URL": settings.sim_tax_url,
-        "HUB_SIM_SFTP_PORT": str(settings.sim_sftp_port),
-        "HUB_SIM_REGISTRY_PORT": str(settings.sim_registry_port),
+        "HUB_PROFILE": settings.profile,
         "HUB_BATCH_ROWS": str(settings.batch_rows),
         "HUB_KEEP_VERSIONS": str(settings.keep_versions),
     }
@@ -147,17 +144,21 @@ def run_dag(
 
 
 def run_flow(
-    settings: Settings, *, logical_date: datetime | None = None, with_build: bool = True
+    settings: Settings,
+    *,
+    logical_date: datetime | None = None,
+    with_build: bool = True,
+    systems: AbstractContextManager[Any] | None = None,
 ) -> dict[str, str]:
-    """Run every sync DAG (the simulated systems running), then ``build_shared``, each
-    with ``dag.test()`` in this process. Returns ``{dag_id: state}`` in run order.
+    """Run every sync DAG (inside ``systems``: the department systems that must run for
+    the syncs, e.g. the demo's servers), then ``build_shared``, each with ``dag.test()``
+    in this process. Returns ``{dag_id: state}`` in run order.
 
     Like ``hub build``, first regenerates the catalog-derived dbt files when the catalog
     changed, then the manifest ``build_shared`` is rendered from.
     """
     from hub.build import parse_manifest, write_project_files
     from hub.catalog import load_catalog
-    from hub.simulate.servers import running_systems
 
     logical_date = logical_date or datetime.now(UTC).replace(microsecond=0)
     catalog = load_catalog(settings.catalog_dir)
@@ -165,7 +166,7 @@ def run_flow(
         write_project_files(catalog)
         parse_manifest(settings)
     states: dict[str, str] = {}
-    with running_systems(settings):
+    with systems or nullcontext():
         for code in sorted(d.code for d in catalog.departments):
             states[f"sync_{code}"] = run_dag(f"sync_{code}", settings, logical_date)
     if with_build:

@@ -173,7 +173,7 @@ def _send_email(settings: Settings, recipients: list[str], subject: str, body: s
         if settings.smtp_starttls:
             smtp.starttls()
         if settings.smtp_user:
-            smtp.login(settings.smtp_user, settings.secret("smtp") or "")
+            smtp.login(settings.smtp_user, settings.secret("smtp"))
         smtp.send_message(message)
 
 

@@ -13,7 +13,7 @@ MACed the same way, bound to the list they page.
 
 The key is ``HUB_SECRET_SHARING_URL_KEY`` (32 random bytes or more, base64url; ``hub keys
 generate sharing_url_key``). Like the hub's other keys (:mod:`hub.keyring`) it is
-generated under HUB_HOME only on the embedded default; a deployment must set it.
+generated under HUB_HOME only under the demo profile; a deployment must set it.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class UrlSigner:
 
 def load_url_key(settings: Settings) -> bytes:
     """The sharing key, ``HUB_SECRET_SHARING_URL_KEY`` (:mod:`hub.keyring`: generated under
-    HUB_HOME only on the embedded default). Raises SettingsError naming the variable."""
+    HUB_HOME only under the demo profile). Raises SettingsError naming the variable."""
     from hub.keyring import secret_bytes
 
     return secret_bytes(settings, SECRET_NAME, MIN_KEY_BYTES)

@@ -182,7 +182,7 @@ def test_stored_key_forms(settings: Settings, monkeypatch: pytest.MonkeyPatch) -
         load_evidence_key(settings)
 
 
-def test_postgres_warehouse_needs_provided_keys(hub_home: Path) -> None:
+def test_postgres_warehouse_needs_provided_keys(deployment_profile: Path) -> None:
     settings = Settings(warehouse_url="postgresql://postgres@127.0.0.1:5432/none")
     with pytest.raises(SettingsError, match="HUB_SECRET_EVIDENCE_KEY is not set"):
         load_evidence_key(settings)

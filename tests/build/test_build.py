@@ -33,10 +33,10 @@ from hub.catalog import Catalog
 from hub.catalog.models import Resource
 from hub.load import live_keys_sql
 from hub.settings import PROJECT_ROOT, Settings
-from hub.simulate import advance_day, simulate
-from hub.simulate.servers import running_systems
 from hub.sync import sync
 from hub.warehouse import Warehouse, open_warehouse, quote_ident
+from simulator import advance_day, simulate
+from simulator.servers import running_systems
 
 SCALE = 0.05
 CANDIDATE_EXTRA = ["_batch_id", "_extracted_at", "_source_duplicates"]

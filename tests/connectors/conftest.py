@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from hub.settings import Settings
-from hub.simulate.sftp_server import (
+from simulator.sftp_server import (
     SftpServer,
     known_hosts_line,
     public_key_line,

@@ -18,9 +18,10 @@ from connectors.http import HttpConnector, HttpExtraction
 from connectors.sftp import SftpConnector
 from hub.catalog import Catalog, Resource
 from hub.settings import Settings
-from hub.simulate.registry_api import create_app, create_registry_tables
-from hub.simulate.servers import BackgroundApi, ensure_registry_token, running_systems
-from hub.simulate.sftp_server import ensure_sftp_keys
+from simulator.registry_api import create_app, create_registry_tables
+from simulator.servers import BackgroundApi, ensure_registry_token, running_systems
+from simulator.settings import SimulatorSettings
+from simulator.sftp_server import ensure_sftp_keys
 
 TOKEN = "test-token-6f1d0c"
 BASE_TIME = datetime(2025, 3, 1, 0, 0, 0)
@@ -338,6 +339,7 @@ def test_running_systems_serve_the_default_connections(
 ) -> None:
     """The embedded demo: both servers on the settings' ports, reached through the
     default connections (no HUB_CONN_* set)."""
+    ports = SimulatorSettings()
     settings.systems_dir.mkdir(parents=True)
     build_registry_db(settings.systems_dir / "registry.db", catalog)
     token = ensure_registry_token(settings)
@@ -361,6 +363,6 @@ def test_running_systems_serve_the_default_connections(
             )
             rows = sum(b.num_rows for b in extraction.batches())
         assert rows == 1
-        assert extraction.source == f"sftp://social@127.0.0.1:{settings.sim_sftp_port}/drops"
+        assert extraction.source == f"sftp://social@127.0.0.1:{ports.sim_sftp_port}/drops"
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{settings.sim_registry_port}/api/v1/health", timeout=1)
+        httpx.get(f"http://127.0.0.1:{ports.sim_registry_port}/api/v1/health", timeout=1)

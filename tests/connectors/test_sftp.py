@@ -19,7 +19,7 @@ from connectors.base import ConnectorError, SyncState
 from connectors.sftp import SftpConnector, SftpExtraction
 from hub.catalog import Catalog, Resource
 from hub.settings import Settings
-from hub.simulate.sftp_server import known_hosts_line, write_keypair
+from simulator.sftp_server import known_hosts_line, write_keypair
 
 pytestmark = pytest.mark.sftp
 

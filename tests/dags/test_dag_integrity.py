@@ -271,7 +271,7 @@ def test_sync_tax_under_dag_test_lands_the_simulated_counts_once(
     airflow_home: Path, settings: Settings
 ) -> None:
     from hub.orchestration.embedded import run_dag
-    from hub.simulate import simulate
+    from simulator import simulate
 
     manifest = simulate(settings, scale=SCALE, seed=21)
     expected = {

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from hub.catalog.models import Resource
-from hub.simulate import identities
 from hub.warehouse import open_warehouse, quote_ident
+from simulator import identities
 
 TODAY = np.datetime64("2026-06-01")
 EXTRACTED = datetime(2026, 6, 1, 8, 0, 0)

@@ -10,8 +10,8 @@ import stdnum.cn.uscc
 
 from hub.gate import checkdigits
 from hub.gate.dialect import Dialect
-from hub.simulate import identities
 from hub.warehouse import open_warehouse
+from simulator import identities
 
 
 def _stdnum(check: object, value: str) -> bool | None:

@@ -20,10 +20,10 @@ import pytest
 
 from hub.catalog import Catalog
 from hub.settings import Settings, reset_settings
-from hub.simulate import advance_day, simulate
-from hub.simulate.servers import running_systems
 from hub.sync import ResourceSync, sync
 from hub.warehouse import open_warehouse
+from simulator import advance_day, simulate
+from simulator.servers import running_systems
 
 SCALE = 0.1
 

@@ -64,8 +64,8 @@ def test_build_shared_publishes_each_resource_its_dbt_model_built(
 ) -> None:
     from hub.orchestration import factories
     from hub.orchestration.embedded import run_dag
-    from hub.simulate import simulate
     from hub.warehouse import open_warehouse
+    from simulator import simulate
 
     # the failing test fails again on retry: skip dag.test()'s 30 s wait for it
     monkeypatch.setattr(factories, "DBT_RETRIES", 0)

@@ -37,6 +37,7 @@ from hub.catalog import Catalog
 from hub.orchestration.embedded import hub_environment
 from hub.settings import PROJECT_ROOT, Settings, reset_settings
 from hub.warehouse import open_warehouse
+from simulator.settings import SimulatorSettings
 from tests.conftest import free_port, service_missing
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(420)]
@@ -249,7 +250,8 @@ def cluster(
     airflow_env = {**compose_env, **local, **extra}
 
     hub_env = hub_environment(warehouse_settings)
-    hub_env[f"HUB_CONN_{DEPARTMENT.upper()}"] = warehouse_settings.connection(DEPARTMENT)
+    # the simulated department's database (compose names it in HUB_CONN_*, as here)
+    hub_env[f"HUB_CONN_{DEPARTMENT.upper()}"] = SimulatorSettings().connections()[DEPARTMENT]
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "HUB_"))}
     base["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", "")])
     running = Cluster(env={**base, **hub_env, **airflow_env}, log_dir=log_dir)

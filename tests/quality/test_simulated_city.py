@@ -21,10 +21,11 @@ from hub.gate import run_gate
 from hub.publish import PublishStatus, publish
 from hub.quality.agreement import by_department_pair, check_agreement
 from hub.settings import Settings, reset_settings
-from hub.simulate import simulate
-from hub.simulate.servers import running_systems
 from hub.sync import sync
 from hub.warehouse import open_warehouse
+from simulator import simulate
+from simulator.servers import running_systems
+from simulator.settings import SimulatorSettings
 
 SCALE = 0.05
 FLIPPED = 150
@@ -35,7 +36,7 @@ RENAMED = 7
 def city(hub_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("HUB_WAREHOUSE_URL", f"duckdb:///{hub_home / 'warehouse.duckdb'}")
     reset_settings()
-    return Settings()
+    return SimulatorSettings()  # the hub's settings, and where the simulated systems live
 
 
 def day(settings: Settings, catalog: Catalog) -> dict[str, object]:

@@ -276,9 +276,9 @@ def test_the_stock_client_follows_a_simulated_day(
     from hub.gate import run_gate
     from hub.ops_store import open_ops
     from hub.publish import publish
-    from hub.simulate import advance_day, simulate
-    from hub.simulate.servers import running_systems
     from hub.sync import sync
+    from simulator import advance_day, simulate
+    from simulator.servers import running_systems
 
     set_deployment_secrets(monkeypatch)
     monkeypatch.setenv("HUB_SECRET_SHARING_URL_KEY", "s" * 43)

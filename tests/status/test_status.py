@@ -19,11 +19,11 @@ from hub.cli import app
 from hub.gate import run_gate
 from hub.publish import publish
 from hub.settings import Settings
-from hub.simulate import simulate
-from hub.simulate.servers import running_systems
 from hub.status import FRESH, NEVER, STALE, resource_status
 from hub.sync import sync
 from hub.warehouse import open_warehouse
+from simulator import simulate
+from simulator.servers import running_systems
 
 SCALE = 0.05
 

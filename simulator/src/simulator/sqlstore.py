@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from hub.catalog.models import Resource
-from hub.simulate.faults import SimulationError
-from hub.simulate.rows import Rows
+from simulator.faults import SimulationError
+from simulator.rows import Rows
 
 CHUNK_ROWS = 20_000
 DEFAULT_VARCHAR = 64

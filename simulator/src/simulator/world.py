@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hub.catalog.models import Catalog
-from hub.settings import Settings
-from hub.simulate.clock import day_date
-from hub.simulate.faults import FaultRates
-from hub.simulate.manifest import Manifest, ResourceManifest, write_json
+from simulator.clock import day_date
+from simulator.faults import FaultRates
+from simulator.manifest import Manifest, ResourceManifest, write_json
+from simulator.settings import SimulatorSettings
 
 STATE_FILE = "sim_state.json"
 PERSONS_FILE = "world_persons.parquet"
@@ -101,7 +101,7 @@ class World:
 class Context:
     """Everything one run (``simulate`` or one ``advance_day``) works with."""
 
-    settings: Settings
+    settings: SimulatorSettings
     catalog: Catalog
     rates: FaultRates
     seed: int

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hub.catalog.models import Resource
-from hub.simulate.clock import (
+from simulator.clock import (
     dates_text,
     day0_close,
     day_stamp,
@@ -37,11 +37,11 @@ from hub.simulate.clock import (
     timestamps_text,
     yuan,
 )
-from hub.simulate.faults import Injected, draw_count, inject_faults
-from hub.simulate.identities import party_valid_check, pick
-from hub.simulate.manifest import DayCounts, Drop, ResourceManifest
-from hub.simulate.rows import Rows, is_null
-from hub.simulate.world import Context
+from simulator.faults import Injected, draw_count, inject_faults
+from simulator.identities import party_valid_check, pick
+from simulator.manifest import DayCounts, Drop, ResourceManifest
+from simulator.rows import Rows, is_null
+from simulator.world import Context
 
 ENROLLMENTS = "social_insurance_enrollments"
 CONTRIBUTIONS = "social_insurance_contributions"

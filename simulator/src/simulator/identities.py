@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hub.simulate.clock import replace
-from hub.simulate.rows import is_null
+from simulator.clock import replace
+from simulator.rows import is_null
 
 Strings = npt.NDArray[np.str_]
 Ints = npt.NDArray[np.int64]

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hub.catalog.models import Resource
-from hub.simulate.changes import DayPlan, TableSpec, apply_day
-from hub.simulate.clock import (
+from simulator.changes import DayPlan, TableSpec, apply_day
+from simulator.clock import (
     dates_text,
     day0_close,
     moments_between,
@@ -29,8 +29,8 @@ from hub.simulate.clock import (
     timestamps_text,
     yuan,
 )
-from hub.simulate.faults import inject_faults
-from hub.simulate.identities import (
+from simulator.faults import inject_faults
+from simulator.identities import (
     ETHNICITIES,
     ETHNICITY_WEIGHTS,
     addresses,
@@ -41,9 +41,9 @@ from hub.simulate.identities import (
     make_people,
     pick,
 )
-from hub.simulate.manifest import DayCounts, ResourceManifest
-from hub.simulate.rows import Column, Rows
-from hub.simulate.world import Context, World
+from simulator.manifest import DayCounts, ResourceManifest
+from simulator.rows import Column, Rows
+from simulator.world import Context, World
 
 REGISTRY_FILE = "registry.db"
 TOKEN_FILE = Path("secrets") / "registry"

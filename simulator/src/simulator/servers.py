@@ -24,9 +24,10 @@ from typing import Any
 import httpx
 import uvicorn
 
-from hub.settings import Settings
-from hub.simulate.registry_api import API_PREFIX, create_app
-from hub.simulate.sftp_server import LOOPBACK, SftpServer
+from hub.settings import PLACEHOLDER_SECRETS, Settings, SettingsError
+from simulator.registry_api import API_PREFIX, create_app
+from simulator.settings import registry_token_path, simulator_settings, write_demo_env
+from simulator.sftp_server import LOOPBACK, SftpServer
 
 log = logging.getLogger(__name__)
 
@@ -116,18 +117,23 @@ class BackgroundApi:
 def ensure_registry_token(settings: Settings) -> str:
     """The registry API token: ``HUB_SECRET_REGISTRY``, else the simulator's secret file
     (``systems_dir/secrets/registry``), which is created with a random token if missing.
+    Also (re)writes the demo profile's ``demo.env`` naming it.
 
     Raises SettingsError for a placeholder token, OSError when the file cannot be written.
     """
-    token = settings.secret("registry")
-    if token:
-        return token
-    path = settings.systems_dir / "secrets" / "registry"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(token + "\n")
+    token = os.environ.get("HUB_SECRET_REGISTRY", "").strip()
+    path = registry_token_path(settings)
+    if not token and path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+    if token.lower() in PLACEHOLDER_SECRETS:
+        raise SettingsError("HUB_SECRET_REGISTRY: the secret is a placeholder; set it")
+    if not token:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+    write_demo_env(settings)
     return token
 
 
@@ -163,10 +169,11 @@ def running_systems(settings: Settings, *, fault_every: int = 0) -> Iterator[Non
     :func:`ensure_registry_token`; the SFTP server serves ``systems_dir/sftp/root``.
     Raises OSError when a port is taken, RuntimeError when a server does not answer.
     """
-    token = ensure_registry_token(settings)
-    app = create_app(registry_db_path(settings), token, fault_every=fault_every)
-    registry = BackgroundApi(app, port=settings.sim_registry_port)
-    sftp = SftpServer.for_settings(settings)
+    sim = simulator_settings(settings)
+    token = ensure_registry_token(sim)
+    app = create_app(registry_db_path(sim), token, fault_every=fault_every)
+    registry = BackgroundApi(app, port=sim.sim_registry_port)
+    sftp = SftpServer.for_settings(sim)
     registry.start()
     try:
         sftp.start()
@@ -198,11 +205,12 @@ def serve_forever(
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    with running_systems(settings, fault_every=fault_every):
-        announce(f"registry API  http://{LOOPBACK}:{settings.sim_registry_port}{API_PREFIX}")
+    sim = simulator_settings(settings)
+    with running_systems(sim, fault_every=fault_every):
+        announce(f"registry API  http://{LOOPBACK}:{sim.sim_registry_port}{API_PREFIX}")
         announce(
-            f"SFTP exchange sftp://{LOOPBACK}:{settings.sim_sftp_port}/drops "
-            f"(root {settings.systems_dir / 'sftp' / 'root'})"
+            f"SFTP exchange sftp://{LOOPBACK}:{sim.sim_sftp_port}/drops "
+            f"(root {sim.systems_dir / 'sftp' / 'root'})"
         )
         announce("press Ctrl-C to stop")
         try:

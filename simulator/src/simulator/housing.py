@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from hub.simulate.changes import DayPlan, TableSpec, apply_day
-from hub.simulate.clock import (
+from simulator.changes import DayPlan, TableSpec, apply_day
+from simulator.clock import (
     dates_text,
     day0_close,
     moments_between,
@@ -23,12 +23,12 @@ from hub.simulate.clock import (
     timestamps_text,
     yuan,
 )
-from hub.simulate.faults import Injected, inject_faults
-from hub.simulate.identities import BANK_WEIGHTS, BANKS, DISTRICTS, digits, districts, pick
-from hub.simulate.manifest import DayCounts, ResourceManifest
-from hub.simulate.rows import Rows, rank_within
-from hub.simulate.sqlstore import SqlStore
-from hub.simulate.world import Context
+from simulator.faults import Injected, inject_faults
+from simulator.identities import BANK_WEIGHTS, BANKS, DISTRICTS, digits, districts, pick
+from simulator.manifest import DayCounts, ResourceManifest
+from simulator.rows import Rows, rank_within
+from simulator.sqlstore import SqlStore
+from simulator.world import Context
 
 UNITS = TableSpec(
     resource="property_units",

@@ -37,6 +37,7 @@ from paramiko.common import (
 from paramiko.sftp import SFTP_FAILURE, SFTP_NO_SUCH_FILE, SFTP_PERMISSION_DENIED
 
 from hub.settings import Settings
+from simulator.settings import simulator_settings
 
 log = logging.getLogger(__name__)
 # paramiko logs every client that goes away mid-handshake as an ERROR with a traceback;
@@ -118,7 +119,8 @@ def ensure_sftp_keys(settings: Settings) -> SftpKeys:
     ``settings.sim_sftp_port`` (the default ``social`` connection points at it). Also makes
     the served root and its ``drops`` folder. Raises OSError when the folder is not writable.
     """
-    directory = settings.systems_dir / "sftp"
+    sim = simulator_settings(settings)
+    directory = sim.systems_dir / "sftp"
     keys = SftpKeys(
         directory=directory,
         host_key=directory / "host_key",
@@ -134,7 +136,7 @@ def ensure_sftp_keys(settings: Settings) -> SftpKeys:
         write_keypair(keys.client_key, "exchange-hub client")
     keys.authorized_keys.write_text(public_key_line(keys.client_key) + "\n")
     keys.known_hosts.write_text(
-        known_hosts_line(LOOPBACK, settings.sim_sftp_port, public_key_line(keys.host_key)) + "\n"
+        known_hosts_line(LOOPBACK, sim.sim_sftp_port, public_key_line(keys.host_key)) + "\n"
     )
     keys.drops.mkdir(parents=True, exist_ok=True)
     return keys
@@ -142,7 +144,7 @@ def ensure_sftp_keys(settings: Settings) -> SftpKeys:
 
 def default_sftp_user(settings: Settings) -> str:
     """The user name of the default ``social`` connection (``social``)."""
-    return urlsplit(settings.default_connections["social"]).username or "social"
+    return urlsplit(simulator_settings(settings).connections()["social"]).username or "social"
 
 
 def read_authorized_keys(path: Path) -> list[paramiko.PKey]:
@@ -344,7 +346,7 @@ class SftpServer:
             keys.root,
             keys.host_key,
             keys.authorized_keys,
-            port=settings.sim_sftp_port,
+            port=simulator_settings(settings).sim_sftp_port,
             username=default_sftp_user(settings),
         )
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hub.simulate.clock import parse_timestamps, timestamps_text
-from hub.simulate.identities import party_valid_check, spoil_check_chars
-from hub.simulate.rows import Rows
+from simulator.clock import parse_timestamps, timestamps_text
+from simulator.identities import party_valid_check, spoil_check_chars
+from simulator.rows import Rows
 
 __all__ = ["FaultRates", "Injected", "draw_count", "inject_faults"]
 

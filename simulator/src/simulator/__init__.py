@@ -4,14 +4,19 @@
 known rates; ``advance_day`` applies one simulated day of changes; the manifest
 (``systems_dir/manifest.json``) says exactly what each system holds and what changed:
 
-- housing: SQL database at ``settings.sim_housing_url`` (SQLite default, PostgreSQL);
-- tax: SQL database at ``settings.sim_tax_url`` (SQLite default, MariaDB/MySQL);
+- housing: SQL database at ``HUB_SIM_HOUSING_URL`` (SQLite default, PostgreSQL);
+- tax: SQL database at ``HUB_SIM_TAX_URL`` (SQLite default, MariaDB/MySQL);
 - social: daily CSV drops under ``systems_dir/sftp/root/drops`` (served over SFTP);
 - registry: ``systems_dir/registry.db``, served as a paged JSON API with the token in
   ``systems_dir/secrets/registry``.
 
 At scale 1 the city has about 10,000 persons and 800 enterprises; every table grows
 linearly with ``scale``.
+
+The hub never imports this package: ``hub simulate`` and the demo's department systems
+reach it through the ``exchange_hub.simulator`` entry point (:mod:`simulator.hub_plugin`),
+and the hub finds the systems' connections in ``systems_dir/demo.env`` under its demo
+profile (``HUB_PROFILE=demo``).
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ import numpy as np
 
 from hub.catalog import Catalog, load_catalog
 from hub.settings import Settings
-from hub.simulate import housing, registry, social, tax
-from hub.simulate.clock import DAY0, day_date
-from hub.simulate.faults import FaultRates, SimulationError
-from hub.simulate.identities import make_firms, make_people
-from hub.simulate.manifest import Manifest, read_manifest, save_manifest
-from hub.simulate.world import (
+from simulator import housing, registry, social, tax
+from simulator.clock import DAY0, day_date
+from simulator.faults import FaultRates, SimulationError
+from simulator.identities import make_firms, make_people
+from simulator.manifest import Manifest, read_manifest, save_manifest
+from simulator.settings import SimulatorSettings, simulator_settings, write_demo_env
+from simulator.world import (
     FIRMS_FILE,
     PERSONS_FILE,
     STATE_FILE,
@@ -42,7 +48,7 @@ PERSONS_AT_SCALE_1 = 10_000
 ENTERPRISES_AT_SCALE_1 = 800
 
 
-def _catalog(settings: Settings) -> Catalog:
+def _catalog(settings: SimulatorSettings) -> Catalog:
     """The catalog, checked against the tables and files the simulator writes.
 
     Raises SimulationError when a resource the simulator feeds is missing or points
@@ -75,7 +81,7 @@ def _catalog(settings: Settings) -> Catalog:
     return catalog
 
 
-def _clear(settings: Settings) -> None:
+def _clear(settings: SimulatorSettings) -> None:
     """Remove what an earlier run of the simulator left (not other services' files)."""
     folder = settings.systems_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,6 +101,7 @@ def simulate(
     """
     if not scale > 0:
         raise ValueError(f"scale: expected a positive number, got {scale}")
+    settings = simulator_settings(settings)
     rates = faults or FaultRates()
     catalog = _catalog(settings)
     _clear(settings)
@@ -144,6 +151,7 @@ def simulate(
     tax.build(ctx, facts)
     social.build(ctx)
     ctx.save_state()
+    write_demo_env(settings)
     return save_manifest(settings.systems_dir, manifest)
 
 
@@ -154,6 +162,7 @@ def advance_day(settings: Settings) -> dict[str, Any]:
     Raises FileNotFoundError when ``simulate`` has not run under this HUB_HOME,
     SimulationError when a database is unreachable.
     """
+    settings = simulator_settings(settings)
     manifest = read_manifest(settings.systems_dir)
     state = read_state(settings.systems_dir)
     day = manifest.day + 1

@@ -22,8 +22,8 @@ from stdnum.cn import ric, uscc
 
 from connectors.base import parse_text_columns
 from hub.catalog import Catalog, Resource, load_catalog
-from hub.settings import Settings
-from hub.simulate import FaultRates, advance_day, load_manifest, simulate
+from simulator import FaultRates, advance_day, load_manifest, simulate
+from simulator.settings import SimulatorSettings
 
 SQL_SYSTEMS = ("housing", "tax")
 DAY0_CLOSE = "2026-11-01 18:00:00"
@@ -43,7 +43,7 @@ def sqlite_path(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
 
-def sql_url(settings: Settings, system: str) -> str:
+def sql_url(settings: SimulatorSettings, system: str) -> str:
     return settings.sim_housing_url if system == "housing" else settings.sim_tax_url
 
 
@@ -52,7 +52,7 @@ def query(path: str | Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def resource_location(settings: Settings, code: str, entry: dict[str, Any]) -> str | Path:
+def resource_location(settings: SimulatorSettings, code: str, entry: dict[str, Any]) -> str | Path:
     system = entry["system"]
     if system in SQL_SYSTEMS:
         return sqlite_path(sql_url(settings, system))
@@ -77,13 +77,17 @@ def unparseable_records(resource: Resource, records: list[dict[str, Any]]) -> in
     return len(parsed.quarantined)
 
 
-def registry_records(settings: Settings, table: str, where: str = "1=1") -> list[dict[str, Any]]:
+def registry_records(
+    settings: SimulatorSettings, table: str, where: str = "1=1"
+) -> list[dict[str, Any]]:
     with sqlite3.connect(settings.systems_dir / "registry.db") as conn:
         conn.row_factory = sqlite3.Row
         return [dict(row) for row in conn.execute(f"SELECT * FROM {table} WHERE {where}")]
 
 
-def identities(settings: Settings, code: str, entry: dict[str, Any]) -> Counter[tuple[Any, ...]]:
+def identities(
+    settings: SimulatorSettings, code: str, entry: dict[str, Any]
+) -> Counter[tuple[Any, ...]]:
     """(key..., updated_at) of every live row: what an incremental reader tells apart."""
     columns = ", ".join([*entry["key"], "updated_at"])
     table = entry["location"]
@@ -126,21 +130,21 @@ def drop_faults(resource: Resource, path: Path, encoding: str) -> dict[str, int]
 
 @pytest.fixture(scope="module")
 def catalog() -> Catalog:
-    return load_catalog(Settings().catalog_dir)
+    return load_catalog(SimulatorSettings().catalog_dir)
 
 
 @pytest.fixture(scope="module")
-def day0(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, Any]]:
-    settings = Settings(home=tmp_path_factory.mktemp("day0"))
+def day0(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimulatorSettings, dict[str, Any]]:
+    settings = SimulatorSettings(home=tmp_path_factory.mktemp("day0"), profile="demo")
     return settings, simulate(settings, scale=0.1, seed=11)
 
 
 @pytest.fixture(scope="module")
 def day1(
     tmp_path_factory: pytest.TempPathFactory, catalog: Catalog
-) -> tuple[Settings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]]:
+) -> tuple[SimulatorSettings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]]:
     """Day 0 at scale 0.2, the identities of every row, then one advanced day."""
-    settings = Settings(home=tmp_path_factory.mktemp("day1"))
+    settings = SimulatorSettings(home=tmp_path_factory.mktemp("day1"), profile="demo")
     before = simulate(settings, scale=0.2, seed=5)
     snapshot = {
         code: identities(settings, code, entry)
@@ -154,7 +158,7 @@ def day1(
 # ---------------------------------------------------------------- day 0
 
 
-def test_manifest_is_written_and_loads(day0: tuple[Settings, dict[str, Any]]) -> None:
+def test_manifest_is_written_and_loads(day0: tuple[SimulatorSettings, dict[str, Any]]) -> None:
     settings, manifest = day0
     assert load_manifest(settings) == manifest
     assert manifest["day"] == 0
@@ -167,7 +171,7 @@ def test_manifest_is_written_and_loads(day0: tuple[Settings, dict[str, Any]]) ->
 
 
 def test_sql_tables_hold_what_the_manifest_says(
-    day0: tuple[Settings, dict[str, Any]], catalog: Catalog
+    day0: tuple[SimulatorSettings, dict[str, Any]], catalog: Catalog
 ) -> None:
     settings, manifest = day0
     for code, entry in manifest["resources"].items():
@@ -195,7 +199,7 @@ def test_sql_tables_hold_what_the_manifest_says(
         assert latest <= DAY0_CLOSE
 
 
-def test_sql_column_types(day0: tuple[Settings, dict[str, Any]]) -> None:
+def test_sql_column_types(day0: tuple[SimulatorSettings, dict[str, Any]]) -> None:
     settings, _ = day0
     inspector = sa.inspect(sa.create_engine(settings.sim_housing_url))
     types = {c["name"]: str(c["type"]) for c in inspector.get_columns("property_rights")}
@@ -209,7 +213,7 @@ def test_sql_column_types(day0: tuple[Settings, dict[str, Any]]) -> None:
 
 
 def test_registry_holds_what_the_manifest_says(
-    day0: tuple[Settings, dict[str, Any]], catalog: Catalog
+    day0: tuple[SimulatorSettings, dict[str, Any]], catalog: Catalog
 ) -> None:
     settings, manifest = day0
     for code, checker in (("persons", ric.is_valid), ("enterprises", uscc.is_valid)):
@@ -230,7 +234,7 @@ def test_registry_holds_what_the_manifest_says(
     assert all(ric.is_valid(r["legal_representative_id"]) for r in representatives)
 
 
-def test_registry_token_is_private(day0: tuple[Settings, dict[str, Any]]) -> None:
+def test_registry_token_is_private(day0: tuple[SimulatorSettings, dict[str, Any]]) -> None:
     settings, _ = day0
     path = settings.systems_dir / "secrets" / "registry"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -240,7 +244,7 @@ def test_registry_token_is_private(day0: tuple[Settings, dict[str, Any]]) -> Non
 
 
 def test_social_drops_are_complete_and_counted(
-    day0: tuple[Settings, dict[str, Any]], catalog: Catalog
+    day0: tuple[SimulatorSettings, dict[str, Any]], catalog: Catalog
 ) -> None:
     settings, manifest = day0
     root = settings.systems_dir / "sftp" / "root" / "drops"
@@ -264,7 +268,7 @@ def test_social_drops_are_complete_and_counted(
     assert contributions["faults"]["duplicate_key"] > 0
 
 
-def test_social_encodings_and_markers(day0: tuple[Settings, dict[str, Any]]) -> None:
+def test_social_encodings_and_markers(day0: tuple[SimulatorSettings, dict[str, Any]]) -> None:
     settings, manifest = day0
     root = settings.systems_dir / "sftp" / "root" / "drops"
     drops = manifest["resources"]["social_insurance_enrollments"]["drops"]
@@ -293,7 +297,7 @@ def test_social_encodings_and_markers(day0: tuple[Settings, dict[str, Any]]) -> 
     assert [d["dir"] for d in incomplete] == ["20261102"]
 
 
-def test_citizen_ids_look_real(day0: tuple[Settings, dict[str, Any]]) -> None:
+def test_citizen_ids_look_real(day0: tuple[SimulatorSettings, dict[str, Any]]) -> None:
     settings, _ = day0
     records = [r for r in registry_records(settings, "persons") if ric.is_valid(r["citizen_id"])]
     for record in records:
@@ -307,7 +311,7 @@ def test_citizen_ids_look_real(day0: tuple[Settings, dict[str, Any]]) -> None:
     assert {r["district_code"] for r in records} == {"360202", "360203", "360222", "360281"}
 
 
-def test_co_owned_shares_sum_to_one(day0: tuple[Settings, dict[str, Any]]) -> None:
+def test_co_owned_shares_sum_to_one(day0: tuple[SimulatorSettings, dict[str, Any]]) -> None:
     settings, _ = day0
     path = sqlite_path(settings.sim_housing_url)
     totals = query(
@@ -322,7 +326,7 @@ def test_co_owned_shares_sum_to_one(day0: tuple[Settings, dict[str, Any]]) -> No
     assert all(count >= 2 for _, kind, _, count in totals if kind != "单独所有")
 
 
-def test_departments_share_people(day0: tuple[Settings, dict[str, Any]]) -> None:
+def test_departments_share_people(day0: tuple[SimulatorSettings, dict[str, Any]]) -> None:
     settings, _ = day0
     persons = {r["citizen_id"] for r in registry_records(settings, "persons")}
     owners = {
@@ -351,9 +355,9 @@ def test_departments_share_people(day0: tuple[Settings, dict[str, Any]]) -> None
 
 
 def test_same_seed_same_systems(tmp_path: Path) -> None:
-    first = Settings(home=tmp_path / "a")
-    second = Settings(home=tmp_path / "b")
-    other = Settings(home=tmp_path / "c")
+    first = SimulatorSettings(home=tmp_path / "a")
+    second = SimulatorSettings(home=tmp_path / "b")
+    other = SimulatorSettings(home=tmp_path / "c")
     assert simulate(first, scale=0.05, seed=3) == simulate(second, scale=0.05, seed=3)
     table = "SELECT * FROM persons ORDER BY citizen_id"
     assert query(first.systems_dir / "registry.db", table) == query(
@@ -367,8 +371,8 @@ def test_same_seed_same_systems(tmp_path: Path) -> None:
 
 
 def test_scale_is_linear(tmp_path: Path) -> None:
-    small = simulate(Settings(home=tmp_path / "s"), scale=0.05)
-    large = simulate(Settings(home=tmp_path / "l"), scale=0.15)
+    small = simulate(SimulatorSettings(home=tmp_path / "s"), scale=0.05)
+    large = simulate(SimulatorSettings(home=tmp_path / "l"), scale=0.15)
     for code in ("persons", "property_units", "tax_payments", "social_insurance_contributions"):
         ratio = large["resources"][code]["source_rows"] / small["resources"][code]["source_rows"]
         assert 2.5 < ratio < 3.5, code
@@ -378,7 +382,7 @@ def test_no_faults_when_rates_are_zero(tmp_path: Path) -> None:
     rates = FaultRates(
         bad_check_digit=0, duplicate_key=0, missing_value=0, unparseable=0, late_update=0
     )
-    manifest = simulate(Settings(home=tmp_path), scale=0.05, faults=rates)
+    manifest = simulate(SimulatorSettings(home=tmp_path), scale=0.05, faults=rates)
     for code, entry in manifest["resources"].items():
         assert set(entry["faults"].values()) == {0}, code
 
@@ -387,16 +391,18 @@ def test_bad_rates_and_scales_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="bad_check_digit"):
         FaultRates(bad_check_digit=1.5)
     with pytest.raises(ValueError, match="scale"):
-        simulate(Settings(home=tmp_path), scale=0)
+        simulate(SimulatorSettings(home=tmp_path), scale=0)
     with pytest.raises(FileNotFoundError):
-        advance_day(Settings(home=tmp_path / "never"))
+        advance_day(SimulatorSettings(home=tmp_path / "never"))
 
 
 # ---------------------------------------------------------------- day 1
 
 
 def test_advance_counts_match_the_tables(
-    day1: tuple[Settings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]],
+    day1: tuple[
+        SimulatorSettings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]
+    ],
     catalog: Catalog,
 ) -> None:
     settings, before, after, snapshot = day1
@@ -452,7 +458,9 @@ def _minus_minutes(stamp: str, minutes: int) -> str:
 
 
 def test_advance_keeps_fault_counts_exact(
-    day1: tuple[Settings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]],
+    day1: tuple[
+        SimulatorSettings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]
+    ],
 ) -> None:
     settings, _, after, _ = day1
     for code, entry in after["resources"].items():
@@ -470,7 +478,9 @@ def test_advance_keeps_fault_counts_exact(
 
 
 def test_advance_drifts_the_tax_schema(
-    day1: tuple[Settings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]],
+    day1: tuple[
+        SimulatorSettings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]
+    ],
 ) -> None:
     settings, _, after, _ = day1
     path = sqlite_path(settings.sim_tax_url)
@@ -482,7 +492,9 @@ def test_advance_drifts_the_tax_schema(
 
 
 def test_advance_writes_the_next_drop(
-    day1: tuple[Settings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]],
+    day1: tuple[
+        SimulatorSettings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]
+    ],
     catalog: Catalog,
 ) -> None:
     settings, before, after, _ = day1
@@ -516,7 +528,9 @@ def test_advance_writes_the_next_drop(
 
 
 def test_manifest_days_add_up(
-    day1: tuple[Settings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]],
+    day1: tuple[
+        SimulatorSettings, dict[str, Any], dict[str, Any], dict[str, Counter[tuple[Any, ...]]]
+    ],
 ) -> None:
     _, _, after, _ = day1
     for code, entry in after["resources"].items():
@@ -549,7 +563,7 @@ def _server_or_skip(url: str) -> None:
 def test_housing_on_postgres(tmp_path: Path) -> None:
     _server_or_skip("postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     url = "postgresql+psycopg://postgres@127.0.0.1:5432/hub_test_sim"
-    settings = Settings(home=tmp_path, sim_housing_url=url)
+    settings = SimulatorSettings(home=tmp_path, sim_housing_url=url)
     manifest = simulate(settings, scale=0.05)
     engine = sa.create_engine(url)
     try:
@@ -574,7 +588,7 @@ def test_housing_on_postgres(tmp_path: Path) -> None:
 def test_tax_on_mariadb(tmp_path: Path) -> None:
     _server_or_skip("mysql+pymysql://root@127.0.0.1:3306/mysql")
     url = "mysql+pymysql://root@127.0.0.1:3306/hub_test_sim"
-    settings = Settings(home=tmp_path, sim_tax_url=url)
+    settings = SimulatorSettings(home=tmp_path, sim_tax_url=url)
     manifest = simulate(settings, scale=0.05)
     engine = sa.create_engine(url)
     try:
@@ -595,7 +609,7 @@ def test_tax_on_mariadb(tmp_path: Path) -> None:
 
 
 def test_days_accumulate(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path)
+    settings = SimulatorSettings(home=tmp_path)
     simulate(settings, scale=0.05, seed=2)
     advance_day(settings)
     manifest = advance_day(settings)
@@ -619,9 +633,9 @@ def test_days_accumulate(tmp_path: Path) -> None:
 def test_contributions_written_in_blocks_are_counted_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog: Catalog
 ) -> None:
-    monkeypatch.setattr("hub.simulate.social.BLOCK_ROWS", 1000)
-    monkeypatch.setattr("hub.simulate.social.CHUNK_LINES", 300)
-    settings = Settings(home=tmp_path)
+    monkeypatch.setattr("simulator.social.BLOCK_ROWS", 1000)
+    monkeypatch.setattr("simulator.social.CHUNK_LINES", 300)
+    settings = SimulatorSettings(home=tmp_path)
     entry = simulate(settings, scale=0.1)["resources"]["social_insurance_contributions"]
     assert entry["source_rows"] > 3000
     path = settings.systems_dir / "sftp" / "root" / "drops" / "20261101"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from hub.simulate.changes import DayPlan, TableSpec, apply_day
-from hub.simulate.clock import (
+from simulator.changes import DayPlan, TableSpec, apply_day
+from simulator.clock import (
     dates_text,
     day0_close,
     moments_between,
@@ -23,13 +23,13 @@ from hub.simulate.clock import (
     timestamps_text,
     yuan,
 )
-from hub.simulate.faults import inject_faults
-from hub.simulate.housing import HousingFacts
-from hub.simulate.identities import digits, party_valid_check, pick
-from hub.simulate.manifest import DayCounts, ResourceManifest
-from hub.simulate.rows import Rows, rank_within
-from hub.simulate.sqlstore import SqlStore
-from hub.simulate.world import Context
+from simulator.faults import inject_faults
+from simulator.housing import HousingFacts
+from simulator.identities import digits, party_valid_check, pick
+from simulator.manifest import DayCounts, ResourceManifest
+from simulator.rows import Rows, rank_within
+from simulator.sqlstore import SqlStore
+from simulator.world import Context
 
 TAXPAYERS = TableSpec(
     resource="taxpayers",
@@ -152,6 +152,23 @@ def build(ctx: Context, facts: HousingFacts) -> None:
         }
     )
 
+    # each table is written as soon as it is made and then let go (memory: one table at a
+    # time); its own random streams keep the values those of any order
+    taxpayer_ids = taxpayers["taxpayer_id"].copy()  # the clearances name them before faults
+    store = SqlStore(ctx.settings.sim_tax_url)
+    try:
+        _write(ctx, store, TAXPAYERS, taxpayers)
+        del taxpayers
+        _write(ctx, store, PAYMENTS, _payments(ctx, facts, person_index))
+        _write(ctx, store, CLEARANCES, _clearances(ctx, taxpayer_ids))
+    finally:
+        store.close()
+
+
+def _payments(ctx: Context, facts: HousingFacts, person_index: npt.NDArray[np.int64]) -> Rows:
+    """Day 0's payments: deed tax, enterprises' property tax, monthly withholding."""
+    world = ctx.world
+    today = ctx.today
     rng = ctx.rng("tax.payments")
     # deed tax: the buyer pays 1-3 % of the price shortly before the registration
     deed_paid = facts.deed_date - rng.integers(0, 6, len(facts.deed_date)).astype("timedelta64[D]")
@@ -177,7 +194,7 @@ def build(ctx: Context, facts: HousingFacts) -> None:
     period = np.concatenate(
         [_months_text(deed_paid), np.strings.add(years.astype("<U4"), "-01"), _months_text(month)]
     )
-    payments = Rows(
+    return Rows(
         {
             "payment_id": payment_ids(paid),
             "taxpayer_id": np.concatenate([facts.deed_buyer, np.tile(facts.firm_owner, 2), payer]),
@@ -200,14 +217,18 @@ def build(ctx: Context, facts: HousingFacts) -> None:
         }
     )
 
+
+def _clearances(ctx: Context, taxpayer_ids: npt.NDArray[np.object_]) -> Rows:
+    """Day 0's tax clearance certificates of some taxpayers."""
+    today = ctx.today
     rng = ctx.rng("tax.clearances")
     n_clear = ctx.size(1000)
-    who = rng.integers(0, len(taxpayers), n_clear)
+    who = rng.integers(0, len(taxpayer_ids), n_clear)
     issued = today - rng.integers(1, 730, n_clear).astype("timedelta64[D]")
-    clearances = Rows(
+    return Rows(
         {
             "clearance_no": clearance_numbers(ctx, issued),
-            "taxpayer_id": taxpayers["taxpayer_id"][who],
+            "taxpayer_id": taxpayer_ids[who],
             "issued_date": dates_text(issued),
             "valid_until": dates_text(issued + 90),
             "result": pick(rng, ("无欠税", "有欠税"), n_clear, (0.96, 0.04)),
@@ -215,29 +236,27 @@ def build(ctx: Context, facts: HousingFacts) -> None:
         }
     )
 
-    store = SqlStore(ctx.settings.sim_tax_url)
-    try:
-        for spec, rows in ((TAXPAYERS, taxpayers), (PAYMENTS, payments), (CLEARANCES, clearances)):
-            rows, injected = inject_faults(
-                ctx.rng(f"tax.faults.{spec.resource}"),
-                rows,
-                ctx.rates,
-                id_column=spec.id_column,
-                missing_columns=spec.fault_columns,
-                duplicates=True,
-            )
-            store.create_table(spec.table, ctx.catalog.resource(spec.resource), spec.lengths)
-            store.insert(spec.table, rows)
-            manifest = ctx.resource(spec.resource)
-            manifest.record(
-                DayCounts(day=0, inserted=len(rows)),
-                bad=injected.bad_check_digit,
-                duplicates=injected.duplicate_key,
-                missing=injected.missing_value,
-            )
-            manifest.source_rows = store.count(spec.table)
-    finally:
-        store.close()
+
+def _write(ctx: Context, store: SqlStore, spec: TableSpec, rows: Rows) -> None:
+    """Inject day 0's faults into ``rows``, create the table, insert them, record counts."""
+    rows, injected = inject_faults(
+        ctx.rng(f"tax.faults.{spec.resource}"),
+        rows,
+        ctx.rates,
+        id_column=spec.id_column,
+        missing_columns=spec.fault_columns,
+        duplicates=True,
+    )
+    store.create_table(spec.table, ctx.catalog.resource(spec.resource), spec.lengths)
+    store.insert(spec.table, rows)
+    manifest = ctx.resource(spec.resource)
+    manifest.record(
+        DayCounts(day=0, inserted=len(rows)),
+        bad=injected.bad_check_digit,
+        duplicates=injected.duplicate_key,
+        missing=injected.missing_value,
+    )
+    manifest.source_rows = store.count(spec.table)
 
 
 def manifests() -> dict[str, ResourceManifest]:

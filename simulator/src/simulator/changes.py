@@ -16,11 +16,11 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from hub.simulate.clock import office_hours, parse_timestamps, timestamps_text
-from hub.simulate.faults import FaultRates, Injected, Spoiler, draw_count, inject_faults
-from hub.simulate.identities import party_valid_check
-from hub.simulate.manifest import DayCounts
-from hub.simulate.rows import Column, Rows
+from simulator.clock import office_hours, parse_timestamps, timestamps_text
+from simulator.faults import FaultRates, Injected, Spoiler, draw_count, inject_faults
+from simulator.identities import party_valid_check
+from simulator.manifest import DayCounts
+from simulator.rows import Column, Rows
 
 LATE_MIN_S = 60
 LATE_MAX_S = 30 * 60
