@@ -148,10 +148,13 @@ def _env(engine: str, limit: str = "off") -> dict[str, str]:
         env.update(RATE_ON)
     if limit == "redis":
         env["HUB_REDIS_URL"] = REDIS_URL
+    # the secrets as a deployment has them (no demo profile: nothing generated)
+    for name in ("evidence_key", "audit_key", "subject_key", "cursor_key"):
+        secret = WORK / name
+        if secret.exists():
+            env[f"HUB_SECRET_{name.upper()}"] = secret.read_text().strip()
     if engine == "postgres":
         env["HUB_WAREHOUSE_URL"] = PG_URL
-        for name in ("evidence_key", "audit_key", "subject_key", "cursor_key"):
-            env[f"HUB_SECRET_{name.upper()}"] = (WORK / name).read_text().strip()
     else:
         env["HUB_WAREHOUSE_URL"] = f"duckdb:///{home / 'warehouse.duckdb'}"
     return env
