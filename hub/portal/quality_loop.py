@@ -178,6 +178,7 @@ def quality_loop_router() -> APIRouter:
                 )
                 if created:
                     notify(ctx.store, ctx.settings, ctx.catalog, dispute, FILED, now)
+                services.disputes.forget()  # this process's readers see the flag at once
             except Refusal as exc:
                 ctx.audit(
                     "file_dispute",
@@ -190,14 +191,12 @@ def quality_loop_router() -> APIRouter:
             except DisputeNotFoundError as exc:
                 raise PortalError(404, "error.refused", str(exc)) from exc
             except DisputeError as exc:
-                ctx.audit(
+                raise ctx.refused(
                     "file_dispute",
-                    status=409,
+                    exc,
                     resource=resource,
                     application=application,
-                    details={"error": str(exc)},
-                )
-                raise PortalError(409, "error.refused", str(exc)) from exc
+                ) from exc
             ctx.audit(
                 "file_dispute",
                 resource=resource,
@@ -261,15 +260,14 @@ def quality_loop_router() -> APIRouter:
                     department=principal.user.department,
                     now=utc_now(),
                 )
+                ctx.request.app.state.services.disputes.forget()
             except DisputeError as exc:
-                ctx.audit(
+                raise ctx.refused(
                     what,
-                    status=409,
+                    exc,
                     resource=dispute.resource,
                     target=dispute_id,
-                    details={"error": str(exc)},
-                )
-                raise PortalError(409, "error.refused", str(exc)) from exc
+                ) from exc
             ctx.audit(
                 what,
                 resource=dispute.resource,
@@ -339,14 +337,12 @@ def quality_loop_router() -> APIRouter:
                     now=utc_now(),
                 )
             except HoldError as exc:
-                ctx.audit(
+                raise ctx.refused(
                     what,
-                    status=409,
+                    exc,
                     resource=hold.resource,
                     target=gate_run_id,
-                    details={"error": str(exc)},
-                )
-                raise PortalError(409, "error.refused", str(exc)) from exc
+                ) from exc
             ctx.audit(what, resource=hold.resource, target=gate_run_id, purpose=reason)
             if confirm:
                 ctx.notices.append(ctx.t("holds.confirmed_note"))

@@ -175,6 +175,13 @@ class Context:
         except Refusal as exc:
             raise PortalError(503, "error.audit", exc.detail) from exc
 
+    def refused(self, action: str, exc: Exception, **audited: Any) -> PortalError:
+        """The one way a portal action is refused by the rules it asked for (a demand
+        already answered, a dispute not open ...): audited as 409 with the reason, and the
+        error page that says it (``raise ctx.refused(...) from exc``)."""
+        self.audit(action, status=409, details={"error": str(exc)}, **audited)
+        return PortalError(409, "error.refused", _short(exc))
+
 
 def _html(page: str, status: int = 200) -> HTMLResponse:
     response = HTMLResponse(page, status_code=status)
@@ -600,14 +607,12 @@ def portal_router() -> APIRouter:
                 )
                 demand, created = ctx.book.submit(application or "", spec, by=principal.actor)
             except (ValueError, DemandError) as exc:
-                ctx.audit(
+                raise ctx.refused(
                     "submit_demand",
-                    status=409,
+                    exc,
                     resource=code,
                     purpose=purpose,
-                    details={"error": str(exc)},
-                )
-                raise PortalError(409, "error.refused", _short(exc)) from exc
+                ) from exc
             ctx.audit(
                 "submit_demand",
                 resource=code,
@@ -742,16 +747,14 @@ def portal_router() -> APIRouter:
                     reason=printable_text(reason.strip()) or None,
                 )
             except (ValueError, DemandError) as exc:
-                ctx.audit(
+                raise ctx.refused(
                     "approve_demand",
-                    status=409,
+                    exc,
                     resource=demand.resource,
                     application=demand.application,
                     target=demand_id,
                     purpose=reason or None,
-                    details={"error": str(exc)},
-                )
-                raise PortalError(409, "error.refused", _short(exc)) from exc
+                ) from exc
             ctx.audit(
                 "approve_demand",
                 resource=demand.resource,
@@ -793,16 +796,14 @@ def portal_router() -> APIRouter:
                     reason=printable_text(reason),
                 )
             except (ValueError, DemandError) as exc:
-                ctx.audit(
+                raise ctx.refused(
                     "refuse_demand",
-                    status=409,
+                    exc,
                     resource=demand.resource,
                     application=demand.application,
                     target=demand_id,
                     purpose=reason or None,
-                    details={"error": str(exc)},
-                )
-                raise PortalError(409, "error.refused", _short(exc)) from exc
+                ) from exc
             ctx.audit(
                 "refuse_demand",
                 resource=demand.resource,

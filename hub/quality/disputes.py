@@ -225,6 +225,19 @@ class DisputeBook:
             found.setdefault(item.record_key, []).append(item.flag())
         return found
 
+    def revision(self, resource: str) -> tuple[int, datetime | None]:
+        """(how many events the resource's disputes have had, when the last was): it
+        moves whenever a flag can change, so it versions the shared disputes table."""
+        rows = self.store.query(
+            "SELECT count(*), max(e.occurred_at) FROM ops.dispute_events e "
+            "JOIN ops.disputes d ON d.dispute_id = e.dispute_id WHERE d.resource = ?",
+            (resource,),
+        )
+        count, last = rows[0]
+        if isinstance(last, str):
+            last = datetime.fromisoformat(last)
+        return int(count), last
+
     def flags_for_subject(
         self, resource: str, subject: str, fields: Sequence[str]
     ) -> list[dict[str, Any]]:
@@ -605,6 +618,16 @@ class DisputeFlags:
     ) -> list[dict[str, Any]]:
         with self._lock:
             return self._book().flags_for_subject(resource, subject, fields)
+
+    def current(
+        self, resource: str
+    ) -> tuple[int, datetime | None, dict[tuple[str, ...], list[dict[str, Any]]]]:
+        """The revision and flags of ``resource`` read together from the store, not kept
+        (the shared disputes table: a version must name exactly its rows)."""
+        with self._lock:
+            book = self._book()
+            count, last = book.revision(resource)
+            return count, last, book.flags(resource)
 
     def count(self, resource: str) -> int:
         with self._lock:

@@ -86,8 +86,9 @@ class Services:
 
     @property
     def disputes(self) -> Any:
-        """The flagged records readers are told about (hub.quality.disputes), read from
-        the ops store on each call: a dispute filed anywhere shows at once."""
+        """The flagged records readers are told about (hub.quality.disputes): kept per
+        resource for a second, dropped at once when this process (API or portal) files
+        or answers a dispute, so one filed by another process shows within that second."""
         from hub.quality.disputes import DisputeFlags
 
         with self._lock:

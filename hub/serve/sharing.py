@@ -11,6 +11,8 @@ allow, at any kept version, and the changes between versions
   its fields in clear, the resource's other personal fields masked, its purpose and
   expiry. An applicant-only grant is no bulk table: it is listed nowhere, and asking for
   it answers 403 saying why (the record API serves it, one applicant at a time).
+- beside each table, ``<table>_disputes``: its records under an open or confirmed dispute
+  now, read live (:mod:`hub.sharing.disputes`; current version only).
 - **versions** = the hub's published versions (``Delta-Table-Version``); time travel with
   ``version`` / ``timestamp`` to any version retention keeps (``HUB_KEEP_VERSIONS``);
   rolled-back versions are not served.
@@ -47,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import orjson
@@ -63,6 +65,7 @@ from hub.serve.access import Refusal
 from hub.serve.policy import Call
 from hub.serve.services import Services
 from hub.settings import Settings, SettingsError
+from hub.sharing import disputes as disputes_table
 from hub.sharing.layout import (
     ENDPOINT_PATH,
     ROLLED_BACK,
@@ -136,10 +139,15 @@ class TableGrant:
     resource: Resource
     grant: Grant
     shape: GrantShape
+    disputes: bool = False  # the companion table of the records under dispute
 
     @property
     def name(self) -> str:
-        return table_name(self.grant)
+        return table_name(self.grant) + (disputes_table.SUFFIX if self.disputes else "")
+
+    @property
+    def companion(self) -> TableGrant:
+        return TableGrant(self.resource, self.grant, self.shape, disputes=True)
 
 
 @dataclass
@@ -248,8 +256,9 @@ def _share_id(application: str) -> str:
     return str(uuid.uuid5(SHARE_NAMESPACE, f"share/{application}"))
 
 
-def _table_id(grant: Grant) -> str:
-    return str(uuid.uuid5(SHARE_NAMESPACE, f"table/{grant.application}/{grant.grant_id}"))
+def _table_id(grant: Grant, *, disputes: bool = False) -> str:
+    kind = "disputes" if disputes else "table"
+    return str(uuid.uuid5(SHARE_NAMESPACE, f"{kind}/{grant.application}/{grant.grant_id}"))
 
 
 def _check_share(share: str, call: Call) -> str:
@@ -282,14 +291,13 @@ def _table(
         raise _missing(f"no schema {schema[:80]!r} in share {application!r}")
     call.resource = resource.code
     wanted = table.lower()
-    grant = next(
-        (
-            g
-            for g in services.access.grants(application)
-            if g.resource == resource.code and table_name(g) == wanted
-        ),
-        None,
-    )
+    grants = [g for g in services.access.grants(application) if g.resource == resource.code]
+    grant = next((g for g in grants if table_name(g) == wanted), None)
+    companion = False
+    if grant is None and wanted.endswith(disputes_table.SUFFIX):
+        base = wanted.removesuffix(disputes_table.SUFFIX)
+        grant = next((g for g in grants if table_name(g) == base), None)
+        companion = grant is not None
     if grant is None:
         raise _missing(f"no table {table[:80]!r} in {application}.{resource.code}")
     call.grant_id, call.purpose = grant.grant_id, grant.purpose
@@ -307,7 +315,7 @@ def _table(
         raise _denied(f"grant {grant.grant_id} is {grant.status}: {why}".rstrip(": "))
     shape = GrantShape.of_grant(resource, grant)
     call.fields = shape.columns
-    return TableGrant(resource, grant, shape)
+    return TableGrant(resource, grant, shape, disputes=companion)
 
 
 def _page(request: Request, state: SharingState, scope: str, items: list[Any]) -> dict[str, Any]:
@@ -464,16 +472,21 @@ def _protocol() -> dict[str, Any]:
 
 def _metadata(table: TableGrant, version: int | None = None) -> dict[str, Any]:
     grant, resource = table.grant, table.resource
+    what = "records under dispute in " if table.disputes else ""
+    schema = (
+        disputes_table.spark_schema(table.shape) if table.disputes else table.shape.spark_schema()
+    )
     found: dict[str, Any] = {
-        "id": _table_id(grant),
+        "id": _table_id(grant, disputes=table.disputes),
         "name": table.name,
         "description": (
-            f"{resource.name_zh} ({resource.name_en}) under grant {grant.grant_id}: {grant.purpose}"
+            f"{what}{resource.name_zh} ({resource.name_en}) under grant {grant.grant_id}: "
+            f"{grant.purpose}"
         ),
         "format": {"provider": "parquet"},
-        "schemaString": json.dumps(table.shape.spark_schema(), ensure_ascii=False),
+        "schemaString": json.dumps(schema, ensure_ascii=False),
         "partitionColumns": [],
-        "configuration": {"enableChangeDataFeed": "true"},
+        "configuration": {"enableChangeDataFeed": "false" if table.disputes else "true"},
     }
     if version is not None:
         found["version"] = version
@@ -501,6 +514,65 @@ def _signed_url(request: Request, state: SharingState, key_id: str, table: Table
     return f"{base}{PREFIX}/files/{shared.path}?{query}"
 
 
+class _Versioned(Protocol):
+    """What a file action names of its version (a published one, or the disputes')."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def timestamp_ms(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class _DisputesNow:
+    """The disputes table's current version: its resource's count of dispute events."""
+
+    version: int
+    timestamp_ms: int
+    flags: dict[tuple[str, ...], list[dict[str, Any]]]
+
+
+def _disputes_now(request: Request, table: TableGrant) -> _DisputesNow:
+    count, last, flags = policy.services_of(request).disputes.current(table.resource.code)
+    return _DisputesNow(count, int(last.timestamp() * 1000) if last else 0, flags)
+
+
+def _no_history(table: TableGrant) -> ShareError:
+    return _bad(
+        f"{table.name} serves its current version only (no time travel, no change data "
+        "feed): query it again for the records under dispute now; the history of each "
+        "dispute is GET /v1/disputes"
+    )
+
+
+def _current_only(table: TableGrant, current: int, version: Any, timestamp: Any) -> None:
+    if timestamp not in (None, ""):
+        raise _no_history(table)
+    if version not in (None, "") and _int_param(version, "version") != current:
+        raise _no_history(table)
+
+
+def _disputes_query(
+    request: Request,
+    state: SharingState,
+    call: Call,
+    principal: Principal,
+    table: TableGrant,
+    body: dict[str, Any],
+) -> tuple[bytes, str, dict[str, str]]:
+    """``POST .../query`` of a disputes table: its one file, written now if it is not."""
+    now = _disputes_now(request, table)
+    if body.get("startingVersion") is not None:
+        raise _no_history(table)
+    _current_only(table, now.version, body.get("version"), body.get("timestamp"))
+    rows = disputes_table.flagged_rows(table.shape, now.flags)
+    shared = disputes_table.write_current(state.settings.sharing, table.shape, now.version, rows)
+    call.version = now.version
+    files = _Files(request, state, call, principal.key_id, table)
+    lines = [_protocol(), _metadata(table), {"file": files.action(shared, now)}]
+    return _ndjson(lines), NDJSON, _table_headers(now.version)
+
+
 class _Files:
     """File actions of one response, signed with one expiry."""
 
@@ -512,7 +584,7 @@ class _Files:
         self.expires = int(time.time()) + state.settings.sharing_url_seconds
 
     def action(
-        self, shared: SharedFile, record: VersionRecord, *, stats: bool = True, reads: bool = True
+        self, shared: SharedFile, record: _Versioned, *, stats: bool = True, reads: bool = True
     ) -> dict[str, Any]:
         """One file action; ``reads``: its rows count as read (a remove reads none)."""
         found: dict[str, Any] = {
@@ -647,15 +719,17 @@ def sharing_router(
         return await _answer(request, "share:list_schemas", handle)
 
     def _table_items(application: str, tables: list[TableGrant]) -> list[dict[str, Any]]:
+        """Each bulk table, then its companion of the records under dispute."""
         return [
             {
                 "name": t.name,
                 "schema": t.resource.code,
                 "share": application,
                 "shareId": _share_id(application),
-                "id": _table_id(t.grant),
+                "id": _table_id(t.grant, disputes=t.disputes),
             }
-            for t in tables
+            for table in tables
+            for t in (table, table.companion)
         ]
 
     @router.get("/shares/{share}/schemas/{schema}/tables")
@@ -699,6 +773,11 @@ def sharing_router(
 
         async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
             found = _table(policy.services_of(request), state, call, share, schema, table)
+            if found.disputes:
+                if request.query_params.get("startingTimestamp"):
+                    raise _no_history(found)
+                call.version = _disputes_now(request, found).version
+                return b"", JSON, {TABLE_VERSION: str(call.version)}
             history = _history(state, found.resource)
             given = request.query_params.get("startingTimestamp")
             record = (
@@ -718,8 +797,14 @@ def sharing_router(
         async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
             _check_format(request)
             found = _table(policy.services_of(request), state, call, share, schema, table)
-            history = _history(state, found.resource)
             params = request.query_params
+            if found.disputes:
+                now = _disputes_now(request, found)
+                _current_only(found, now.version, params.get("version"), params.get("timestamp"))
+                call.version = now.version
+                body = _ndjson([_protocol(), _metadata(found)])
+                return body, NDJSON, _table_headers(now.version)
+            history = _history(state, found.resource)
             if params.get("version") and params.get("timestamp"):
                 raise _bad("give at most one of version and timestamp")
             if params.get("version"):
@@ -745,6 +830,8 @@ def sharing_router(
             _check_format(request)
             body = await _query_body(request)
             found = _table(policy.services_of(request), state, call, share, schema, table)
+            if found.disputes:
+                return _disputes_query(request, state, call, principal, found, body)
             history = _history(state, found.resource)
             chosen = [
                 k for k in ("version", "timestamp", "startingVersion") if body.get(k) is not None
@@ -789,6 +876,8 @@ def sharing_router(
         async def handle(call: Call, principal: Principal) -> tuple[bytes, str, dict[str, str]]:
             _check_format(request)
             found = _table(policy.services_of(request), state, call, share, schema, table)
+            if found.disputes:
+                raise _no_history(found)
             history = _history(state, found.resource)
             start, end = _changes_range(history, dict(request.query_params))
             call.version = end
@@ -910,7 +999,9 @@ def _check_file_url(
     key_id, expires_text, signature = (
         params.get("k", "")[:100], params.get("e", "")[:20], params.get("s", "")[:100]
     )  # fmt: skip
-    named = SERVED_FILE.match(path) if len(path) <= 300 else None
+    named = None
+    if len(path) <= 300:
+        named = SERVED_FILE.match(path) or disputes_table.DISPUTE_FILE.match(path)
     if not (named and application and grant_id and key_id and signature and expires_text.isdigit()):
         raise _denied("not a signed file URL of this server: ask the table's query for one")
     expires = int(expires_text)
@@ -941,12 +1032,17 @@ def _check_file_url(
     if not services.access.key_active(key_id):
         raise _denied("the key this URL was issued to is revoked")
     call.fields = shape.columns
+    target = state.settings.sharing / path
+    if named.re is disputes_table.DISPUTE_FILE:  # written at its query, pruned soon after
+        if not target.is_file():
+            raise _missing(f"{path} is no longer kept: query the disputes table again")
+        call.row_count = disputes_table.read_rows(target)
+        return target, grant, key_id
     shape_files = state.shape_files(resource.code, call.version, shape.shape_id)
     listed = None
     if shape_files is not None:
         listed = next((f for f in (*shape_files.parts, shape_files.changes)
                        if f is not None and f.path == path), None)  # fmt: skip
-    target = state.settings.sharing / path
     if shape_files is None or listed is None or not target.is_file():
         raise _missing(f"{path} is no longer kept (its version was pruned)")
     call.row_count = listed.rows

@@ -64,8 +64,11 @@ def test_the_share_lists_one_table_per_grant_on_all_rows(world: World) -> None:
     assert world.get(f"{BASE}/shares/{APP.upper()}").json()["share"]["name"] == APP
     tables = world.get(f"{BASE}/shares/{APP}/all-tables").json()["items"]
     # the applicant-only grant on property_rights is no bulk table: listed nowhere
+    # each bulk table, then its companion of the records under dispute
+    name = world.grants["persons"].lower().replace("-", "_")
     assert [(t["schema"], t["name"]) for t in tables] == [
-        ("persons", world.grants["persons"].lower().replace("-", "_"))
+        ("persons", name),
+        ("persons", f"{name}_disputes"),
     ]
     schemas = world.get(f"{BASE}/shares/{APP}/schemas").json()["items"]
     assert schemas == [{"name": "persons", "share": APP}]
@@ -75,23 +78,25 @@ def test_the_share_lists_one_table_per_grant_on_all_rows(world: World) -> None:
     assert missing.status_code == 404 and missing.json()["errorCode"] == "RESOURCE_DOES_NOT_EXIST"
     # the other application sees only its own share and table
     other = world.get(f"{BASE}/shares/talent_housing/all-tables", key="other").json()["items"]
-    assert [t["name"] for t in other] == [world.grants["other"].lower().replace("-", "_")]
+    other_name = world.grants["other"].lower().replace("-", "_")
+    assert [t["name"] for t in other] == [other_name, f"{other_name}_disputes"]
 
 
 def test_paging_follows_next_page_tokens_and_refuses_forged_ones(world: World) -> None:
     store, book = world.book()
     with store:  # a second bulk table on persons
         second = grant(book, APP, SCENARIO, "persons", ("citizen_id", "name"), RowScope.all)
-    first = world.get(f"{BASE}/shares/{APP}/all-tables", params={"maxResults": 1}).json()
-    assert len(first["items"]) == 1 and first["nextPageToken"]
+    # two tables, each with its companion of disputed records: four items
+    first = world.get(f"{BASE}/shares/{APP}/all-tables", params={"maxResults": 2}).json()
+    assert len(first["items"]) == 2 and first["nextPageToken"]
     rest = world.get(
         f"{BASE}/shares/{APP}/all-tables",
-        params={"maxResults": 1, "pageToken": first["nextPageToken"]},
+        params={"maxResults": 2, "pageToken": first["nextPageToken"]},
     ).json()
-    assert len(rest["items"]) == 1 and "nextPageToken" not in rest
-    names = {first["items"][0]["name"], rest["items"][0]["name"]}
-    assert names == {world.grants["persons"].lower().replace("-", "_"),
-                     second.lower().replace("-", "_")}  # fmt: skip
+    assert len(rest["items"]) == 2 and "nextPageToken" not in rest
+    names = {t["name"] for t in first["items"] + rest["items"]}
+    tables = {world.grants["persons"].lower().replace("-", "_"), second.lower().replace("-", "_")}
+    assert names == tables | {f"{t}_disputes" for t in tables}
     for bad in ["1.AAAA", "0." + first["nextPageToken"].split(".")[1], "x", "-1.abc"]:
         refused = world.get(
             f"{BASE}/shares/{APP}/all-tables", params={"maxResults": 1, "pageToken": bad}

@@ -161,7 +161,8 @@ def test_the_stock_client_reads_exactly_its_grant_and_follows_its_changes(
         {"call": "get_table_version", "args": {"url": url}},
     )
     # one table: the grant on all rows; the applicant-only grant is not offered
-    assert listed["value"] == [world.table()], listed
+    # each bulk table, then its companion of the records under dispute
+    assert listed["value"] == [world.table(), world.table() + "_disputes"], listed
     assert version["value"] == 1
     v1_table = stock.frame(v1)
     assert v1_table.column_names == columns
@@ -210,7 +211,10 @@ def test_the_stock_client_reads_exactly_its_grant_and_follows_its_changes(
         {"call": "load_as_pandas", "args": {"url": f"{other_profile}#{world.table()}"}},
     )
     other_table = world.grants["other"].lower().replace("-", "_")
-    assert other_listed["value"] == [f"{OTHER_APP}.persons.{other_table}"]
+    assert other_listed["value"] == [
+        f"{OTHER_APP}.persons.{other_table}",
+        f"{OTHER_APP}.persons.{other_table}_disputes",
+    ]
     assert not other_read["ok"] and other_read["status"] == 404
 
     # a revoked grant: refused at once (a 4xx, so no retries), and no longer listed
