@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -40,6 +39,7 @@ from connectors.key_digest import (
 )
 from connectors.landing import BatchWriter, LandedBatch, landed_batches
 from hub.catalog.models import Catalog, ConnectorKind, Department, Resource
+from hub.demand.calendar import utc_now
 from hub.load import LIVE, live_keys_sql, load_batch, loaded_batch_ids, read_state, write_state
 from hub.settings import Settings
 from hub.warehouse import Warehouse, open_warehouse
@@ -367,7 +367,7 @@ def _record_run(
     status: str,
     result: ResourceSync | None = None,
 ) -> None:
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utc_now()
     if result is None:
         warehouse.execute(
             "INSERT INTO ops.sync_runs (run_id, resource, department, started_at, status) "
