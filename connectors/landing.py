@@ -2,13 +2,18 @@
 
 A batch is written into ``<landing>/<department>/<resource>/.<batch_id>.partial/`` and
 renamed to ``<batch_id>/`` only after ``_manifest.json`` is on disk. A folder without
-the manifest is an interrupted write and is removed on the next run. The manifest
+the manifest is an interrupted write and is removed on the next run, unless its writer
+is still alive: the writer holds an exclusive ``flock`` on ``.<batch_id>.lock`` beside
+it from before the folder exists until after the rename (a dead process's lock is
+released by the kernel), so another process listing the batches never removes a batch
+that is being written. The manifest
 carries the sync state to commit once the batch is loaded, so a batch that landed but
 was never loaded can be loaded later without reading the source again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -39,6 +44,7 @@ MANIFEST = "_manifest.json"
 QUARANTINE = "_quarantine.jsonl"
 PARTIAL_PREFIX = "."
 PARTIAL_SUFFIX = ".partial"
+LOCK_SUFFIX = ".lock"
 _DELETE = constant_strings(OP_DELETE, 1)[0]
 
 
@@ -96,7 +102,16 @@ class BatchWriter:
         self.partial_dir = self.final_dir.with_name(
             f"{PARTIAL_PREFIX}{self.batch_id}{PARTIAL_SUFFIX}"
         )
-        self.partial_dir.mkdir(parents=True, exist_ok=False)
+        self.lock_path = self.final_dir.with_name(f"{PARTIAL_PREFIX}{self.batch_id}{LOCK_SUFFIX}")
+        self.final_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._lock: int | None = _hold_lock(
+            self.lock_path
+        )  # before the folder exists: see the module
+        try:
+            self.partial_dir.mkdir(exist_ok=False)
+        except BaseException:
+            self._release()
+            raise
         self.schema = arrow_schema(resource)
         self.rows_per_file = rows_per_file
         self.rows = 0
@@ -200,6 +215,7 @@ class BatchWriter:
         _fsync(self.partial_dir)  # the names of the files, before the folder is renamed
         os.replace(self.partial_dir, self.final_dir)
         _fsync(self.final_dir.parent)
+        self._release()
         return LandedBatch(self.final_dir, manifest)
 
     def abort(self) -> None:
@@ -208,6 +224,39 @@ class BatchWriter:
             self._writer.close()
             self._writer = None
         shutil.rmtree(self.partial_dir, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self.lock_path.unlink(missing_ok=True)
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = None
+
+
+def _hold_lock(path: Path) -> int:
+    """An exclusive flock on ``path`` (created), held by the returned descriptor."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _clear_interrupted(partial: Path) -> None:
+    """Remove ``partial`` (an unfinished batch folder) if no live writer holds its lock."""
+    batch_id = partial.name[len(PARTIAL_PREFIX) : -len(PARTIAL_SUFFIX)]
+    lock_path = partial.with_name(f"{PARTIAL_PREFIX}{batch_id}{LOCK_SUFFIX}")
+    try:
+        fd = _hold_lock(lock_path)
+    except BlockingIOError:
+        return  # its writer is alive: not interrupted, only unfinished
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        lock_path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def dictionary_columns(batch: pa.RecordBatch) -> list[str]:
@@ -232,7 +281,7 @@ def landed_batches(landing: Path, resource: Resource) -> Iterator[LandedBatch]:
         return
     for path in sorted(folder.iterdir()):
         if path.name.endswith(PARTIAL_SUFFIX):
-            shutil.rmtree(path, ignore_errors=True)  # an interrupted write: never visible
+            _clear_interrupted(path)  # an interrupted write: never visible
             continue
         manifest_path = path / MANIFEST
         if path.is_dir() and manifest_path.exists():
