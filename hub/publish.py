@@ -43,6 +43,7 @@ from typing import Any
 
 from hub.catalog import load_catalog
 from hub.catalog.models import Catalog, Resource
+from hub.hooks import EventKind, PublishEvent, emit
 from hub.settings import Settings
 from hub.warehouse import PUBLISH_LOG_DDL, Warehouse, open_warehouse, quote_ident
 
@@ -268,19 +269,15 @@ def _settle_disputes(
 
 
 def _refresh_serving(
-    warehouse: Warehouse, settings: Settings, resource: Resource, result: PublishResult
+    warehouse: Warehouse,
+    settings: Settings,
+    resource: Resource,
+    result: PublishResult,
+    kind: EventKind = "published",
 ) -> None:
-    """Beside an embedded DuckDB warehouse, export the served version for the API
-    (hub.serve.snapshots); a failure leaves the API on the previous version and is noted."""
-    from hub.serve.snapshots import sync_serving
-    from hub.warehouse import DuckDBWarehouse
-
-    if not isinstance(warehouse, DuckDBWarehouse):
-        return
-    try:
-        sync_serving(warehouse, settings, resource)
-    except Exception as exc:
-        result.notes.append(f"serving file not refreshed: {type(exc).__name__}: {exc}")
+    """Tell the publish hooks (hub.hooks: the serving side's files, registered by it)
+    that ``resource``'s current version is settled; a hook's failure is noted."""
+    emit(PublishEvent(kind, warehouse, settings, resource, result))
 
 
 def _refresh_sharing(
@@ -350,7 +347,7 @@ def rollback(settings: Settings, resource: str) -> PublishResult:
         )
         catalog = load_catalog(settings.catalog_dir)
         if catalog.has_resource(resource):
-            _refresh_serving(warehouse, settings, catalog.resource(resource), result)
+            _refresh_serving(warehouse, settings, catalog.resource(resource), result, "rolled_back")
             _refresh_sharing(warehouse, settings, catalog.resource(resource), result, catalog)
     result.seconds = time.monotonic() - started
     return result

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hub.catalog.models import Resource, ResourceField
+from hub.hooks import PublishEvent, PublishHook, register
 from hub.publish import PRUNED, PublishedVersion, current_version, published_versions
 from hub.settings import Settings
 from hub.warehouse import DuckDBWarehouse, quote_ident
@@ -182,6 +183,20 @@ def sync_serving(
         if old.name not in kept:
             old.unlink(missing_ok=True)
     return serving
+
+
+def refresh_on_publish(event: PublishEvent) -> None:
+    """The publish hook: beside an embedded DuckDB warehouse, export the version now
+    current for the API (``sync_serving``); a PostgreSQL warehouse needs nothing."""
+    if isinstance(event.warehouse, DuckDBWarehouse):
+        sync_serving(event.warehouse, event.settings, event.resource)
+
+
+# installed as the ``exchange_hub.publish_hooks`` entry point (pyproject.toml), so a
+# process that never imports hub.serve (``hub publish``) runs it; registered here too,
+# for a process that imported the serving side
+SERVING_HOOK = PublishHook("serving", refresh_on_publish, failure="serving file not refreshed")
+register(SERVING_HOOK)
 
 
 def open_version(path: Path) -> sqlite3.Connection:

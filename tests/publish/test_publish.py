@@ -591,3 +591,37 @@ def _reader_connection(url: str) -> _Reader:
     if url.startswith("duckdb"):
         assert Path(url.removeprefix("duckdb:///")).exists()
     return _Reader(url)
+
+
+def test_publish_and_rollback_tell_the_hooks_and_a_failing_hook_is_only_noted(
+    settings: Settings, warehouse: Warehouse, resource: Resource
+) -> None:
+    from hub.hooks import PublishEvent, PublishHook, register, unregister
+
+    heard: list[tuple[str, str, int | None]] = []
+
+    def listen(event: PublishEvent) -> None:
+        heard.append((event.kind, event.resource.code, event.result.version))
+
+    def fail(event: PublishEvent) -> None:
+        raise OSError("disk full")
+
+    register(PublishHook("test-listener", listen, failure="listener failed"))
+    register(PublishHook("test-failing", fail, failure="test files not refreshed"))
+    try:
+        for tag in (1, 2):
+            new_version(warehouse, resource, tag)
+            result = publish_one(settings)
+            assert result.status is PublishStatus.published
+            assert "test files not refreshed: OSError: disk full" in result.notes
+        back = rollback(settings, CODE)
+        assert "test files not refreshed: OSError: disk full" in back.notes
+    finally:
+        unregister("test-listener")
+        unregister("test-failing")
+    assert heard == [("published", CODE, 1), ("published", CODE, 2), ("rolled_back", CODE, 1)]
+    assert shared_tags(warehouse) == (rows_for(1), ["v1"])  # the failing hook undid nothing
+    if settings.warehouse_url.startswith("duckdb"):
+        # the serving side's own hook (the entry point) wrote the API's files
+        pointer = settings.home / "serving" / CODE / "current.json"
+        assert '"version": 1' in pointer.read_text(encoding="utf-8")
