@@ -634,7 +634,7 @@ def test_contributions_written_in_blocks_are_counted_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog: Catalog
 ) -> None:
     monkeypatch.setattr("simulator.social.BLOCK_ROWS", 1000)
-    monkeypatch.setattr("simulator.social.CHUNK_LINES", 300)
+    monkeypatch.setattr("simulator.rows.CHUNK_ROWS", 300)
     settings = SimulatorSettings(home=tmp_path)
     entry = simulate(settings, scale=0.1)["resources"]["social_insurance_contributions"]
     assert entry["source_rows"] > 3000

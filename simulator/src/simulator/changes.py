@@ -93,7 +93,7 @@ def clean_mask(rows: Rows, plan: DayPlan) -> npt.NDArray[np.bool_]:
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     clean: npt.NDArray[np.bool_] = counts[inverse] == 1
     if spec.id_column:
-        clean &= party_valid_check(rows[spec.id_column])
+        clean &= rows.per_chunk(spec.id_column, party_valid_check)
     clean &= ~rows.null_rows(spec.fault_columns)
     if plan.parse_ok is not None:
         clean &= plan.parse_ok(rows)

@@ -106,7 +106,7 @@ def inject_faults(
     }
     clean_before = np.ones(n, dtype=bool)
     if id_column:
-        clean_before = party_valid_check(rows[id_column])
+        clean_before = rows.per_chunk(id_column, party_valid_check)
     chosen: dict[str, np.ndarray] = {}
     start = 0
     # faults only go to rows that are still clean, and each to other rows
@@ -116,7 +116,8 @@ def inject_faults(
         start += count
     result = Injected()
     if id_column and len(chosen["bad"]):
-        rows.put(id_column, chosen["bad"], spoil_check_chars(rows[id_column][chosen["bad"]], rng))
+        spoiled = spoil_check_chars(rows.text(id_column, chosen["bad"]).astype(str), rng)
+        rows.put(id_column, chosen["bad"], spoiled)
     if missing_columns and len(chosen["missing"]):
         which = rng.integers(0, len(missing_columns), len(chosen["missing"]))
         for position, column in enumerate(missing_columns):
@@ -127,7 +128,7 @@ def inject_faults(
         result.unparseable = len(chosen["unparseable"])
         result.unparseable_rows = chosen["unparseable"].tolist()
     if id_column:
-        result.bad_check_digit = int((~party_valid_check(rows[id_column])).sum())
+        result.bad_check_digit = int((~rows.per_chunk(id_column, party_valid_check)).sum())
     result.missing_value = int(rows.null_rows(missing_columns).sum())
     if len(chosen["duplicate"]):
         copies = rows.take(chosen["duplicate"])

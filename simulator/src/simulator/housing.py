@@ -26,7 +26,7 @@ from simulator.clock import (
 from simulator.faults import Injected, inject_faults
 from simulator.identities import BANK_WEIGHTS, BANKS, DISTRICTS, digits, districts, pick
 from simulator.manifest import DayCounts, ResourceManifest
-from simulator.rows import Rows, rank_within
+from simulator.rows import Lazy, Lookup, Rows, lazy, rank_within
 from simulator.sqlstore import SqlStore
 from simulator.world import Context
 
@@ -87,18 +87,16 @@ class HousingFacts:
     """What the tax bureau learns from housing: deeds, owners, commercial property."""
 
     deed_buyer: npt.NDArray[np.str_]
-    deed_certificate: npt.NDArray[np.str_]
+    deed_certificate: npt.NDArray[np.object_]
     deed_price: npt.NDArray[np.float64]
     deed_date: npt.NDArray[np.datetime64]  # the day the right was registered
-    owner_ids: npt.NDArray[np.str_]  # every person or enterprise that owns or owned property
+    owner_persons: npt.NDArray[np.int64]  # world index of every person who owns or owned property
     firm_certificate: npt.NDArray[np.str_]  # certificates of enterprise-owned units
     firm_owner: npt.NDArray[np.str_]
     firm_area: npt.NDArray[np.float64]
 
 
-def certificate_numbers(
-    ctx: Context, years: npt.NDArray[np.int64], kind: str
-) -> npt.NDArray[np.str_]:
+def certificate_numbers(ctx: Context, years: npt.NDArray[np.int64], kind: str) -> Lazy:
     """赣(2025)景德镇市不动产权第0012345号 (``kind`` 权) or 不动产证明 numbers, per year."""
     rng = ctx.rng(f"numbers.{kind}")
     sequence = np.zeros(len(years), dtype=np.int64)
@@ -109,9 +107,27 @@ def certificate_numbers(
             # the centre also issues numbers for other business: start somewhere
             ctx.counters[counter] = int(rng.integers(100, 3000))
         sequence[here] = ctx.next_numbers(counter, int(here.sum()))
-    word = "不动产权" if kind == "certificate" else "不动产证明"
+    render = _render_certificate if kind == "certificate" else _render_proof
+    return lazy(render, np.asarray(years, dtype=np.int64), sequence)
+
+
+def _numbers_text(
+    years: npt.NDArray[np.int64], sequence: npt.NDArray[np.int64], word: str
+) -> npt.NDArray[np.str_]:
     text = np.strings.add(np.strings.add("赣(", years.astype("<U4")), f")景德镇市{word}第")
     return np.strings.add(np.strings.add(text, digits(sequence, 7)), "号")
+
+
+def _render_certificate(
+    years: npt.NDArray[np.int64], sequence: npt.NDArray[np.int64]
+) -> npt.NDArray[np.str_]:
+    return _numbers_text(years, sequence, "不动产权")
+
+
+def _render_proof(
+    years: npt.NDArray[np.int64], sequence: npt.NDArray[np.int64]
+) -> npt.NDArray[np.str_]:
+    return _numbers_text(years, sequence, "不动产证明")
 
 
 def _year(values: npt.NDArray[np.datetime64]) -> npt.NDArray[np.int64]:
@@ -149,21 +165,10 @@ def make_units(
         np.sort(rng.integers(0, n_parcels, n)) if built_year is None else np.arange(n) // per_parcel
     )
     position = rank_within(parcel)
-    building = position // UNITS_PER_BUILDING + 1
-    household = position % UNITS_PER_BUILDING
-    room = ((household % 12) // 2 + 1) * 100 + household % 2 + 1
-    unit_id = np.strings.add(
-        np.strings.add(np.strings.add(district[parcel], street_code[parcel]), block_code[parcel]),
-        np.strings.add(np.strings.add("GB", digits(parcel_no, 5)[parcel]), "F"),
+    unit_id = lazy(
+        _UnitIds(district, street_code, block_code, digits(parcel_no, 5)), parcel, position
     )
-    unit_id = np.strings.add(np.strings.add(unit_id, digits(building, 4)), digits(household + 1, 4))
-    address = np.strings.add(
-        np.strings.add(district_name[parcel], street_name[parcel]),
-        np.strings.add(house_no[parcel], "号"),
-    )
-    address = np.strings.add(np.strings.add(address, digits(building)), "栋")
-    address = np.strings.add(np.strings.add(address, digits(household // 12 + 1)), "单元")
-    address = np.strings.add(np.strings.add(address, digits(room)), "室")
+    address = lazy(_UnitAddresses(district_name, street_name, house_no), parcel, position)
     unit_usage = usage[parcel]
     area = np.select(
         [unit_usage == "住宅", unit_usage == "商业", unit_usage == "办公"],
@@ -183,43 +188,99 @@ def make_units(
             "unit_id": unit_id,
             "district_code": district[parcel],
             "address": address,
-            "floor_area": yuan(area),
+            "floor_area": lazy(yuan, area),
             "usage": unit_usage,
             "built_year": built.astype(str),
-            "updated_at": timestamps_text(stamps),
+            "updated_at": lazy(timestamps_text, stamps),
         }
     )
     return rows, area, unit_usage
 
 
+class _UnitIds:
+    """不动产单元号 of units (parcel, position in the parcel) from the parcels' codes."""
+
+    def __init__(self, *parcel_codes: npt.NDArray[np.str_]) -> None:
+        self.district, self.street, self.block, self.number = parcel_codes
+
+    def __call__(
+        self, parcel: npt.NDArray[np.int64], position: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.str_]:
+        building = position // UNITS_PER_BUILDING + 1
+        household = position % UNITS_PER_BUILDING
+        unit_id = np.strings.add(
+            np.strings.add(
+                np.strings.add(self.district[parcel], self.street[parcel]), self.block[parcel]
+            ),
+            np.strings.add(np.strings.add("GB", self.number[parcel]), "F"),
+        )
+        return np.strings.add(
+            np.strings.add(unit_id, digits(building, 4)), digits(household + 1, 4)
+        )
+
+
+class _UnitAddresses:
+    """Addresses of units (parcel, position in the parcel): street, 号, 栋, 单元, 室."""
+
+    def __init__(self, *parcel_texts: npt.NDArray[np.str_]) -> None:
+        self.district_name, self.street_name, self.house_no = parcel_texts
+
+    def __call__(
+        self, parcel: npt.NDArray[np.int64], position: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.str_]:
+        building = position // UNITS_PER_BUILDING + 1
+        household = position % UNITS_PER_BUILDING
+        room = ((household % 12) // 2 + 1) * 100 + household % 2 + 1
+        address = np.strings.add(
+            np.strings.add(self.district_name[parcel], self.street_name[parcel]),
+            np.strings.add(self.house_no[parcel], "号"),
+        )
+        address = np.strings.add(np.strings.add(address, digits(building)), "栋")
+        address = np.strings.add(np.strings.add(address, digits(household // 12 + 1)), "单元")
+        return np.strings.add(np.strings.add(address, digits(room)), "室")
+
+
 def _shares(
-    rng: np.random.Generator, co: npt.NDArray[np.str_], owners: npt.NDArray[np.int64]
-) -> list[list[str]]:
-    """Shares per certificate: 1 alone, halves for a couple, fixed splits by share."""
-    split2 = (
-        ("0.6000", "0.4000"),
-        ("0.7000", "0.3000"),
-        ("0.5000", "0.5000"),
-        ("0.8000", "0.2000"),
+    rng: np.random.Generator,
+    co: npt.NDArray[np.str_],
+    owners: npt.NDArray[np.int64],
+    cert: npt.NDArray[np.int64],
+    rank: npt.NDArray[np.int64],
+) -> npt.NDArray[np.str_]:
+    """Share of each owner (certificate ``cert``, ``rank`` among its owners): 1 alone,
+    halves for a couple, fixed splits by share."""
+    split2 = np.array(
+        [
+            ("0.6000", "0.4000"),
+            ("0.7000", "0.3000"),
+            ("0.5000", "0.5000"),
+            ("0.8000", "0.2000"),
+        ]
     )
-    split3 = (
-        ("0.4000", "0.3000", "0.3000"),
-        ("0.5000", "0.2500", "0.2500"),
-        ("0.3334", "0.3333", "0.3333"),
+    split3 = np.array(
+        [
+            ("0.4000", "0.3000", "0.3000"),
+            ("0.5000", "0.2500", "0.2500"),
+            ("0.3334", "0.3333", "0.3333"),
+        ]
     )
-    choice2 = rng.integers(0, len(split2), len(co))
-    choice3 = rng.integers(0, len(split3), len(co))
-    result: list[list[str]] = []
-    for kind, count, c2, c3 in zip(
-        co.tolist(), owners.tolist(), choice2.tolist(), choice3.tolist(), strict=True
-    ):
-        if count == 1:
-            result.append(["1.0000"])
-        elif kind == "共同共有":
-            result.append(["0.5000", "0.5000"])
-        else:
-            result.append(list(split2[c2] if count == 2 else split3[c3]))
-    return result
+    choice2 = rng.integers(0, len(split2), len(co))[cert]
+    choice3 = rng.integers(0, len(split3), len(co))[cert]
+    count = owners[cert]
+    shares: npt.NDArray[np.str_] = np.where(
+        count == 1,
+        "1.0000",
+        np.where(
+            co[cert] == "共同共有",
+            "0.5000",
+            np.where(
+                count == 2,
+                split2[choice2, np.minimum(rank, 1)],
+                split3[choice3, np.minimum(rank, 2)],
+            ),
+        ),
+    )
+    return shares
 
 
 def _of_age(
@@ -273,37 +334,44 @@ def build(ctx: Context) -> HousingFacts:
     position = first_owner[cert]
     person = by_birth[np.where(position >= rank, position - rank, position + rank)]
     is_firm = firm_owned[cert]
-    owner_id = np.where(is_firm, world.firm_code[firm_pick[cert]], world.person_id[person])
-    owner_name = np.where(is_firm, world.firm_name[firm_pick[cert]], world.person_name[person])
-    shares = _shares(rng, co, owners)
-    share = np.array([share for group in shares for share in group])
+    # owners: enterprises (table 0) or persons (table 1) of the world
+    owner_table = np.where(is_firm, 0, 1).astype(np.int8)
+    owner = np.where(is_firm, firm_pick[cert], person)
+    owner_ids = Lookup(world.firm_code, world.person_id)
+    owner_names = Lookup(world.firm_name, world.person_name)
+    share = _shares(rng, co, owners, cert, rank)
+    unit_ids = units.columns["unit_id"]
+    assert isinstance(unit_ids, Lazy)
     current = Rows(
         {
-            "certificate_no": current_no[cert],
-            "unit_id": units["unit_id"][registered][cert],
-            "owner_id": owner_id,
-            "owner_name": owner_name,
+            "certificate_no": current_no.take(cert),
+            "unit_id": unit_ids.take(registered[cert]),
+            "owner_id": owner_ids.of(owner, owner_table),
+            "owner_name": owner_names.of(owner, owner_table),
             "share": share,
             "co_ownership": co[cert],
-            "registered_date": dates_text(current_date[cert]),
+            "registered_date": lazy(dates_text, current_date[cert]),
             "status": np.full(len(cert), "现势"),
-            "updated_at": timestamps_text(moments_between(rng, current_date[cert], day0_close())),
+            "updated_at": lazy(
+                timestamps_text, moments_between(rng, current_date[cert], day0_close())
+            ),
         }
     )
     # the seller's right became historical when the buyer's was registered
     old = np.flatnonzero(resold)
     seller = by_birth[_of_age(rng, world.person_birth[by_birth], first[old])]
+    seller_table = np.ones(len(seller), dtype=np.int8)
     history = Rows(
         {
             "certificate_no": certificate_numbers(ctx, _year(first[old]), "certificate"),
-            "unit_id": units["unit_id"][registered][old],
-            "owner_id": world.person_id[seller],
-            "owner_name": world.person_name[seller],
+            "unit_id": unit_ids.take(registered[old]),
+            "owner_id": owner_ids.of(seller, seller_table),
+            "owner_name": owner_names.of(seller, seller_table),
             "share": np.full(len(old), "1.0000"),
             "co_ownership": np.full(len(old), "单独所有"),
-            "registered_date": dates_text(first[old]),
+            "registered_date": lazy(dates_text, first[old]),
             "status": np.full(len(old), "历史"),
-            "updated_at": timestamps_text(moments_between(rng, transfer[old], day0_close())),
+            "updated_at": lazy(timestamps_text, moments_between(rng, transfer[old], day0_close())),
         }
     )
     rights = Rows.concat([current, history])
@@ -319,7 +387,7 @@ def build(ctx: Context) -> HousingFacts:
     developers = np.flatnonzero(world.firm_kind == "1")
     developer = world.firm_code[developers[rng.integers(0, len(developers), len(new_build))]]
     seller_id = np.concatenate([world.person_id[seller], developer])
-    buyer_id = current["owner_id"][first_row[sold]].astype(str)
+    buyer_id = current.text("owner_id", first_row[sold]).astype(str)
     signed = current_date[sold] - _days(rng, 20, 120, len(sold))
     unit_price = np.where(
         kind == "新建商品房", rng.normal(7800, 1400, len(sold)), rng.normal(6500, 1500, len(sold))
@@ -331,14 +399,14 @@ def build(ctx: Context) -> HousingFacts:
             "contract_no": contract_numbers(
                 ctx, units["district_code"][registered][sold].astype(str), _year(signed)
             ),
-            "unit_id": units["unit_id"][registered][sold],
+            "unit_id": unit_ids.take(registered[sold]),
             "seller_id": seller_id,
             "buyer_id": buyer_id,
-            "price": yuan(price),
-            "signed_date": dates_text(signed),
+            "price": lazy(yuan, price),
+            "signed_date": lazy(dates_text, signed),
             "contract_type": kind,
             "status": status,
-            "updated_at": timestamps_text(moments_between(rng, signed, day0_close())),
+            "updated_at": lazy(timestamps_text, moments_between(rng, signed, day0_close())),
         }
     )
 
@@ -357,13 +425,13 @@ def build(ctx: Context) -> HousingFacts:
     mortgages = Rows(
         {
             "mortgage_no": certificate_numbers(ctx, _year(start), "mortgage"),
-            "certificate_no": current_no[mortgaged],
+            "certificate_no": current_no.take(mortgaged),
             "mortgagee": pick(rng, BANKS, len(mortgaged), BANK_WEIGHTS),
-            "amount": yuan(amount),
-            "start_date": dates_text(start),
-            "end_date": dates_text(end),
+            "amount": lazy(yuan, amount),
+            "start_date": lazy(dates_text, start),
+            "end_date": lazy(dates_text, end),
             "status": np.where(released, "已注销", "有效"),
-            "updated_at": timestamps_text(moments_between(rng, start, day0_close())),
+            "updated_at": lazy(timestamps_text, moments_between(rng, start, day0_close())),
         }
     )
 
@@ -393,12 +461,12 @@ def build(ctx: Context) -> HousingFacts:
     firm_rows = np.flatnonzero(is_firm)
     return HousingFacts(
         deed_buyer=buyer_id[deeds],
-        deed_certificate=current_no[sold][deeds],
+        deed_certificate=current_no.text(sold[deeds]),
         deed_price=price[deeds],
         deed_date=current_date[sold][deeds],
-        owner_ids=np.unique(np.concatenate([owner_id, world.person_id[seller]])),
-        firm_certificate=current["certificate_no"][firm_rows].astype(str),
-        firm_owner=owner_id[firm_rows],
+        owner_persons=np.unique(np.concatenate([person[~is_firm], seller])),
+        firm_certificate=current_no.text(cert[firm_rows]).astype(str),
+        firm_owner=world.firm_code[firm_pick[cert[firm_rows]]],
         firm_area=area[registered][cert[firm_rows]],
     )
 

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.clock import replace
-from simulator.rows import is_null
+from simulator.rows import Lazy, is_null, lazy
 
 Strings = npt.NDArray[np.str_]
 Ints = npt.NDArray[np.int64]
@@ -265,7 +265,7 @@ class People:
     sex: Strings  # '1' male, '2' female (GB/T 2261.1)
     birth_date: npt.NDArray[np.datetime64]
     district: Strings  # current household district code
-    address: Strings
+    address: Lazy
 
 
 def digits(values: npt.NDArray[np.integer[Any]], width: int = 0) -> Strings:
@@ -352,25 +352,64 @@ def citizen_ids(
 
 def addresses(
     rng: np.random.Generator, district: Strings, *, with_room: bool = True, full: bool = True
-) -> Strings:
-    """Street addresses in the given districts: street, 号, and 栋/单元/室 for flats."""
+) -> Lazy:
+    """Street addresses in the given districts: street, 号, and 栋/单元/室 for flats.
+
+    The numbers are drawn here (the same draws, in the same order, as ever); the text
+    is made when the column is written (:class:`simulator.rows.Lazy`).
+    """
     n = len(district)
-    names = np.empty(n, dtype="<U8")
-    streets = np.empty(n, dtype="<U8")
-    for item in DISTRICTS:
+    where = np.full(n, -1, dtype=np.int8)  # index into DISTRICTS
+    street = np.zeros(n, dtype=np.int8)
+    for position, item in enumerate(DISTRICTS):
         here = district == item.code
-        names[here] = item.name
-        streets[here] = pick(rng, item.streets, int(here.sum()))
-    text = np.strings.add(np.strings.add(names, streets), digits(rng.integers(1, 900, n)))
-    text = np.strings.add(text, "号")
-    if with_room:
-        room = digits(rng.integers(1, 19, n) * 100 + rng.integers(1, 5, n))
-        flat = np.strings.add(
-            np.strings.add(digits(rng.integers(1, 30, n)), "栋"), digits(rng.integers(1, 4, n))
-        )
-        flat = np.strings.add(np.strings.add(np.strings.add(flat, "单元"), room), "室")
-        text = np.strings.add(text, flat)
-    return np.strings.add(CITY_PREFIX, text) if full else text
+        where[here] = position
+        street[here] = rng.choice(len(item.streets), size=int(here.sum()))
+    number = rng.integers(1, 900, n).astype(np.int16)
+    if not with_room:
+        return lazy(_render_street if full else _render_street_short, where, street, number)
+    room = (rng.integers(1, 19, n) * 100 + rng.integers(1, 5, n)).astype(np.int16)
+    block = rng.integers(1, 30, n).astype(np.int8)
+    entrance = rng.integers(1, 4, n).astype(np.int8)
+    render = _render_flat if full else _render_flat_short
+    return lazy(render, where, street, number, room, block, entrance)
+
+
+_DISTRICT_NAMES = np.array([d.name for d in DISTRICTS] + [""], dtype="<U8")
+_STREETS = np.array(
+    [[*d.streets, *[""] * (8 - len(d.streets))] for d in DISTRICTS] + [[""] * 8], dtype="<U8"
+)
+
+
+def _street_text(where: Ints, street: Ints, number: Ints) -> Strings:
+    names = np.strings.add(_DISTRICT_NAMES[where], _STREETS[where, street])
+    return np.strings.add(np.strings.add(names, digits(number)), "号")
+
+
+def _flat_text(room: Ints, block: Ints, entrance: Ints) -> Strings:
+    flat = np.strings.add(np.strings.add(digits(block), "栋"), digits(entrance))
+    return np.strings.add(np.strings.add(np.strings.add(flat, "单元"), digits(room)), "室")
+
+
+def _render_street(where: Ints, street: Ints, number: Ints) -> Strings:
+    return np.strings.add(CITY_PREFIX, _street_text(where, street, number))
+
+
+def _render_street_short(where: Ints, street: Ints, number: Ints) -> Strings:
+    return _street_text(where, street, number)
+
+
+def _render_flat(
+    where: Ints, street: Ints, number: Ints, room: Ints, block: Ints, entrance: Ints
+) -> Strings:
+    text = np.strings.add(_street_text(where, street, number), _flat_text(room, block, entrance))
+    return np.strings.add(CITY_PREFIX, text)
+
+
+def _render_flat_short(
+    where: Ints, street: Ints, number: Ints, room: Ints, block: Ints, entrance: Ints
+) -> Strings:
+    return np.strings.add(_street_text(where, street, number), _flat_text(room, block, entrance))
 
 
 def districts(rng: np.random.Generator, n: int) -> Strings:
@@ -434,7 +473,7 @@ class Firms:
     kind: Strings  # GB 32100 type character: '1' enterprise, '2' individual, '3' co-op
     established: npt.NDArray[np.datetime64]
     district: Strings
-    address: Strings
+    address: Lazy
 
 
 FIRST_FOUNDING = np.datetime64("1992-01-01")

@@ -42,7 +42,7 @@ from simulator.identities import (
     pick,
 )
 from simulator.manifest import DayCounts, ResourceManifest
-from simulator.rows import Column, Rows
+from simulator.rows import Column, Lazy, Lookup, Rows, lazy
 from simulator.world import Context, World
 
 REGISTRY_FILE = "registry.db"
@@ -182,7 +182,7 @@ def _enterprises_parse_ok(rows: Rows) -> npt.NDArray[np.bool_]:
 
 def _spoil_persons(rng: np.random.Generator, rows: Rows, index: npt.NDArray[np.int64]) -> None:
     """Typing errors in the birth date: a day the calendar does not have."""
-    years = np.array([str(value)[:4] for value in rows["birth_date"][index]])
+    years = np.array([str(value)[:4] for value in rows.text("birth_date", index)])
     bad = np.strings.add(np.strings.add(years, "-"), pick(rng, _IMPOSSIBLE_DAYS, len(index)))
     rows.put("birth_date", index, bad)
 
@@ -207,21 +207,21 @@ def person_rows(
     world: World,
     index: npt.NDArray[np.int64],
     stamps: npt.NDArray[np.datetime64],
-    addresses_text: npt.NDArray[np.str_],
+    addresses_text: Lazy,
 ) -> Rows:
     n = len(index)
     status = pick(rng, ("正常", "迁出", "死亡"), n, (0.97, 0.015, 0.015))
     return Rows(
         {
-            "citizen_id": world.person_id[index],
-            "name": world.person_name[index],
+            "citizen_id": Lookup(world.person_id).of(index),
+            "name": Lookup(world.person_name).of(index),
             "sex": world.person_sex[index],
-            "birth_date": dates_text(world.person_birth[index]),
+            "birth_date": lazy(dates_text, world.person_birth[index]),
             "ethnicity": pick(rng, ETHNICITIES, n, ETHNICITY_WEIGHTS),
             "district_code": world.person_district[index],
             "household_address": addresses_text,
             "registration_status": status,
-            "updated_at": timestamps_text(stamps),
+            "updated_at": lazy(timestamps_text, stamps),
         }
     )
 
@@ -231,7 +231,7 @@ def enterprise_rows(
     world: World,
     index: npt.NDArray[np.int64],
     stamps: npt.NDArray[np.datetime64],
-    address_text: npt.NDArray[np.str_],
+    address_text: Lazy,
     on: np.datetime64,
 ) -> Rows:
     """Registry records of the world's enterprises ``index``; legal representatives are adults."""
@@ -265,7 +265,7 @@ def enterprise_rows(
             "established_date": dates_text(world.firm_established[index]),
             "address": address_text,
             "status": status,
-            "updated_at": timestamps_text(stamps),
+            "updated_at": lazy(timestamps_text, stamps),
         }
     )
 
@@ -409,7 +409,7 @@ def advance(ctx: Context) -> None:
                 world,
                 index,
                 office_hours(rng, ctx.day, n),
-                np.concatenate([babies.address, movers.address]),
+                Lazy.concat([babies.address, movers.address]),
             )
             rows.set("registration_status", np.full(n, "正常"))
             return rows
@@ -423,7 +423,7 @@ def advance(ctx: Context) -> None:
                 {
                     "district_code": np.where(moved, district, rows["district_code"]),
                     "household_address": np.where(
-                        moved, addresses(rng, district), rows["household_address"]
+                        moved, addresses(rng, district).text(), rows["household_address"]
                     ),
                     "registration_status": np.where(moved, rows["registration_status"], status),
                 }

@@ -7,13 +7,14 @@ databases convert on load; the registry and the CSV drops keep the text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 Column = npt.NDArray[np.object_]
+CHUNK_ROWS = 50_000  # rows rendered to text and written at a time, by every system
 SHARE_MIN_ROWS = 4096  # below, sharing str objects saves too little to look for repeats
 SHARE_SAMPLE = 1024
 _NONE = np.array(None, dtype=object)
@@ -42,11 +43,159 @@ def as_column(values: npt.ArrayLike) -> Column:
     return array.astype(object)
 
 
-class Rows:
-    """Parallel text columns, one entry per row, in a fixed column order."""
+Render = Callable[..., npt.NDArray[Any]]
 
-    def __init__(self, columns: dict[str, npt.ArrayLike]) -> None:
-        self.columns: dict[str, Column] = {name: as_column(v) for name, v in columns.items()}
+
+class Lazy:
+    """A text column kept as compact values (numbers, dates, indexes into the world) and
+    rendered to text a slice at a time, so a table never holds all its strings at once.
+
+    ``render(*parts)`` turns slices of the ``parts`` arrays into the text values; it must
+    work element by element (a slice renders as the whole would). Values written over
+    it (faults) are kept apart as ``at`` (sorted positions) and ``over`` (the values).
+    """
+
+    def __init__(
+        self,
+        parts: tuple[npt.NDArray[Any], ...],
+        render: Render,
+        at: npt.NDArray[np.int64] | None = None,
+        over: Column | None = None,
+    ) -> None:
+        self.parts = parts
+        self.render = render
+        self.at = np.zeros(0, dtype=np.int64) if at is None else at
+        self.over = np.zeros(0, dtype=object) if over is None else over
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    def _hits(self, index: npt.NDArray[Any]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[Any]]:
+        """Which of ``index`` carry a value written over, and its position in ``over``."""
+        if not len(self.at):
+            return np.zeros(len(index), dtype=bool), np.zeros(0, dtype=np.int64)
+        position = np.minimum(np.searchsorted(self.at, index), len(self.at) - 1)
+        hit = self.at[position] == index
+        return hit, position[hit]
+
+    def text(self, index: npt.NDArray[Any] | slice | None = None) -> Column:
+        """The text values of ``index`` (default: all) as an object array."""
+        if index is None:
+            index = slice(0, len(self))
+        if len(range(len(self))[index] if isinstance(index, slice) else index) == 0:
+            return np.empty(0, dtype=object)  # numpy's text functions fail on empty arrays
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(len(self))
+            values = as_column(self.render(*(part[start:stop] for part in self.parts)))
+            first, last = np.searchsorted(self.at, [start, stop])
+            if last > first:
+                values = np.array(values, dtype=object)
+                values[self.at[first:last] - start] = self.over[first:last]
+            return values
+        index = np.asarray(index)
+        values = as_column(self.render(*(part[index] for part in self.parts)))
+        hit, position = self._hits(index)
+        if hit.any():
+            values = np.array(values, dtype=object)
+            values[hit] = self.over[position]
+        return values
+
+    def take(self, index: npt.NDArray[Any]) -> Lazy:
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        hit, position = self._hits(index)
+        return Lazy(
+            tuple(part[index] for part in self.parts),
+            self.render,
+            np.flatnonzero(hit).astype(np.int64),
+            self.over[position],
+        )
+
+    def put(self, index: npt.NDArray[np.int64], values: npt.ArrayLike) -> None:
+        index = np.asarray(index, dtype=np.int64)
+        if not len(index):
+            return
+        new = np.empty(len(index), dtype=object)
+        new[:] = as_column(values) if np.ndim(values) else values
+        # the last value written at a position wins (``unique`` keeps the first seen)
+        positions = np.concatenate([index[::-1], self.at])
+        merged = np.concatenate([new[::-1], self.over])
+        at, first = np.unique(positions, return_index=True)
+        self.at = at.astype(np.int64)
+        self.over = merged[first]
+
+    def copy(self) -> Lazy:
+        """The same column, with its own values written over (faults) from now on."""
+        return Lazy(self.parts, self.render, self.at.copy(), self.over.copy())
+
+    def nulls(self) -> npt.NDArray[np.bool_]:
+        found = np.zeros(len(self), dtype=bool)
+        found[self.at[is_null(self.over)]] = True
+        return found
+
+    def joinable(self, other: Lazy) -> bool:
+        return self.render is other.render and len(self.parts) == len(other.parts)
+
+    @staticmethod
+    def concat(parts: list[Lazy]) -> Lazy:
+        offsets = np.cumsum([0, *(len(part) for part in parts)])
+        return Lazy(
+            tuple(
+                np.concatenate([part.parts[i] for part in parts])
+                for i in range(len(parts[0].parts))
+            ),
+            parts[0].render,
+            np.concatenate(
+                [part.at + offset for part, offset in zip(parts, offsets, strict=False)]
+            ),
+            np.concatenate([part.over for part in parts]),
+        )
+
+
+AnyColumn = Column | Lazy
+
+
+class Lookup:
+    """Renders ``(table, index)`` pairs: the value ``tables[table][index]`` (IDs and names
+    taken from the world or from another table, without copying the strings)."""
+
+    def __init__(self, *tables: npt.NDArray[Any]) -> None:
+        self.tables = tables
+
+    def __call__(self, table: npt.NDArray[Any], index: npt.NDArray[Any] | None = None) -> Column:
+        if index is None:  # one table: the parts are the indexes only
+            return as_column(self.tables[0][table])
+        values = np.empty(len(index), dtype=object)
+        for position, source in enumerate(self.tables):
+            here = table == position
+            if here.any():
+                values[here] = as_column(source[index[here]])
+        return values
+
+    def of(self, index: npt.ArrayLike, table: npt.ArrayLike | None = None) -> Lazy:
+        """A column of ``tables[table][index]`` (``table`` omitted: the first table)."""
+        if table is None:
+            return lazy(self, index)
+        return lazy(self, np.asarray(table, dtype=np.int8), index)
+
+
+def lazy(render: Render, *parts: npt.ArrayLike) -> Lazy:
+    """A column rendered from ``parts`` when written (see :class:`Lazy`)."""
+    return Lazy(tuple(np.asarray(part) for part in parts), render)
+
+
+class Rows:
+    """Parallel text columns, one entry per row, in a fixed column order.
+
+    A column is an object array of str / None, or a :class:`Lazy` one rendered when
+    written: ``records`` and ``chunks`` render ``CHUNK_ROWS`` rows at a time.
+    """
+
+    def __init__(self, columns: Mapping[str, npt.ArrayLike | Lazy]) -> None:
+        self.columns: dict[str, AnyColumn] = {
+            name: v if isinstance(v, Lazy) else as_column(v) for name, v in columns.items()
+        }
         lengths = {len(v) for v in self.columns.values()}
         if len(lengths) > 1:
             sizes = {name: len(v) for name, v in self.columns.items()}
@@ -56,7 +205,34 @@ class Rows:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
     def __getitem__(self, name: str) -> Column:
-        return self.columns[name]
+        """The whole column as text (a lazy one rendered: meant for small tables)."""
+        column = self.columns[name]
+        return column.text() if isinstance(column, Lazy) else column
+
+    def text(self, name: str, index: npt.NDArray[Any]) -> Column:
+        """The text of some rows of one column (renders only those of a lazy one)."""
+        column = self.columns[name]
+        return column.text(index) if isinstance(column, Lazy) else column[index]
+
+    def column_take(self, name: str, index: npt.NDArray[Any]) -> AnyColumn:
+        """Some rows of one column, a lazy one kept lazy (for another table's column)."""
+        column = self.columns[name]
+        return column.take(index) if isinstance(column, Lazy) else column[index]
+
+    def is_lazy(self, name: str) -> bool:
+        return isinstance(self.columns[name], Lazy)
+
+    def per_chunk(self, name: str, check: Callable[[Column], npt.NDArray[Any]]) -> npt.NDArray[Any]:
+        """``check`` of the column's text, computed a chunk at a time (bounded memory)."""
+        column = self.columns[name]
+        if not isinstance(column, Lazy) or len(column) <= CHUNK_ROWS:
+            return check(self[name])
+        return np.concatenate(
+            [
+                check(column.text(slice(start, start + CHUNK_ROWS)))
+                for start in range(0, len(column), CHUNK_ROWS)
+            ]
+        )
 
     def __contains__(self, name: object) -> bool:
         return name in self.columns
@@ -65,19 +241,28 @@ class Rows:
     def names(self) -> list[str]:
         return list(self.columns)
 
-    def set(self, name: str, values: npt.ArrayLike) -> None:
+    def set(self, name: str, values: npt.ArrayLike | Lazy) -> None:
         """Replace (or add) a whole column."""
-        column = as_column(values)
+        column = values if isinstance(values, Lazy) else as_column(values)
         if self.columns and len(column) != len(self):
             raise ValueError(f"column {name}: {len(column)} values for {len(self)} rows")
         self.columns[name] = column
 
     def put(self, name: str, index: npt.NDArray[np.int64], values: npt.ArrayLike) -> None:
         """Overwrite some values of one column."""
-        self.columns[name][index] = as_column(values)
+        column = self.columns[name]
+        if isinstance(column, Lazy):
+            column.put(index, values)
+        else:
+            column[index] = as_column(values)
 
     def take(self, index: npt.NDArray[Any]) -> Rows:
-        return Rows({name: values[index] for name, values in self.columns.items()})
+        return Rows(
+            {
+                name: values.take(index) if isinstance(values, Lazy) else values[index]
+                for name, values in self.columns.items()
+            }
+        )
 
     def select(self, names: Iterable[str]) -> Rows:
         return Rows({name: self.columns[name] for name in names})
@@ -86,13 +271,28 @@ class Rows:
         """True for rows with NULL in any of ``names``."""
         found = np.zeros(len(self), dtype=bool)
         for name in names:
-            found |= is_null(self.columns[name])
+            column = self.columns[name]
+            found |= column.nulls() if isinstance(column, Lazy) else is_null(column)
         return found
 
+    def chunks(self, size: int | None = None) -> Iterator[Rows]:
+        """The rows ``size`` (default ``CHUNK_ROWS``) at a time, every column as text."""
+        size = size or CHUNK_ROWS
+        for start in range(0, len(self), size):
+            part = slice(start, start + size)
+            yield Rows(
+                {
+                    name: column.text(part) if isinstance(column, Lazy) else column[part]
+                    for name, column in self.columns.items()
+                }
+            )
+
     def records(self, names: Iterable[str] | None = None) -> Iterator[tuple[Any, ...]]:
-        """Row tuples in the order of ``names`` (default: every column)."""
+        """Row tuples in the order of ``names`` (default: every column), rendered a chunk
+        at a time: the one writer of every system (SQL tables, the registry, CSV drops)."""
         chosen = list(self.columns) if names is None else list(names)
-        return zip(*(self.columns[name].tolist() for name in chosen), strict=True)
+        for chunk in self.chunks():
+            yield from zip(*(chunk[name].tolist() for name in chosen), strict=True)
 
     @staticmethod
     def concat(parts: list[Rows]) -> Rows:
@@ -101,7 +301,17 @@ class Rows:
         if not parts:
             return Rows({})
         names = parts[0].names
-        return Rows({name: np.concatenate([part[name] for part in parts]) for name in names})
+        joined: dict[str, AnyColumn] = {}
+        for name in names:
+            columns = [part.columns[name] for part in parts]
+            first = columns[0]
+            if isinstance(first, Lazy) and all(
+                isinstance(c, Lazy) and first.joinable(c) for c in columns
+            ):
+                joined[name] = Lazy.concat([c for c in columns if isinstance(c, Lazy)])
+            else:
+                joined[name] = np.concatenate([part[name] for part in parts])
+        return Rows(joined)
 
     @staticmethod
     def empty(names: Iterable[str]) -> Rows:

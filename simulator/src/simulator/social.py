@@ -40,7 +40,7 @@ from simulator.clock import (
 from simulator.faults import Injected, draw_count, inject_faults
 from simulator.identities import party_valid_check, pick
 from simulator.manifest import DayCounts, Drop, ResourceManifest
-from simulator.rows import Rows, is_null
+from simulator.rows import Lookup, Rows, is_null, lazy
 from simulator.world import Context
 
 ENROLLMENTS = "social_insurance_enrollments"
@@ -120,7 +120,14 @@ class Ledger:
         self.clean = np.concatenate([self.clean, other.clean])
 
     def save(self, path: Path) -> None:
-        columns = {name: pa.array(self.rows[name].tolist(), pa.string()) for name in LEDGER_TEXT}
+        """Written a chunk of text at a time (the ledger's lazy columns stay compact)."""
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {
+            name: pa.chunked_array(
+                [pa.array(chunk[name].tolist(), pa.string()) for chunk in self.rows.chunks()],
+                pa.string(),
+            )
+            for name in LEDGER_TEXT
+        }
         columns["base"] = pa.array(self.base)
         columns["last_period"] = pa.array(self.last_period)
         columns["clean"] = pa.array(self.clean)
@@ -168,17 +175,21 @@ def contributions_for(
         employer[here] = base[here] * firm
     return Rows(
         {
-            "citizen_id": ledger.rows["citizen_id"][index],
+            "citizen_id": ledger.rows.column_take("citizen_id", index),
             "insurance_type": kind,
-            "period": period.astype("<U6"),
-            "contribution_base": yuan(base),
-            "personal_amount": yuan(np.round(personal, 2)),
-            "employer_amount": yuan(np.round(employer, 2)),
-            "paid_date": dates_text(paid),
-            "updated_at": timestamps_text(stamps),
+            "period": lazy(_period_text, period),
+            "contribution_base": lazy(yuan, base),
+            "personal_amount": lazy(yuan, np.round(personal, 2)),
+            "employer_amount": lazy(yuan, np.round(employer, 2)),
+            "paid_date": lazy(dates_text, paid),
+            "updated_at": lazy(timestamps_text, stamps),
             SHAPE: np.full(len(index), ""),
         }
     )
+
+
+def _period_text(period: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
+    return period.astype("<U6")
 
 
 # ---------------------------------------------------------------- faults in lines
@@ -197,7 +208,8 @@ def _spoil_enrollments(rng: np.random.Generator, rows: Rows, index: npt.NDArray[
     """Wrong field counts, or a start date the calendar does not have."""
     shaped = _spoil_shape(rng, rows, index)
     dated = index[~shaped]
-    years = np.array([str(value or "2020")[:4] for value in rows["start_date"][dated]], dtype="<U4")
+    starts = rows.text("start_date", dated)
+    years = np.array([str(value or "2020")[:4] for value in starts], dtype="<U4")
     rows.put(
         "start_date",
         dated,
@@ -213,7 +225,7 @@ def _spoil_contributions(
     rest = index[~shaped]
     dated = rest[rng.random(len(rest)) < 0.5]
     worded = np.setdiff1d(rest, dated)
-    years = np.array([str(value)[:4] for value in rows["period"][dated]], dtype="<U4")
+    years = np.array([str(value)[:4] for value in rows.text("period", dated)], dtype="<U4")
     rows.put("paid_date", dated, np.strings.add(years, "-02-30"))
     column = pick(rng, ("personal_amount", "employer_amount", "contribution_base"), len(worded))
     for name in ("personal_amount", "employer_amount", "contribution_base"):
@@ -224,7 +236,6 @@ def _spoil_contributions(
 # ---------------------------------------------------------------- files
 
 
-CHUNK_LINES = 100_000  # lines encoded and written at a time: memory stays bounded
 BLOCK_ROWS = 500_000  # day-0 contributions made and spoiled at a time
 
 
@@ -256,21 +267,23 @@ class CsvFile:
         """
         yield ",".join(self.header) + "\r\n"
         for part in self.parts:
-            for start in range(0, len(part), CHUNK_LINES):
-                index = np.arange(start, min(start + CHUNK_LINES, len(part)))
-                yield "\r\n".join(self._lines(part, index)) + "\r\n"
+            done = 0
+            for chunk in part.chunks():
+                yield "\r\n".join(self._lines(chunk, self.lines + done)) + "\r\n"
+                done += len(chunk)
             self.lines += len(part)
 
     def text(self) -> str:
         return "".join(self.chunks())
 
-    def _lines(self, part: Rows, index: npt.NDArray[np.int64]) -> list[str]:
+    def _lines(self, part: Rows, offset: int) -> list[str]:
+        """The lines of one chunk of rows (``offset``: lines of the file before it)."""
         texts = []
         for field in self.resource.fields:
-            column = part[field.name][index]
+            column = part[field.name]
             texts.append(np.where(is_null(column), "", column).astype(str))
         if self.notes is not None:
-            texts.append(self.notes[self.lines + index])
+            texts.append(self.notes[offset : offset + len(part)])
         for text in texts:
             if (np.strings.find(text, ",") >= 0).any() or (np.strings.find(text, '"') >= 0).any():
                 raise ValueError(f"{self.name}: a value holds a comma or quote")
@@ -279,7 +292,7 @@ class CsvFile:
             lines = np.strings.add(np.strings.add(lines, ","), text)
         result: list[str] = lines.tolist()
         if SHAPE in part:
-            shape = part[SHAPE][index]
+            shape = part[SHAPE]
             for position in np.flatnonzero(shape == "extra"):
                 result[position] += ",1"
             for position in np.flatnonzero(shape == "short"):  # the last field went missing
@@ -383,11 +396,11 @@ def _record(
 
 
 def _bad_ids(rows: Rows) -> int:
-    return int((~party_valid_check(rows["citizen_id"])).sum())
+    return int((~rows.per_chunk("citizen_id", party_valid_check)).sum())
 
 
 def _clean(rows: Rows, injected: Injected, fault_columns: tuple[str, ...]) -> npt.NDArray[np.bool_]:
-    clean = party_valid_check(rows["citizen_id"]) & ~rows.null_rows(fault_columns)
+    clean = rows.per_chunk("citizen_id", party_valid_check) & ~rows.null_rows(fault_columns)
     clean[injected.unparseable_rows] = False
     return clean
 
@@ -418,7 +431,7 @@ def build(ctx: Context) -> None:
         else np.zeros(0, dtype=np.int64)
     )
     employers = np.flatnonzero(np.isin(world.firm_kind, ("1", "2")))
-    employer = world.firm_code[employers[rng.integers(0, len(employers), len(people))]]
+    employer = employers[rng.integers(0, len(employers), len(people))]
     since = np.maximum(
         world.person_birth[people] + np.timedelta64(18 * 365 + 5, "D"), np.datetime64("1995-01-01")
     )
@@ -432,13 +445,13 @@ def build(ctx: Context) -> None:
     n = len(person)
     enrollments = Rows(
         {
-            "citizen_id": world.person_id[person],
-            "name": world.person_name[person],
+            "citizen_id": Lookup(world.person_id).of(person),
+            "name": Lookup(world.person_name).of(person),
             "insurance_type": np.array(INSURANCE)[slot],
-            "employer_credit_code": employer[owner],
-            "start_date": dates_text(start[owner]),
+            "employer_credit_code": Lookup(world.firm_code).of(employer[owner]),
+            "start_date": lazy(dates_text, start[owner]),
             "status": status[owner],
-            "updated_at": timestamps_text(moments_between(rng, start[owner], day0_close())),
+            "updated_at": lazy(timestamps_text, moments_between(rng, start[owner], day0_close())),
             SHAPE: np.full(n, ""),
         }
     )

@@ -27,7 +27,7 @@ from simulator.faults import inject_faults
 from simulator.housing import HousingFacts
 from simulator.identities import digits, party_valid_check, pick
 from simulator.manifest import DayCounts, ResourceManifest
-from simulator.rows import Rows, rank_within
+from simulator.rows import Lazy, Lookup, Rows, lazy, rank_within
 from simulator.sqlstore import SqlStore
 from simulator.world import Context
 
@@ -67,10 +67,17 @@ DRIFT_DAY = 1
 TAXPAYER_SHARE = 0.7  # of the city's persons
 
 
-def payment_ids(paid: npt.NDArray[np.datetime64]) -> npt.NDArray[np.str_]:
+def payment_ids(paid: npt.NDArray[np.datetime64]) -> Lazy:
     """电子税票号码: 336 + payment date + sequence of the day (18 digits)."""
-    stamp = replace(dates_text(paid), "-", "")
-    return np.strings.add(np.strings.add("336", stamp), digits(rank_within(stamp) + 1, 7))
+    day = paid.astype("datetime64[D]")
+    return lazy(_render_payment_id, day, rank_within(day.astype(np.int64)) + 1)
+
+
+def _render_payment_id(
+    day: npt.NDArray[np.datetime64], sequence: npt.NDArray[np.int64]
+) -> npt.NDArray[np.str_]:
+    stamp = replace(dates_text(day), "-", "")
+    return np.strings.add(np.strings.add("336", stamp), digits(sequence, 7))
 
 
 def clearance_numbers(ctx: Context, issued: npt.NDArray[np.datetime64]) -> npt.NDArray[np.str_]:
@@ -89,27 +96,30 @@ def _months_text(months: npt.NDArray[np.datetime64]) -> npt.NDArray[np.str_]:
 
 def _income_and_vat(
     rng: np.random.Generator,
-    persons: npt.NDArray[np.str_],
-    firms: npt.NDArray[np.str_],
+    persons: npt.NDArray[np.int64],
+    firms: int,
     n: int,
-) -> tuple[npt.NDArray[np.str_], npt.NDArray[np.str_], npt.NDArray[np.float64]]:
-    """Monthly withholding: individual income tax (3/4) and enterprises' VAT (1/4)."""
-    is_vat = (rng.random(n) < 0.25) & (len(firms) > 0)
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Monthly withholding: individual income tax (3/4) and enterprises' VAT (1/4).
+
+    Returns which are VAT, the payers (an enterprise's index for VAT, else the world index
+    of a person among ``persons``) and the amounts.
+    """
+    is_vat = (rng.random(n) < 0.25) & (firms > 0)
     if len(persons) == 0:
         is_vat[:] = True
-    payer = np.where(
-        is_vat,
-        firms[rng.integers(0, max(len(firms), 1), n)] if len(firms) else "",
-        persons[rng.integers(0, max(len(persons), 1), n)] if len(persons) else "",
+    # both draws are made, as the text of both choices was before
+    firm = rng.integers(0, max(firms, 1), n) if firms else np.zeros(n, dtype=np.int64)
+    person = (
+        persons[rng.integers(0, max(len(persons), 1), n)]
+        if len(persons)
+        else np.zeros(n, dtype=np.int64)
     )
+    payer = np.where(is_vat, firm, person)
     amount = np.where(
         is_vat, np.exp(rng.normal(np.log(6000), 1.1, n)), np.exp(rng.normal(np.log(350), 1.0, n))
     )
-    return (
-        payer,
-        np.where(is_vat, "增值税", "个人所得税"),
-        np.clip(np.round(amount, 2), 1, 5_000_000),
-    )
+    return is_vat, payer, np.clip(np.round(amount, 2), 1, 5_000_000)
 
 
 def build(ctx: Context, facts: HousingFacts) -> None:
@@ -119,8 +129,9 @@ def build(ctx: Context, facts: HousingFacts) -> None:
     rng = ctx.rng("tax.taxpayers")
     # owners and buyers of property pay taxes; fill up with other adults to ~70%
     adults = world.adults(today, 18, 100)
-    owners = np.isin(world.person_id, facts.owner_ids)
-    owners |= np.isin(world.person_id, facts.deed_buyer)
+    # every deed buyer owns a current right: the owners include them
+    owners = np.zeros(len(world.person_id), dtype=bool)
+    owners[facts.owner_persons] = True
     target = round(TAXPAYER_SHARE * len(world.person_id))
     others = rng.permutation(adults[~owners[adults]])
     person_index = np.sort(
@@ -139,22 +150,27 @@ def build(ctx: Context, facts: HousingFacts) -> None:
     )
     registered = np.concatenate([person_registered, firm_registered]).astype("datetime64[D]")
     n = n_persons + n_firms
+    # persons first (table 0), then enterprises (table 1)
+    table = np.repeat(np.array([0, 1], dtype=np.int8), [n_persons, n_firms])
+    which = np.concatenate([person_index, np.arange(n_firms)])
     taxpayers = Rows(
         {
-            "taxpayer_id": np.concatenate([world.person_id[person_index], world.firm_code]),
+            "taxpayer_id": Lookup(world.person_id, world.firm_code).of(which, table),
             "taxpayer_type": np.concatenate(
                 [np.full(n_persons, "自然人"), np.full(n_firms, "单位")]
             ),
-            "name": np.concatenate([world.person_name[person_index], world.firm_name]),
-            "registered_date": dates_text(registered),
+            "name": Lookup(world.person_name, world.firm_name).of(which, table),
+            "registered_date": lazy(dates_text, registered),
             "status": pick(rng, ("正常", "非正常", "注销"), n, (0.93, 0.04, 0.03)),
-            "updated_at": timestamps_text(moments_between(rng, registered, day0_close())),
+            "updated_at": lazy(timestamps_text, moments_between(rng, registered, day0_close())),
         }
     )
 
     # each table is written as soon as it is made and then let go (memory: one table at a
     # time); its own random streams keep the values those of any order
-    taxpayer_ids = taxpayers["taxpayer_id"].copy()  # the clearances name them before faults
+    taxpayer_ids = taxpayers.columns["taxpayer_id"]
+    assert isinstance(taxpayer_ids, Lazy)
+    taxpayer_ids = taxpayer_ids.copy()  # the clearances name them before faults
     store = SqlStore(ctx.settings.sim_tax_url)
     try:
         _write(ctx, store, TAXPAYERS, taxpayers)
@@ -183,42 +199,60 @@ def _payments(ctx: Context, facts: HousingFacts, person_index: npt.NDArray[np.in
     house_amount = np.tile(facts.firm_area, 2) * 7000 * 0.7 * 0.012
     # monthly withholding for the last twelve months, paid by the 15th of the next month
     rest = max(0, ctx.size(15000) - len(deed_paid) - len(years))
-    person_ids = world.person_id[person_index]
     # last month's tax is paid from the 1st of this month on: that is day-to-day business
     month = today.astype("datetime64[M]") - rng.integers(2, 14, rest).astype("timedelta64[M]")
-    payer, tax_type, amount = _income_and_vat(rng, person_ids, world.firm_code, rest)
+    is_vat, payer, amount = _income_and_vat(rng, person_index, len(world.firm_code), rest)
+    tax_type = np.where(is_vat, "增值税", "个人所得税")
     monthly_paid = (month + 1).astype("datetime64[D]") + rng.integers(0, 15, rest).astype(
         "timedelta64[D]"
     )
     paid = np.concatenate([deed_paid, house_paid, monthly_paid]).astype("datetime64[D]")
     period = np.concatenate(
-        [_months_text(deed_paid), np.strings.add(years.astype("<U4"), "-01"), _months_text(month)]
+        [
+            deed_paid.astype("datetime64[M]"),
+            (years - 1970).astype("datetime64[Y]").astype("datetime64[M]"),
+            month.astype("datetime64[M]"),
+        ]
     )
+    # deed buyers (table 0), enterprise owners (1), enterprises (2), persons (3)
+    n_deeds, n_house = len(deed_paid), len(years)
+    table = np.concatenate(
+        [
+            np.zeros(n_deeds, dtype=np.int8),
+            np.ones(n_house, dtype=np.int8),
+            np.where(is_vat, 2, 3).astype(np.int8),
+        ]
+    )
+    which = np.concatenate(
+        [np.arange(n_deeds), np.tile(np.arange(len(facts.firm_owner)), 2), payer]
+    )
+    payers = Lookup(facts.deed_buyer, facts.firm_owner, world.firm_code, world.person_id)
     return Rows(
         {
             "payment_id": payment_ids(paid),
-            "taxpayer_id": np.concatenate([facts.deed_buyer, np.tile(facts.firm_owner, 2), payer]),
+            "taxpayer_id": payers.of(which, table),
             "tax_type": np.concatenate(
                 [np.full(len(deed_paid), "契税"), np.full(len(years), "房产税"), tax_type]
             ),
-            "amount": yuan(
-                np.concatenate([facts.deed_price * deed_rate, np.round(house_amount, 2), amount])
+            "amount": lazy(
+                yuan,
+                np.concatenate([facts.deed_price * deed_rate, np.round(house_amount, 2), amount]),
             ),
-            "paid_date": dates_text(paid),
-            "tax_period": period,
+            "paid_date": lazy(dates_text, paid),
+            "tax_period": lazy(_months_text, period),
             "certificate_no": np.concatenate(
                 [
-                    facts.deed_certificate.astype(object),
+                    facts.deed_certificate,
                     np.tile(facts.firm_certificate, 2).astype(object),
                     np.full(rest, None, dtype=object),
                 ]
             ),
-            "updated_at": timestamps_text(moments_between(rng, paid, day0_close())),
+            "updated_at": lazy(timestamps_text, moments_between(rng, paid, day0_close())),
         }
     )
 
 
-def _clearances(ctx: Context, taxpayer_ids: npt.NDArray[np.object_]) -> Rows:
+def _clearances(ctx: Context, taxpayer_ids: Lazy) -> Rows:
     """Day 0's tax clearance certificates of some taxpayers."""
     today = ctx.today
     rng = ctx.rng("tax.clearances")
@@ -228,11 +262,11 @@ def _clearances(ctx: Context, taxpayer_ids: npt.NDArray[np.object_]) -> Rows:
     return Rows(
         {
             "clearance_no": clearance_numbers(ctx, issued),
-            "taxpayer_id": taxpayer_ids[who],
-            "issued_date": dates_text(issued),
-            "valid_until": dates_text(issued + 90),
+            "taxpayer_id": taxpayer_ids.take(who),
+            "issued_date": lazy(dates_text, issued),
+            "valid_until": lazy(dates_text, issued + 90),
             "result": pick(rng, ("无欠税", "有欠税"), n_clear, (0.96, 0.04)),
-            "updated_at": timestamps_text(moments_between(rng, issued, day0_close())),
+            "updated_at": lazy(timestamps_text, moments_between(rng, issued, day0_close())),
         }
     )
 
@@ -349,11 +383,17 @@ def advance(ctx: Context) -> None:
             deeds = np.flatnonzero(payer_ok)[: n // 5]
             rest = n - len(deeds)
             last_month = today.astype("datetime64[M]") - 1
-            payer, tax_type, amount = _income_and_vat(rng, persons, firms, rest)
+            is_vat, which, amount = _income_and_vat(rng, np.arange(len(persons)), len(firms), rest)
+            payer = np.where(
+                is_vat,
+                firms[np.where(is_vat, which, 0)] if len(firms) else np.full(rest, ""),
+                persons[np.where(is_vat, 0, which)] if len(persons) else np.full(rest, ""),
+            )
+            tax_type = np.where(is_vat, "增值税", "个人所得税")
             deed_amount = (
                 rng.uniform(60, 160, len(deeds)) * rng.normal(7500, 1200, len(deeds)) * 0.015
             )
-            columns: dict[str, npt.ArrayLike] = {
+            columns: dict[str, npt.ArrayLike | Lazy] = {
                 "payment_id": payment_ids(np.full(n, today)),
                 "taxpayer_id": np.concatenate([certificates["owner_id"][deeds].astype(str), payer]),
                 "tax_type": np.concatenate([np.full(len(deeds), "契税"), tax_type]),
