@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hub.settings import Settings
-from hub.warehouse import ACCESS_DDL, open_warehouse
+from hub.storage.migrate import StoreRef, ensure_ready
+from hub.warehouse import open_warehouse
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -72,9 +73,7 @@ class SqliteOpsStore:
         self.connection.execute("PRAGMA ops.journal_mode = WAL")
         self.connection.execute("PRAGMA ops.synchronous = FULL")  # an answer is durable
         self._depth = 0
-        with self.transaction():
-            for ddl in ACCESS_DDL:
-                self.execute(ddl)
+        ensure_ready(StoreRef("access", "sqlite", str(path)))  # hub.storage.migrate
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.connection.execute(sql, tuple(params))

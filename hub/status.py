@@ -13,7 +13,7 @@ was published. A source system's own clock does not enter: the data's age is how
 hub loaded it.
 
 Reading only: on a fresh warehouse every resource reads ``never``. ``ops.task_failures``
-(hub.warehouse.OPS_DDL) is where the Airflow failure callback leaves errors.
+(hub.storage.schema) is where the Airflow failure callback leaves errors.
 """
 
 from __future__ import annotations

@@ -22,260 +22,18 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from hub.catalog.models import Resource
+from hub.storage.schema import WAREHOUSE_SCHEMAS, table_ddl
 
-SCHEMAS = ("raw", "staging", "audit", "rejects", "shared", "catalog", "ops")
+SCHEMAS = WAREHOUSE_SCHEMAS
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
-# The tables the gate (hub.gate), publish (hub.publish) and maintenance write; the dbt
-# on-run-start macro macros/create_ops_tables.sql creates the first three for the catalog
-# models too (tests/build checks that both agree).
-GATE_RUNS_DDL = """CREATE TABLE IF NOT EXISTS ops.gate_runs (
-        gate_run_id VARCHAR PRIMARY KEY,
-        resource VARCHAR NOT NULL,
-        candidate_rows BIGINT NOT NULL,
-        candidate_max_batch VARCHAR,
-        passed BOOLEAN NOT NULL,
-        started_at TIMESTAMP NOT NULL,
-        finished_at TIMESTAMP NOT NULL,
-        docs_path VARCHAR)"""
-GATE_RESULTS_DDL = """CREATE TABLE IF NOT EXISTS ops.gate_results (
-        gate_run_id VARCHAR NOT NULL,
-        resource VARCHAR NOT NULL,
-        expectation VARCHAR NOT NULL,
-        "column" VARCHAR,
-        severity VARCHAR NOT NULL,
-        mostly DOUBLE PRECISION NOT NULL,
-        success BOOLEAN NOT NULL,
-        unexpected_count BIGINT,
-        unexpected_percent DOUBLE PRECISION,
-        sample_values VARCHAR,
-        observed_value VARCHAR)"""
-PUBLISH_LOG_DDL = """CREATE TABLE IF NOT EXISTS ops.publish_log (
-    resource VARCHAR NOT NULL,
-    version INTEGER NOT NULL,
-    gate_run_id VARCHAR NOT NULL,
-    "rows" BIGINT NOT NULL,
-    data_as_of TIMESTAMP,
-    published_at TIMESTAMP NOT NULL,
-    is_current BOOLEAN NOT NULL,
-    status VARCHAR NOT NULL,
-    PRIMARY KEY (resource, version))"""
-FRESHNESS_DDL = (
-    "CREATE TABLE IF NOT EXISTS ops.freshness ("
-    "resource VARCHAR, department VARCHAR, update_cycle VARCHAR, checked_for TIMESTAMP, "
-    "last_success TIMESTAMP, age_hours DOUBLE PRECISION, stale BOOLEAN)"
-)
-
-# Demands, grants and API keys (hub.demand, hub.keys): in the warehouse's ops schema, or in
-# the ops SQLite database beside an embedded DuckDB warehouse (hub.ops_store).
-_ACCESS_DDL = (
-    # supply and demand (hub.demand): the current state of each demand and grant, and
-    # every change of state in demand_events (who, when, why)
-    """CREATE TABLE IF NOT EXISTS ops.demands (
-        demand_id VARCHAR PRIMARY KEY,
-        application VARCHAR NOT NULL,
-        scenario VARCHAR NOT NULL,
-        resource VARCHAR NOT NULL,
-        provider VARCHAR,
-        fields VARCHAR NOT NULL,
-        row_scope VARCHAR NOT NULL,
-        purpose VARCHAR NOT NULL,
-        legal_basis VARCHAR NOT NULL,
-        status VARCHAR NOT NULL,
-        status_reason VARCHAR,
-        submitted_by VARCHAR NOT NULL,
-        submitted_at TIMESTAMP NOT NULL,
-        deadline TIMESTAMP,
-        answered_at TIMESTAMP,
-        answered_by VARCHAR,
-        grant_id VARCHAR,
-        updated_at TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS ops.demand_events (
-        event_id VARCHAR PRIMARY KEY,
-        demand_id VARCHAR NOT NULL,
-        occurred_at TIMESTAMP NOT NULL,
-        actor VARCHAR NOT NULL,
-        action VARCHAR NOT NULL,
-        from_status VARCHAR,
-        to_status VARCHAR NOT NULL,
-        reason VARCHAR,
-        details VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS ops.grants (
-        grant_id VARCHAR PRIMARY KEY,
-        demand_id VARCHAR NOT NULL,
-        application VARCHAR NOT NULL,
-        resource VARCHAR NOT NULL,
-        fields VARCHAR NOT NULL,
-        row_scope VARCHAR NOT NULL,
-        purpose VARCHAR NOT NULL,
-        basis VARCHAR NOT NULL,
-        granted_at TIMESTAMP NOT NULL,
-        granted_by VARCHAR NOT NULL,
-        expires_at TIMESTAMP,
-        status VARCHAR NOT NULL,
-        ended_at TIMESTAMP,
-        ended_by VARCHAR,
-        end_reason VARCHAR)""",
-    # API keys of applications and departments: only a SHA-256 of the secret is kept
-    """CREATE TABLE IF NOT EXISTS ops.api_keys (
-        key_id VARCHAR PRIMARY KEY,
-        principal_kind VARCHAR NOT NULL,
-        principal VARCHAR NOT NULL,
-        secret_sha256 VARCHAR NOT NULL,
-        created_at TIMESTAMP NOT NULL,
-        created_by VARCHAR NOT NULL,
-        revoked_at TIMESTAMP)""",
-    # every public key the hub has signed evidence or anchors with (hub.keys_registry)
-    """CREATE TABLE IF NOT EXISTS ops.signing_keys (
-        key_id VARCHAR PRIMARY KEY,
-        purpose VARCHAR NOT NULL,
-        algorithm VARCHAR NOT NULL,
-        public_jwk VARCHAR NOT NULL,
-        first_used_at TIMESTAMP NOT NULL)""",
-    # the portal (hub.portal): users with Argon2 password hashes, server-side sessions
-    # (only a SHA-256 of the cookie token), every action (who, when, why), and the
-    # reminders' outbox (one row per demand, threshold and channel)
-    """CREATE TABLE IF NOT EXISTS ops.portal_users (
-        username VARCHAR PRIMARY KEY,
-        password_hash VARCHAR NOT NULL,
-        role VARCHAR NOT NULL,
-        department VARCHAR,
-        application VARCHAR,
-        email VARCHAR,
-        display_name VARCHAR,
-        created_at TIMESTAMP NOT NULL,
-        created_by VARCHAR NOT NULL,
-        failed_logins INTEGER NOT NULL,
-        locked_until TIMESTAMP,
-        last_login_at TIMESTAMP,
-        disabled_at TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS ops.portal_sessions (
-        token_sha256 VARCHAR PRIMARY KEY,
-        username VARCHAR NOT NULL,
-        csrf_token VARCHAR NOT NULL,
-        created_at TIMESTAMP NOT NULL,
-        expires_at TIMESTAMP NOT NULL,
-        last_seen_at TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS ops.portal_actions (
-        action_id VARCHAR PRIMARY KEY,
-        occurred_at TIMESTAMP NOT NULL,
-        username VARCHAR NOT NULL,
-        role VARCHAR NOT NULL,
-        action VARCHAR NOT NULL,
-        target VARCHAR,
-        reason VARCHAR,
-        outcome VARCHAR NOT NULL,
-        details VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS ops.reminder_outbox (
-        reminder_id VARCHAR PRIMARY KEY,
-        demand_id VARCHAR NOT NULL,
-        threshold VARCHAR NOT NULL,
-        channel VARCHAR NOT NULL,
-        recipients VARCHAR NOT NULL,
-        subject VARCHAR NOT NULL,
-        body VARCHAR NOT NULL,
-        created_at TIMESTAMP NOT NULL,
-        sent_at TIMESTAMP,
-        attempts INTEGER NOT NULL,
-        last_error VARCHAR,
-        UNIQUE (demand_id, threshold, channel))""",
-)
-# The quality loop with providers (hub.quality): publishes held by the consumer-impact
-# check and the provider's decision; disputes (疑义) on records and every step of each.
-QUALITY_DDL = (
-    """CREATE TABLE IF NOT EXISTS ops.publish_holds (
-        gate_run_id VARCHAR PRIMARY KEY,
-        resource VARCHAR NOT NULL,
-        provider VARCHAR NOT NULL,
-        status VARCHAR NOT NULL,
-        threshold DOUBLE PRECISION NOT NULL,
-        worst_share DOUBLE PRECISION NOT NULL,
-        compared_version INTEGER,
-        summary VARCHAR NOT NULL,
-        held_at TIMESTAMP NOT NULL,
-        decided_at TIMESTAMP,
-        decided_by VARCHAR,
-        reason VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS ops.disputes (
-        dispute_id VARCHAR PRIMARY KEY,
-        resource VARCHAR NOT NULL,
-        provider VARCHAR NOT NULL,
-        record_key VARCHAR NOT NULL,
-        subject VARCHAR,
-        field VARCHAR NOT NULL,
-        published_value VARCHAR,
-        proposed_value VARCHAR NOT NULL,
-        evidence VARCHAR NOT NULL,
-        filed_by VARCHAR NOT NULL,
-        application VARCHAR,
-        grant_id VARCHAR,
-        filed_at TIMESTAMP NOT NULL,
-        filed_version INTEGER,
-        status VARCHAR NOT NULL,
-        deadline TIMESTAMP NOT NULL,
-        answered_at TIMESTAMP,
-        answered_by VARCHAR,
-        answer_reason VARCHAR,
-        escalated_at TIMESTAMP,
-        corrected_version INTEGER,
-        updated_at TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS ops.dispute_events (
-        event_id VARCHAR PRIMARY KEY,
-        dispute_id VARCHAR NOT NULL,
-        occurred_at TIMESTAMP NOT NULL,
-        actor VARCHAR NOT NULL,
-        action VARCHAR NOT NULL,
-        from_status VARCHAR,
-        to_status VARCHAR NOT NULL,
-        reason VARCHAR,
-        details VARCHAR)""",
-)
-ACCESS_DDL: tuple[str, ...] = _ACCESS_DDL + QUALITY_DDL
-
-OPS_DDL = (
-    """CREATE TABLE IF NOT EXISTS ops.sync_state (
-        resource VARCHAR PRIMARY KEY,
-        department VARCHAR NOT NULL,
-        watermark VARCHAR,
-        state VARCHAR NOT NULL,
-        updated_at TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS ops.load_log (
-        batch_id VARCHAR PRIMARY KEY,
-        resource VARCHAR NOT NULL,
-        kind VARCHAR NOT NULL,
-        rows_loaded BIGINT NOT NULL,
-        rows_quarantined BIGINT NOT NULL,
-        loaded_at TIMESTAMP NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS ops.sync_runs (
-        run_id VARCHAR NOT NULL,
-        resource VARCHAR NOT NULL,
-        department VARCHAR NOT NULL,
-        started_at TIMESTAMP NOT NULL,
-        finished_at TIMESTAMP,
-        status VARCHAR NOT NULL,
-        rows_read BIGINT,
-        rows_landed BIGINT,
-        rows_quarantined BIGINT,
-        rows_deleted BIGINT,
-        watermark VARCHAR,
-        error VARCHAR,
-        PRIMARY KEY (run_id, resource))""",
-    # written by the Airflow failure callback, read by `hub status`
-    """CREATE TABLE IF NOT EXISTS ops.task_failures (
-        task_failure_id VARCHAR,
-        dag_id VARCHAR,
-        task_id VARCHAR,
-        resource VARCHAR,
-        run_id VARCHAR,
-        map_index INTEGER,
-        try_number INTEGER,
-        failed_at TIMESTAMP,
-        error VARCHAR)""",
-    GATE_RUNS_DDL,
-    GATE_RESULTS_DDL,
-    PUBLISH_LOG_DDL,
-    FRESHNESS_DDL,
-)
+# The ops tables are defined once, in hub.storage.schema, and made or migrated by
+# hub.storage.migrate when a store is opened. These CREATE statements of single tables are
+# generated from that definition for the modules that still name them.
+GATE_RUNS_DDL = table_ddl("gate_runs")
+GATE_RESULTS_DDL = table_ddl("gate_results")
+PUBLISH_LOG_DDL = table_ddl("publish_log")
+FRESHNESS_DDL = table_ddl("freshness")
 
 
 def quote_ident(name: str) -> str:
@@ -325,14 +83,17 @@ class Warehouse(ABC):
     # ------------------------------------------------------------ shared helpers
 
     def ensure_schemas(self) -> None:
-        """Create the warehouse schemas and the ops tables (idempotent)."""
-        for schema in SCHEMAS:
-            self.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        for ddl in OPS_DDL:
-            self.execute(ddl)
-        if self.engine == "postgres":  # beside DuckDB they live in hub.ops_store's SQLite
-            for ddl in ACCESS_DDL:
-                self.execute(ddl)
+        """Check that the warehouse's ops tables (and on PostgreSQL the access tables, which
+        beside DuckDB live in hub.ops_store's SQLite) are at this code's revision: a new
+        warehouse is made, one behind is upgraded under the demo profile and otherwise
+        refused (hub.storage.migrate.SchemaBehindError: run `hub db upgrade`)."""
+        from hub.storage.migrate import StoreRef, ensure_ready
+
+        if isinstance(self, DuckDBWarehouse):
+            ensure_ready(StoreRef("warehouse", "duckdb", str(self.path)), warehouse=self)
+        elif isinstance(self, PostgresWarehouse):
+            for store in ("warehouse", "access"):
+                ensure_ready(StoreRef(store, "postgres", self.url), pg=self.connection)
 
     def table_columns(self, schema: str, table: str) -> list[str]:
         rows = self.query(
@@ -440,6 +201,7 @@ class PostgresWarehouse(Warehouse):
     def __init__(self, url: str) -> None:
         import psycopg
 
+        self.url = url
         self.connection = psycopg.connect(_libpq_url(url), autocommit=True)
 
     @staticmethod

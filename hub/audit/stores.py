@@ -34,6 +34,8 @@ from hub.audit.entries import (
     parse_iso,
     utc,
 )
+from hub.storage.migrate import StoreRef, ensure_ready
+from hub.storage.schema import VERSION_TABLE
 
 # pg_advisory_xact_lock key of the audit log: int64 from sha256("exchange-hub ops.audit_log")
 PG_LOCK_KEY = int.from_bytes(
@@ -48,19 +50,6 @@ ANCHOR_COLUMNS = (
     "seq", "entry_hash", "anchored_at", "key_id", "signature", "anchor_no", "prev_anchor",
     "reason", "format", "algorithm",
 )  # fmt: skip
-# columns added after the first release: (table, column, PostgreSQL type, SQLite type)
-_V1_DEFAULT = f"NOT NULL DEFAULT '{FORMAT_V1}'"
-_ANCHOR_V1_DEFAULT = "NOT NULL DEFAULT 'exchange-hub/audit-anchor/v1'"
-ADDED_COLUMNS = (
-    ("audit_log", "caller_kind", "text", "TEXT"),
-    ("audit_log", "grant_id", "text", "TEXT"),
-    ("audit_log", "format", f"text {_V1_DEFAULT}", f"TEXT {_V1_DEFAULT}"),
-    ("audit_anchor", "anchor_no", "bigint", "INTEGER"),
-    ("audit_anchor", "prev_anchor", "text", "TEXT"),
-    ("audit_anchor", "reason", "text", "TEXT"),
-    ("audit_anchor", "format", f"text {_ANCHOR_V1_DEFAULT}", f"TEXT {_ANCHOR_V1_DEFAULT}"),
-    ("audit_anchor", "algorithm", "text NOT NULL DEFAULT 'EdDSA'", "TEXT NOT NULL DEFAULT 'EdDSA'"),
-)
 
 
 class Store(Protocol):
@@ -79,87 +68,6 @@ class Store(Protocol):
     def last_anchor(self) -> Anchor | None: ...
 
 
-_PG_DDL = """
-CREATE SCHEMA IF NOT EXISTS ops;
-CREATE TABLE IF NOT EXISTS ops.audit_log (
-    seq           bigint PRIMARY KEY,
-    request_id    text NOT NULL,
-    at            timestamptz NOT NULL,
-    application   text,
-    end_user      text,
-    purpose       text,
-    scenario      text,
-    resource      text,
-    version       bigint,
-    action        text,
-    fields        text[] NOT NULL,
-    row_count     bigint NOT NULL,
-    result_sha256 text,
-    status        integer NOT NULL,
-    prev_hash     text NOT NULL,
-    entry_hash    text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ops.audit_anchor (
-    seq           bigint PRIMARY KEY,
-    entry_hash    text NOT NULL,
-    anchored_at   timestamptz NOT NULL,
-    key_id        text NOT NULL,
-    signature     text NOT NULL
-);
-"""
-
-_PG_APPEND_ONLY = """
-CREATE OR REPLACE FUNCTION ops.audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'ops.% is append-only: % refused', TG_TABLE_NAME, TG_OP
-        USING ERRCODE = 'insufficient_privilege';
-END $$;
-CREATE OR REPLACE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON ops.audit_log
-    FOR EACH ROW EXECUTE FUNCTION ops.audit_append_only();
-CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON ops.audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION ops.audit_append_only();
-CREATE OR REPLACE TRIGGER audit_anchor_append_only BEFORE UPDATE OR DELETE ON ops.audit_anchor
-    FOR EACH ROW EXECUTE FUNCTION ops.audit_append_only();
-CREATE OR REPLACE TRIGGER audit_anchor_no_truncate BEFORE TRUNCATE ON ops.audit_anchor
-    FOR EACH STATEMENT EXECUTE FUNCTION ops.audit_append_only();
-"""
-
-_SQLITE_DDL = """
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq           INTEGER PRIMARY KEY,
-    request_id    TEXT NOT NULL,
-    at            TEXT NOT NULL,
-    application   TEXT,
-    end_user      TEXT,
-    purpose       TEXT,
-    scenario      TEXT,
-    resource      TEXT,
-    version       INTEGER,
-    action        TEXT,
-    fields        TEXT NOT NULL,
-    row_count     INTEGER NOT NULL,
-    result_sha256 TEXT,
-    status        INTEGER NOT NULL,
-    prev_hash     TEXT NOT NULL,
-    entry_hash    TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_anchor (
-    seq           INTEGER PRIMARY KEY,
-    entry_hash    TEXT NOT NULL,
-    anchored_at   TEXT NOT NULL,
-    key_id        TEXT NOT NULL,
-    signature     TEXT NOT NULL
-)
-"""
-
-_SQLITE_APPEND_ONLY = [
-    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
-    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op} refused'); END"
-    for table in ("audit_log", "audit_anchor")
-    for op in ("UPDATE", "DELETE")
-]
-
-
 def writer_role_sql(role: str) -> list[str]:
     """Statements that let ``role`` read and append to the audit chain and nothing more
     (run by the warehouse owner; ``hub audit writer-role``)."""
@@ -170,6 +78,8 @@ def writer_role_sql(role: str) -> list[str]:
         f"GRANT USAGE ON SCHEMA ops TO {name}",
         f"REVOKE ALL ON ops.audit_log, ops.audit_anchor FROM {name}",
         f"GRANT SELECT, INSERT ON ops.audit_log, ops.audit_anchor TO {name}",
+        # the revision check on open (hub.storage.migrate) reads it
+        f"GRANT SELECT ON ops.{VERSION_TABLE} TO {name}",
     ]
 
 
@@ -234,32 +144,13 @@ class PostgresStore:
         self.conn.execute("SET synchronous_commit = on")
         self.conn.commit()
 
-    def _ready(self) -> bool:
-        """Tables, added columns and triggers all there (a writer role cannot make them)."""
-        row = self.conn.execute(
-            "SELECT (SELECT count(*) FROM information_schema.columns WHERE table_schema = 'ops' "
-            "AND table_name IN ('audit_log', 'audit_anchor') AND column_name = ANY(%s)), "
-            "(SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'audit_%%_append_only')",
-            ([c for _t, c, _p, _s in ADDED_COLUMNS],),
-        ).fetchone()
-        self.conn.rollback()
-        return row is not None and row[0] == len(ADDED_COLUMNS) and row[1] == 2
-
     def ensure_schema(self) -> None:
-        if self._ready():
-            return
-        with self.conn.transaction():
-            # the lock keeps two processes' CREATE ... IF NOT EXISTS from colliding
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (PG_LOCK_KEY,))
-            self.conn.execute(_PG_DDL)
-            for table, column, pg_type, _sqlite in ADDED_COLUMNS:
-                self.conn.execute(
-                    f"ALTER TABLE ops.{table} ADD COLUMN IF NOT EXISTS {column} {pg_type}"
-                )
-            self.conn.execute(
-                "CREATE UNIQUE INDEX IF NOT EXISTS audit_anchor_no ON ops.audit_anchor (anchor_no)"
-            )
-            self.conn.execute(_PG_APPEND_ONLY)
+        """Check the tables on open (hub.storage.migrate: made if new, else at this code's
+        revision or SchemaBehind)."""
+        try:
+            ensure_ready(StoreRef("audit", "postgres", self.url), pg=self.conn)
+        finally:
+            self.conn.rollback()
 
     def lock_head(self) -> tuple[int, str]:
         self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (PG_LOCK_KEY,))
@@ -328,6 +219,7 @@ class SqliteStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._lock_path = path.with_name(path.name + ".lock")
         self._lock_fd: int | None = None
         # isolation_level=None: transactions are ours (BEGIN IMMEDIATE takes the write lock)
@@ -339,24 +231,7 @@ class SqliteStore:
         self.conn.execute("PRAGMA synchronous=FULL")
 
     def ensure_schema(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SQLITE_DDL.split(";"):
-                if statement.strip():
-                    self.conn.execute(statement)
-            for table, column, _pg, sqlite_type in ADDED_COLUMNS:
-                present = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
-                if column not in present:
-                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sqlite_type}")
-            self.conn.execute(
-                "CREATE UNIQUE INDEX IF NOT EXISTS audit_anchor_no ON audit_anchor (anchor_no)"
-            )
-            for statement in _SQLITE_APPEND_ONLY:
-                self.conn.execute(statement)
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        ensure_ready(StoreRef("audit", "sqlite", str(self.path)))  # hub.storage.migrate
 
     def _take_turn(self) -> None:
         if self._lock_fd is None:

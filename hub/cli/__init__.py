@@ -29,6 +29,7 @@ COMMANDS = (
     "hub.cli.audit",  # hub audit ..., hub evidence ...
     "hub.cli.portal",  # hub user ..., hub reminders send
     "hub.cli.share",  # hub share profile|refresh
+    "hub.cli.db",  # hub db upgrade|current|history|check|dbt-macro
 )
 
 app = typer.Typer(no_args_is_help=True, help="exchange-hub: the city's data-sharing exchange.")

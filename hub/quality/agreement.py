@@ -27,18 +27,10 @@ from datetime import datetime
 from typing import Any
 
 from hub.catalog.models import ID_BIRTH_DATE, Catalog, Resource
+from hub.storage.schema import table_ddl
 from hub.warehouse import Warehouse, quote_ident
 
-AGREEMENT_DDL = """CREATE TABLE IF NOT EXISTS ops.agreement_results (
-    check_id VARCHAR NOT NULL,
-    checked_at TIMESTAMP NOT NULL,
-    resource VARCHAR NOT NULL,
-    field VARCHAR NOT NULL,
-    department VARCHAR NOT NULL,
-    authority VARCHAR NOT NULL,
-    authoritative_department VARCHAR NOT NULL,
-    compared BIGINT NOT NULL,
-    disagreeing BIGINT NOT NULL)"""
+AGREEMENT_DDL = table_ddl("agreement_results")  # hub.storage.schema; made on open
 REJECTS_SUFFIX = "__agreement"
 SAMPLES = 5
 
@@ -133,7 +125,6 @@ def _comparison(pair: Pair) -> tuple[str, str, str]:
 def check_agreement(warehouse: Warehouse, catalog: Catalog, now: datetime) -> list[AgreementResult]:
     """Compare every declared pair whose both sides are published; replace the
     agreement rejects and append the results. Raises AgreementError."""
-    warehouse.execute(AGREEMENT_DDL)
     check_id = f"agreement-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     results: list[AgreementResult] = []
     by_resource: dict[str, list[str]] = {}

@@ -594,13 +594,7 @@ class DisputeFlags:
         if self._store is None:
             from hub.ops_store import open_ops_connection
 
-            store = open_ops_connection(self.settings)
-            if store.engine == "postgres":  # a store older than the dispute tables
-                from hub.warehouse import QUALITY_DDL
-
-                for ddl in QUALITY_DDL:
-                    store.execute(ddl)
-            self._store = store
+            self._store = open_ops_connection(self.settings)
         return DisputeBook(self._store, self.catalog)
 
     def flags(self, resource: str) -> dict[tuple[str, ...], list[dict[str, Any]]]:
