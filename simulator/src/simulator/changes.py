@@ -9,12 +9,13 @@ unparseable value. So the fault counts stay exact, and deleted rows == deleted k
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from simulator.clock import office_hours, parse_timestamps, timestamps_text
 from simulator.faults import FaultRates, Injected, Spoiler, draw_count, inject_faults
@@ -29,7 +30,9 @@ LATE_MAX_S = 30 * 60
 class CursorStore(Protocol):
     """What the day engine needs from a department's store."""
 
-    def read(self, table: str, names: list[str], order: list[str]) -> Rows: ...
+    def scan(self, table: str, names: list[str], order: list[str]) -> Iterator[Rows]:
+        """Every (live) row of ``table`` in a repeatable order, a chunk at a time."""
+        ...
 
     def insert(self, table: str, rows: Rows) -> None: ...
 
@@ -92,12 +95,69 @@ def clean_mask(rows: Rows, plan: DayPlan) -> npt.NDArray[np.bool_]:
     keys = key_text(rows, spec.key)
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     clean: npt.NDArray[np.bool_] = counts[inverse] == 1
+    return clean & _clean_values(rows, plan)
+
+
+def _clean_values(rows: Rows, plan: DayPlan) -> npt.NDArray[np.bool_]:
+    """Valid ID, nothing missing, every value parses (row by row: works on any chunk)."""
+    spec = plan.spec
+    clean = np.ones(len(rows), dtype=bool)
     if spec.id_column:
-        clean &= rows.per_chunk(spec.id_column, party_valid_check)
+        clean &= party_valid_check(rows[spec.id_column])
     clean &= ~rows.null_rows(spec.fault_columns)
     if plan.parse_ok is not None:
         clean &= plan.parse_ok(rows)
     return clean
+
+
+@dataclass
+class Survey:
+    """What a day needs to know about a whole table, learnt a chunk at a time."""
+
+    rows: int
+    clean: npt.NDArray[np.bool_]  # as :func:`clean_mask` of the whole table
+
+
+def survey(scan: Callable[[], Iterator[Rows]], plan: DayPlan) -> Survey:
+    """:func:`clean_mask` of a table read in chunks, holding 9 bytes a row.
+
+    Keys are told apart by a 64-bit hash; the few rows whose hash repeats (duplicated
+    keys, and hash collisions) are read once more and compared by their text, so the
+    result is exact.
+    """
+    key = plan.spec.key
+    hashes: list[npt.NDArray[np.uint64]] = []
+    values: list[npt.NDArray[np.bool_]] = []
+    for chunk in scan():
+        hashes.append(pd.util.hash_array(key_text(chunk, key).astype(object)))
+        values.append(_clean_values(chunk, plan))
+    if not hashes:
+        return Survey(0, np.zeros(0, dtype=bool))
+    hashed = np.concatenate(hashes)
+    del hashes
+    clean = np.concatenate(values)
+    _, inverse, counts = np.unique(hashed, return_inverse=True, return_counts=True)
+    shared = np.flatnonzero(counts[inverse] > 1)
+    del hashed, inverse
+    if len(shared):
+        texts = key_text(fetch(scan, shared, [*key]), key)
+        _, inverse, counts = np.unique(texts, return_inverse=True, return_counts=True)
+        clean[shared[counts[inverse] > 1]] = False
+    return Survey(len(clean), clean)
+
+
+def fetch(
+    scan: Callable[[], Iterator[Rows]], positions: npt.NDArray[np.int64], names: list[str]
+) -> Rows:
+    """The rows at ``positions`` (sorted, in scan order) of a table read in chunks."""
+    parts: list[Rows] = []
+    offset = 0
+    for chunk in scan():
+        low, high = np.searchsorted(positions, [offset, offset + len(chunk)])
+        if high > low:
+            parts.append(chunk.take(positions[low:high] - offset).select(names))
+        offset += len(chunk)
+    return Rows.concat(parts) if parts else Rows.empty(names)
 
 
 def late_stamps(
@@ -136,26 +196,35 @@ def apply_day(
     for name in (spec.id_column, *spec.fault_columns, *plan.read_columns):
         if name and name not in wanted:
             wanted.append(name)
-    live = store.read(spec.table, wanted, [*key, "updated_at"])
-    n = len(live)
+
+    # the table is read in chunks (three times at most), never held whole
+    def scan() -> Iterator[Rows]:
+        return store.scan(spec.table, wanted, [*key, "updated_at"])
+
+    table = survey(scan, plan)
+    n = table.rows
     n_insert = draw_count(rng, n, rates.daily_insert)
     n_update = draw_count(rng, n, rates.daily_update)
     n_delete = draw_count(rng, n, rates.daily_delete)
 
-    candidates = rng.permutation(np.flatnonzero(clean_mask(live, plan)))
+    candidates = rng.permutation(np.flatnonzero(table.clean))
     updates = np.sort(candidates[:n_update])
     deletions = np.sort(candidates[len(updates) : len(updates) + n_delete])
+    touched = np.union1d(updates, deletions)
+    picked = fetch(scan, touched, wanted)
+    live_updates = picked.take(np.searchsorted(touched, updates))
+    live_deletions = picked.take(np.searchsorted(touched, deletions))
 
-    changed = plan.change(rng, live.take(updates)) if len(updates) else Rows({})
+    changed = plan.change(rng, live_updates) if len(updates) else Rows({})
     stamps = office_hours(rng, day, len(updates))
     previous_max = store.max_updated_at(spec.table)
     n_late = draw_count(rng, len(updates), rates.late_update)
     late_count = 0
     if n_late and previous_max is not None:
-        late_rows, late_at = late_stamps(rng, previous_max, live["updated_at"][updates], n_late)
+        late_rows, late_at = late_stamps(rng, previous_max, live_updates["updated_at"], n_late)
         stamps[late_rows] = late_at
         late_count = len(late_rows)
-    update_rows = live.take(updates).select(key)
+    update_rows = live_updates.select(key)
     for name in changed.names:
         update_rows.set(name, changed[name])
     update_rows.set("updated_at", timestamps_text(stamps))
@@ -172,7 +241,7 @@ def apply_day(
             spoil=plan.spoil,
             duplicates=spec.duplicates,
         )
-    removed = live.take(deletions).select(key)
+    removed = live_deletions.select(key)
     removed_at = timestamps_text(office_hours(rng, day, len(deletions)))
 
     store.update(spec.table, key, update_rows)

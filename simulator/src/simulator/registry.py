@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hub.catalog.models import Resource
+from simulator import rows as rows_module
 from simulator.changes import DayPlan, TableSpec, apply_day
 from simulator.clock import (
     dates_text,
@@ -125,6 +127,23 @@ class RegistryStore:
                 for name, values in zip(names, zip(*fetched, strict=True), strict=True)
             }
         )
+
+    def scan(self, table: str, names: list[str], order: list[str]) -> Iterator[Rows]:
+        """The records of :meth:`read`, in the same order, ``CHUNK_ROWS`` at a time."""
+        columns = ", ".join(f'"{name}"' for name in names)
+        cursor = self.conn.execute(
+            f'SELECT {columns} FROM "{table}" WHERE deleted = 0 ORDER BY rowid'
+        )
+        try:
+            while fetched := cursor.fetchmany(rows_module.CHUNK_ROWS):
+                yield Rows(
+                    {
+                        name: np.array(values, dtype=object)
+                        for name, values in zip(names, zip(*fetched, strict=True), strict=True)
+                    }
+                )
+        finally:
+            cursor.close()
 
     def update(self, table: str, key: list[str], rows: Rows) -> None:
         if not len(rows):

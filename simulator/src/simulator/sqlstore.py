@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from hub.catalog.models import Resource
+from simulator import rows as rows_module
 from simulator.faults import SimulationError
 from simulator.rows import Rows
 
@@ -194,6 +195,41 @@ class SqlStore:
                 for name, values in zip(names, transposed, strict=True)
             }
         )
+
+    def scan(self, table: str, names: Sequence[str], order: Sequence[str] = ()) -> Iterator[Rows]:
+        """The rows of :meth:`read`, in the same order, ``CHUNK_ROWS`` at a time (a server-side
+        cursor on PostgreSQL and MySQL/MariaDB: the client never holds the whole table)."""
+        columns = ", ".join(self.quote(name) for name in names)
+        ordering = ", ".join(self.quote(name) for name in (order or names))
+        if self.backend == "sqlite":
+            ordering = "rowid"
+        sql = f"SELECT {columns} FROM {self.quote(table)} ORDER BY {ordering}"
+        with self.engine.connect() as conn:
+            driver = conn.connection.dbapi_connection
+            assert driver is not None
+            if self.backend == "postgresql":
+                cursor = driver.cursor(name=f"scan_{table}")
+            elif self.backend in ("mysql", "mariadb"):
+                import pymysql.cursors  # type: ignore[import-untyped]
+
+                cursor = driver.cursor(pymysql.cursors.SSCursor)
+            else:
+                cursor = driver.cursor()
+            try:
+                cursor.execute(sql)
+                while fetched := cursor.fetchmany(rows_module.CHUNK_ROWS):
+                    transposed = list(zip(*fetched, strict=True))
+                    yield Rows(
+                        {
+                            name: np.array(
+                                [v if v.__class__ is str else _text(v) for v in values],
+                                dtype=object,
+                            )
+                            for name, values in zip(names, transposed, strict=True)
+                        }
+                    )
+            finally:
+                cursor.close()
 
     def update(self, table: str, key: Sequence[str], rows: Rows) -> None:
         """Set the non-key columns of ``rows`` on the rows with the same key."""
