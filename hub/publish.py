@@ -630,10 +630,12 @@ def _rejected_keys_filter(warehouse: Warehouse, resource: Resource, gate_run: _G
 
 
 def _sql_literal(text: str) -> str:
-    """A quoted SQL string (standard-conforming strings: only the quote is special)."""
+    """A quoted SQL string (hub.storage.sql.literal)."""
     if "\x00" in text:
         raise PublishError(f"a NUL character in {text!r}")
-    return "'" + text.replace("'", "''") + "'"
+    from hub.storage.sql import literal
+
+    return literal(text)
 
 
 def _failures(warehouse: Warehouse, gate_run_id: str) -> list[ExpectationFailure]:

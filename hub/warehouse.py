@@ -1,8 +1,9 @@
 """The warehouse: one interface, two engines (DuckDB file, PostgreSQL).
 
-Engine-specific code for connecting, bulk loading and type names lives here and
-nowhere else. SQL written by the rest of the hub uses ``?`` placeholders and the
-subset both engines understand (``INSERT ... ON CONFLICT``, window functions).
+Engine-specific code for connecting, bulk loading and type names lives here. SQL written
+by the rest of the hub uses ``?`` placeholders, bound by each engine (never spliced into
+the text), and the subset both engines understand (``INSERT ... ON CONFLICT``, window
+functions).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 
 from hub.catalog.models import Resource
 from hub.storage.schema import WAREHOUSE_SCHEMAS, table_ddl
+from hub.storage.sql import numbered_parameters
 
 SCHEMAS = WAREHOUSE_SCHEMAS
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -82,18 +84,12 @@ class Warehouse(ABC):
 
     # ------------------------------------------------------------ shared helpers
 
+    @abstractmethod
     def ensure_schemas(self) -> None:
         """Check that the warehouse's ops tables (and on PostgreSQL the access tables, which
         beside DuckDB live in hub.ops_store's SQLite) are at this code's revision: a new
         warehouse is made, one behind is upgraded under the demo profile and otherwise
         refused (hub.storage.migrate.SchemaBehindError: run `hub db upgrade`)."""
-        from hub.storage.migrate import StoreRef, ensure_ready
-
-        if isinstance(self, DuckDBWarehouse):
-            ensure_ready(StoreRef("warehouse", "duckdb", str(self.path)), warehouse=self)
-        elif isinstance(self, PostgresWarehouse):
-            for store in ("warehouse", "access"):
-                ensure_ready(StoreRef(store, "postgres", self.url), pg=self.connection)
 
     def table_columns(self, schema: str, table: str) -> list[str]:
         rows = self.query(
@@ -138,6 +134,11 @@ class DuckDBWarehouse(Warehouse):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.connection = duckdb.connect(str(path), read_only=read_only)
+
+    def ensure_schemas(self) -> None:
+        from hub.storage.migrate import StoreRef, ensure_ready
+
+        ensure_ready(StoreRef("warehouse", "duckdb", str(self.path)), warehouse=self)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.connection.execute(sql, list(params))
@@ -204,21 +205,31 @@ class PostgresWarehouse(Warehouse):
         self.url = url
         self.connection = psycopg.connect(_libpq_url(url), autocommit=True)
 
-    @staticmethod
-    def _placeholders(sql: str) -> str:
-        return sql.replace("%", "%%").replace("?", "%s")
+    def ensure_schemas(self) -> None:
+        from hub.storage.migrate import StoreRef, ensure_ready
+
+        for store in ("warehouse", "access"):
+            ensure_ready(StoreRef(store, "postgres", self.url), pg=self.connection)
+
+    def _cursor(self, sql: str, params: Sequence[Any]) -> Any:
+        """``sql`` run with ``params`` bound by the server: each ``?`` outside quoted text
+        becomes PostgreSQL's own ``$n`` (a raw cursor, so ``%`` is never special)."""
+        import psycopg
+
+        text, _count = numbered_parameters(sql)
+        return psycopg.RawCursor(self.connection).execute(text, list(params))
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.connection.execute(self._placeholders(sql), list(params))
+        self._cursor(sql, params).close()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cursor = self.connection.execute(self._placeholders(sql), list(params))
-        return list(cursor.fetchall())
+        with self._cursor(sql, params) as cursor:
+            return list(cursor.fetchall())
 
     def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
-        cursor = self.connection.execute(self._placeholders(sql), list(params))
-        names = [column.name for column in cursor.description or ()]
-        rows = cursor.fetchall()
+        with self._cursor(sql, params) as cursor:
+            names = [column.name for column in cursor.description or ()]
+            rows = cursor.fetchall()
         return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
 
     @contextmanager

@@ -1,15 +1,17 @@
 """The few SQL spellings that differ between the warehouse engines, for the gate's queries.
 
 Everything else the gate writes is the subset DuckDB and PostgreSQL share. Literals are
-inlined (quoted here) rather than bound, because PostgreSQL takes no parameters in
-``CREATE TABLE ... AS``.
+inlined (quoted by hub.storage.sql.literal, the one quoter) rather than bound, because
+PostgreSQL takes no parameters in ``CREATE TABLE ... AS``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import date, datetime
+
+from hub.storage.sql import literal
+
+__all__ = ["Dialect", "literal"]
 
 
 @dataclass(frozen=True)
@@ -45,27 +47,3 @@ class Dialect:
     @property
     def text(self) -> str:
         return "TEXT" if self.engine == "postgres" else "VARCHAR"
-
-
-def literal(value: str | int | float | bool | date | datetime | None) -> str:
-    """A SQL literal both engines read the same way.
-
-    Raises ValueError for a float that is not finite (no SQL literal means the same).
-    """
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"not a finite number: {value!r}")
-        return repr(value)
-    if isinstance(value, datetime):
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
-    if isinstance(value, date):
-        return f"DATE '{value.isoformat()}'"
-    if "\x00" in value:
-        raise ValueError("a SQL text literal cannot hold a NUL character")
-    return "'" + value.replace("'", "''") + "'"

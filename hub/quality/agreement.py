@@ -28,6 +28,7 @@ from typing import Any
 
 from hub.catalog.models import ID_BIRTH_DATE, Catalog, Resource
 from hub.storage.schema import table_ddl
+from hub.storage.sql import literal
 from hub.warehouse import Warehouse, quote_ident
 
 AGREEMENT_DDL = table_ddl("agreement_results")  # hub.storage.schema; made on open
@@ -238,4 +239,4 @@ def latest_results(warehouse: Warehouse) -> list[AgreementResult]:
 
 
 def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return literal(text)
