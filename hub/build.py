@@ -628,10 +628,9 @@ def dbt_target(settings: Settings) -> str:
 
 def duckdb_path(warehouse_url: str) -> Path:
     """The file of a ``duckdb:///<file>`` URL (as hub.warehouse opens it)."""
-    parts = urlsplit(warehouse_url)
-    path = parts.path if not parts.netloc else "/" + parts.netloc + parts.path
-    # duckdb:///{absolute path} has four slashes: keep one
-    return Path("/" + path.lstrip("/")) if path.startswith("//") else Path(path)
+    from hub.storage.urls import parse_store_url
+
+    return parse_store_url(warehouse_url).file
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.storage.urls import parse_store_url
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Values that mean "somebody forgot to set the secret"; refused at start.
@@ -261,8 +263,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"HUB_PUBLIC_URL: expected http(s)://host[:port][/prefix], got {self.public_url!r}"
             )
-        scheme = urlsplit(self.warehouse_url).scheme
-        if scheme not in {"duckdb", "postgresql", "postgresql+psycopg", "postgres"}:
+        try:
+            engine: str | None = parse_store_url(self.warehouse_url).engine
+        except ValueError:
+            engine = None
+        if engine not in {"duckdb", "postgres"}:
+            scheme = urlsplit(self.warehouse_url).scheme
             raise ValueError(
                 f"HUB_WAREHOUSE_URL: expected duckdb:///<file> or postgresql://..., got {scheme!r}"
             )
@@ -292,7 +298,7 @@ class Settings(BaseSettings):
     @property
     def warehouse_engine(self) -> str:
         """``duckdb`` or ``postgres``."""
-        return "duckdb" if self.warehouse_url.startswith("duckdb") else "postgres"
+        return parse_store_url(self.warehouse_url).engine
 
     def demo_environment(self) -> dict[str, str]:
         """The demo profile's ``HUB_CONN_*`` / ``HUB_SECRET_*`` values (``demo.env``); empty

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 from hub.catalog.models import Resource
 from hub.storage.schema import WAREHOUSE_SCHEMAS, table_ddl
 from hub.storage.sql import numbered_parameters
+from hub.storage.urls import parse_store_url
 
 SCHEMAS = WAREHOUSE_SCHEMAS
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -203,7 +203,7 @@ class PostgresWarehouse(Warehouse):
         import psycopg
 
         self.url = url
-        self.connection = psycopg.connect(_libpq_url(url), autocommit=True)
+        self.connection = psycopg.connect(parse_store_url(url).libpq, autocommit=True)
 
     def ensure_schemas(self) -> None:
         from hub.storage.migrate import StoreRef, ensure_ready
@@ -292,23 +292,16 @@ def _constant(value: Any, length: int) -> pa.Array:
     return pa.array([value] * length)
 
 
-def _libpq_url(url: str) -> str:
-    """psycopg wants ``postgresql://``; SQLAlchemy-style URLs carry a driver suffix."""
-    scheme, rest = url.split("://", 1)
-    return "postgresql://" + rest if scheme.startswith("postgres") else url
-
-
 def open_warehouse(url: str) -> Warehouse:
-    """Connect to the warehouse named by ``url`` and make sure its schemas exist."""
-    parts = urlsplit(url)
+    """Connect to the warehouse named by ``url`` and check its ops tables (made if new;
+    hub.storage.migrate). Raises ValueError for a URL that names no warehouse."""
+    parsed = parse_store_url(url)
     warehouse: Warehouse
-    if parts.scheme == "duckdb":
-        warehouse = DuckDBWarehouse(
-            Path(parts.path if not parts.netloc else "/" + parts.netloc + parts.path)
-        )
-    elif parts.scheme.startswith("postgres"):
+    if parsed.engine == "duckdb":
+        warehouse = DuckDBWarehouse(parsed.file)
+    elif parsed.engine == "postgres":
         warehouse = PostgresWarehouse(url)
     else:
-        raise ValueError(f"unknown warehouse URL scheme {parts.scheme!r}")
+        raise ValueError(f"unknown warehouse URL scheme {url.split(':', 1)[0]!r}")
     warehouse.ensure_schemas()
     return warehouse

@@ -36,6 +36,7 @@ from hub.audit.entries import (
 )
 from hub.storage.migrate import StoreRef, ensure_ready
 from hub.storage.schema import VERSION_TABLE
+from hub.storage.urls import parse_store_url
 
 # pg_advisory_xact_lock key of the audit log: int64 from sha256("exchange-hub ops.audit_log")
 PG_LOCK_KEY = int.from_bytes(
@@ -138,7 +139,7 @@ class PostgresStore:
     def __init__(self, url: str) -> None:
         import psycopg
 
-        self.url = "postgresql://" + url.split("://", 1)[1]
+        self.url = parse_store_url(url).libpq
         self.conn = psycopg.connect(self.url, autocommit=False)
         # durability is the point: never inherit an `off` from the role or database
         self.conn.execute("SET synchronous_commit = on")
@@ -324,11 +325,12 @@ class SqliteStore:
 
 
 def open_store(url: str | Path) -> Store:
-    if isinstance(url, Path):
-        return SqliteStore(url)
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    if scheme.startswith("postgres"):
-        return PostgresStore(url)
-    if scheme == "sqlite":
-        return SqliteStore(Path(url[len("sqlite:///") :]))
+    try:
+        parsed = parse_store_url(url)
+    except ValueError:
+        parsed = None
+    if parsed is not None and parsed.engine == "postgres":
+        return PostgresStore(parsed.url)
+    if parsed is not None and parsed.engine == "sqlite":
+        return SqliteStore(parsed.file)
     raise ValueError(f"audit log URL: expected postgresql://... or sqlite:///<file>, got {url!r}")

@@ -41,6 +41,7 @@ from hub.audit.entries import (
 from hub.audit.stores import open_store
 from hub.audit.writer import AuditError
 from hub.signing import Signer, Verifier, verifiers_by_id
+from hub.storage.urls import parse_store_url
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,9 @@ def verify_chain(
     may stay unanchored (the writer's ``anchor_every_s`` plus slack; None: not checked).
     """
     keys = None if public_keys is None else verifiers_by_id(public_keys)
-    if isinstance(url, Path) or url.startswith("sqlite:"):
-        path = url if isinstance(url, Path) else Path(url[len("sqlite:///") :])
+    parsed = parse_store_url(url)
+    if parsed.engine == "sqlite":
+        path = parsed.file
         if not path.exists():
             raise AuditError(f"no audit log at {path}")
     store = open_store(url)

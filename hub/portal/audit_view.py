@@ -16,6 +16,7 @@ from hub.audit import AuditRecord, ChainReport
 from hub.audit.stores import COLUMNS
 from hub.audit.stores import _record as stored_record
 from hub.settings import Settings, SettingsError
+from hub.storage.urls import parse_store_url
 
 _COLUMNS = ", ".join(COLUMNS)
 _FIELDS = COLUMNS.index("fields")
@@ -53,7 +54,8 @@ def search_audit(
     if where.purpose:
         clauses.append("purpose LIKE ?")
         params.append("%" + where.purpose.replace("%", "").replace("_", "") + "%")
-    postgres = url.split("://", 1)[0].startswith("postgres")
+    store = parse_store_url(url)
+    postgres = store.engine == "postgres"
     for bound, op in ((where.since, ">="), (where.until, "<")):
         if bound is not None:
             clauses.append(f"at {op} ?")
@@ -61,7 +63,7 @@ def search_audit(
     clause = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     if postgres:
         return _search_postgres(url, clause, params, limit, offset)
-    return _search_sqlite(Path(url[len("sqlite:///") :]), clause, params, limit, offset)
+    return _search_sqlite(store.file, clause, params, limit, offset)
 
 
 def _record(row: tuple[Any, ...], at: datetime, fields: list[str]) -> AuditRecord:
@@ -104,7 +106,7 @@ def _search_postgres(
     import psycopg
 
     sql_clause = clause.replace("?", "%s")
-    with psycopg.connect("postgresql://" + url.split("://", 1)[1]) as connection:
+    with psycopg.connect(parse_store_url(url).libpq) as connection:
         exists = connection.execute("SELECT to_regclass('ops.audit_log')").fetchone()
         if exists is None or exists[0] is None:
             return [], 0

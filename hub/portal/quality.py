@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from hub.catalog.models import Resource
 from hub.settings import Settings
+from hub.storage.urls import parse_store_url
 from hub.warehouse import DuckDBWarehouse, Warehouse, open_warehouse, quote_ident
 
 MAX_REJECTS_SHOWN = 500
@@ -39,7 +39,7 @@ def reading(settings: Settings) -> Iterator[Warehouse | None]:
         with open_warehouse(settings.warehouse_url) as warehouse:
             yield warehouse
         return
-    path = Path(settings.warehouse_url.removeprefix("duckdb:///"))
+    path = parse_store_url(settings.warehouse_url).file
     if not path.exists():
         yield None
         return

@@ -137,9 +137,9 @@ class PostgresTokens:
     def __init__(self, url: str) -> None:
         import psycopg
 
-        from hub.warehouse import _libpq_url
+        from hub.storage.urls import parse_store_url
 
-        self.url = _libpq_url(url)
+        self.url = parse_store_url(url).libpq
         self._lock = threading.Lock()
         self.connection = psycopg.connect(self.url, autocommit=True)
         self.connection.execute("SET synchronous_commit = off")

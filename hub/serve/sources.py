@@ -283,9 +283,9 @@ class PostgresSource:
     export (a server-side cursor, so memory stays flat)."""
 
     def __init__(self, settings: Settings, *, min_size: int = 2, max_size: int = 16) -> None:
-        from hub.warehouse import _libpq_url
+        from hub.storage.urls import parse_store_url
 
-        self.url = _libpq_url(settings.warehouse_url)
+        self.url = parse_store_url(settings.warehouse_url).libpq
         self.min_size, self.max_size = min_size, max_size
         self._pools: dict[int, Any] = {}
         self._versions: dict[str, tuple[float, VersionInfo | None]] = {}

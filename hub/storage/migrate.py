@@ -40,6 +40,7 @@ from hub.storage.schema import (
     VERSION_TABLE,
     create_statements,
 )
+from hub.storage.urls import parse_store_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key of schema changes: int64 from sha256("exchange-hub schema")
@@ -107,34 +108,20 @@ def stores_of(settings: Any) -> list[StoreRef]:
 
     refs: list[StoreRef] = []
     url = settings.warehouse_url
-    if settings.warehouse_engine == "postgres":
+    warehouse = parse_store_url(url)
+    if warehouse.engine == "postgres":
         refs += [StoreRef("warehouse", "postgres", url), StoreRef("access", "postgres", url)]
     else:
         refs += [
-            StoreRef("warehouse", "duckdb", str(duckdb_path(url))),
+            StoreRef("warehouse", "duckdb", str(warehouse.file)),
             StoreRef("access", "sqlite", str(ops_path(settings))),
         ]
-    audit = audit_url(settings)
-    if audit.startswith("sqlite:"):
-        refs.append(StoreRef("audit", "sqlite", audit[len("sqlite:///") :]))
+    audit = parse_store_url(audit_url(settings))
+    if audit.engine == "postgres":
+        refs.append(StoreRef("audit", "postgres", audit.url))
     else:
-        refs.append(StoreRef("audit", "postgres", audit))
+        refs.append(StoreRef("audit", "sqlite", str(audit.file)))
     return refs
-
-
-def duckdb_path(url: str) -> Path:
-    """The file of a ``duckdb:///path`` URL."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    path = parts.path if not parts.netloc else "/" + parts.netloc + parts.path
-    return Path("/" + path.lstrip("/")) if path.startswith("/") else Path(path)
-
-
-def sqlalchemy_url(url: str) -> str:
-    """A PostgreSQL URL for SQLAlchemy with psycopg 3 (the hub's driver)."""
-    scheme, rest = url.split("://", 1)
-    return "postgresql+psycopg://" + rest if scheme.startswith("postgres") else url
 
 
 def _demo() -> bool:
@@ -221,7 +208,7 @@ def _sqlite(path: str | Path) -> Iterator[sqlite3.Connection]:
 def _psycopg(url: str) -> Iterator[Any]:
     import psycopg
 
-    connection = psycopg.connect("postgresql://" + url.split("://", 1)[1], autocommit=True)
+    connection = psycopg.connect(parse_store_url(url).libpq, autocommit=True)
     try:
         yield connection
     finally:
@@ -397,7 +384,9 @@ def _upgrade_online(ref: StoreRef, *, stamp_baseline: bool) -> None:
 
         engine = sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.NullPool)
     else:
-        engine = sa.create_engine(sqlalchemy_url(ref.location), poolclass=sa.pool.NullPool)
+        engine = sa.create_engine(
+            parse_store_url(ref.location).sqlalchemy, poolclass=sa.pool.NullPool
+        )
     try:
         with engine.connect() as connection:
             if stamp_baseline:

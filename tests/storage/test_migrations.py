@@ -20,6 +20,7 @@ from hub.settings import reset_settings
 from hub.storage import migrate
 from hub.storage.migrate import SchemaBehindError, StoreRef, ensure_ready, upgrade
 from hub.storage.schema import HEADS, REVISIONS
+from hub.storage.urls import parse_store_url
 from tests.storage import legacy_ddl
 
 ROWS = 3
@@ -450,7 +451,7 @@ def test_the_baseline_revision_is_exactly_last_weeks_schema(
     new_db = postgres_url.rsplit("/", 1)[0] + "/" + postgres_url.rsplit("/", 1)[1] + "_b"
     admin.run(f'CREATE DATABASE "{new_db.rsplit("/", 1)[1]}"')
     try:
-        engine = sa.create_engine(migrate.sqlalchemy_url(new_db), poolclass=sa.pool.NullPool)
+        engine = sa.create_engine(parse_store_url(new_db).sqlalchemy, poolclass=sa.pool.NullPool)
         with engine.connect() as connection:
             for target in ("warehouse_0001", "access_0001", "audit_0001"):
                 command.upgrade(migrate._alembic_config(connection=connection), target)
