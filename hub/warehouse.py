@@ -295,8 +295,13 @@ def _constant(value: Any, length: int) -> pa.Array:
 def open_warehouse(url: str) -> Warehouse:
     """Connect to the warehouse named by ``url`` and check its ops tables (made if new;
     hub.storage.migrate). Raises ValueError for a URL that names no warehouse."""
-    parsed = parse_store_url(url)
+    try:
+        parsed = parse_store_url(url)
+    except ValueError:
+        parsed = None
     warehouse: Warehouse
+    if parsed is None:
+        raise ValueError(f"unknown warehouse URL scheme {url.split(':', 1)[0]!r}")
     if parsed.engine == "duckdb":
         warehouse = DuckDBWarehouse(parsed.file)
     elif parsed.engine == "postgres":
