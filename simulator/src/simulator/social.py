@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hub.catalog.models import Resource
@@ -136,15 +137,23 @@ class Ledger:
     @classmethod
     def load(cls, path: Path) -> Ledger:
         table = pq.read_table(path)
-        rows = Rows(
-            {name: np.array(table.column(name).to_pylist(), dtype=object) for name in LEDGER_TEXT}
-        )
+        rows = Rows({name: shared_text(table.column(name)) for name in LEDGER_TEXT})
         return cls(
             rows,
             np.asarray(table.column("base").to_numpy(), dtype=np.int64),
             np.asarray(table.column("last_period").to_numpy(), dtype=np.int64),
             np.asarray(table.column("clean").to_numpy(zero_copy_only=False), dtype=bool),
         )
+
+
+def shared_text(column: pa.ChunkedArray) -> npt.NDArray[np.object_]:
+    """A text column as an object array holding one str object per distinct value (and
+    None for NULL): statuses, dates, names and IDs repeat, a new str a row is 50-80 bytes."""
+    encoded = column.combine_chunks().dictionary_encode()
+    words = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+    index = pc.fill_null(encoded.indices, len(encoded.dictionary))
+    values: npt.NDArray[np.object_] = words[np.asarray(index.to_numpy(zero_copy_only=False))]
+    return values
 
 
 def _period_int(month: npt.NDArray[np.datetime64]) -> npt.NDArray[np.int64]:

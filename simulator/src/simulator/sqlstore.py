@@ -210,7 +210,7 @@ class SqlStore:
             if self.backend == "postgresql":
                 cursor = driver.cursor(name=f"scan_{table}")
             elif self.backend in ("mysql", "mariadb"):
-                import pymysql.cursors  # type: ignore[import-untyped]
+                import pymysql.cursors  # type: ignore[import-untyped,unused-ignore]
 
                 cursor = driver.cursor(pymysql.cursors.SSCursor)
             else:
