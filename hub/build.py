@@ -43,6 +43,7 @@ import yaml
 
 from hub.catalog import Catalog, load_catalog
 from hub.catalog.models import Department, Resource, ResourceField, SharingType, UpdateCycle
+from hub.freshness import dbt_warn_after, max_age
 from hub.settings import PROJECT_ROOT, Settings
 
 # dbt_project.yml's name and profile (profiles.yml)
@@ -195,15 +196,6 @@ class BuildResult:
 # ---------------------------------------------------------------- generated files
 
 
-def _freshness(cycle: UpdateCycle) -> dict[str, Any]:
-    seconds = int(cycle.interval.total_seconds())
-    if seconds % 86_400 == 0:
-        return {"count": seconds // 86_400, "period": "day"}
-    if seconds % 3_600 == 0:
-        return {"count": seconds // 3_600, "period": "hour"}
-    return {"count": max(1, seconds // 60), "period": "minute"}
-
-
 def _field_description(resource: Resource, spec: ResourceField) -> str:
     facts = [spec.type, spec.sensitivity.value]
     if spec.name in resource.primary_key:
@@ -258,7 +250,7 @@ def _sources_yml(department: Department, resources: Sequence[Resource]) -> str:
                 "Append-only: every version of every row as loaded by `hub sync`.",
                 "config": {
                     "loaded_at_field": "_extracted_at",
-                    "freshness": {"warn_after": _freshness(resource.update_cycle)},
+                    "freshness": {"warn_after": dbt_warn_after(resource.update_cycle)},
                     "meta": {
                         "catalog_no": resource.catalog_no,
                         "connector": resource.source.connector.value,
@@ -524,7 +516,7 @@ def _seeds(catalog: Catalog) -> dict[str, str]:
                 (
                     cycle.value,
                     UPDATE_CYCLE_NAMES[cycle],
-                    int(cycle.interval.total_seconds()),
+                    int(max_age(cycle).total_seconds()),
                     position,
                 )
                 for position, cycle in enumerate(UpdateCycle, start=1)

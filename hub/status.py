@@ -7,13 +7,14 @@ and the last error (a failed sync, or a task failure the orchestration recorded 
 
 Freshness compares the current published version's ``data_as_of`` (the newest
 ``_extracted_at`` of its rows, i.e. the time the hub loaded them, naive UTC) with ``now``
-(naive UTC, the wall clock by default) and the resource's ``UpdateCycle.interval``:
-``fresh`` when not older than the interval, ``stale`` when older, ``never`` when nothing
-was published. A source system's own clock does not enter: the data's age is how long ago the
-hub loaded it.
+(naive UTC, the wall clock by default) and the resource's update cycle, with the rule and
+labels of ``hub.freshness``: ``unpublished`` when nothing was published, ``unknown`` when
+the version's load time is not known, else ``fresh`` or ``stale``. A source system's own
+clock does not enter: the data's age is how long ago the hub loaded it.
 
-Reading only: on a fresh warehouse every resource reads ``never``. ``ops.task_failures``
-(hub.storage.schema) is where the Airflow failure callback leaves errors.
+Reading only: on a fresh warehouse every resource reads ``unpublished``.
+``ops.task_failures`` (hub.storage.schema) is where the Airflow failure callback leaves
+errors.
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.catalog import Catalog, load_catalog
-from hub.catalog.models import Resource
+from hub.freshness import FRESH, STALE, UNKNOWN, UNPUBLISHED, freshness
 from hub.settings import Settings
 from hub.warehouse import Warehouse, open_warehouse, quote_ident
 
-FRESH = "fresh"
-STALE = "stale"
-NEVER = "never"
+NEVER = UNPUBLISHED  # the name callers knew: nothing published yet
+__all__ = ["FRESH", "NEVER", "STALE", "UNKNOWN", "UNPUBLISHED", "ResourceStatus", "freshness"]
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,6 @@ class ResourceStatus:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO strings."""
         return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
-
-
-def freshness(data_as_of: datetime | None, resource: Resource, now: datetime) -> str:
-    """``fresh`` / ``stale`` / ``never`` for data loaded at ``data_as_of``."""
-    if data_as_of is None:
-        return NEVER
-    return FRESH if now - data_as_of <= resource.update_cycle.interval else STALE
 
 
 def _utc_naive(value: datetime) -> datetime:
@@ -164,7 +157,7 @@ def _statuses(warehouse: Warehouse, catalog: Catalog, moment: datetime) -> list[
                 published_version=None if version is None else int(version),
                 published_rows=None if rows is None else int(rows),
                 data_as_of=data_as_of,
-                freshness=freshness(data_as_of, resource, moment),
+                freshness=freshness(data_as_of, resource, moment, published=version is not None),
                 gate_passed=None if passed is None else bool(passed),
                 gate_at=gate_at,
                 last_error=error,

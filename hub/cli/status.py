@@ -30,7 +30,7 @@ def status_command(
 
 
 def print_status(settings: Settings, statuses: list[Any]) -> None:
-    from hub.status import FRESH, STALE
+    from hub.freshness import FRESH, STALE
 
     table = Table(
         "department",

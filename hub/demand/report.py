@@ -26,7 +26,7 @@ from typing import Any
 from hub.catalog import Catalog
 from hub.catalog.models import Material, Scenario
 from hub.demand.workflow import Demand, DemandBook, DemandStatus, Grant
-from hub.status import FRESH, ResourceStatus
+from hub.status import FRESH, NEVER, ResourceStatus
 
 TARGET_COMPLETION = 0.8
 NO_PROVIDER = "(no provider)"
@@ -281,7 +281,7 @@ def _check_replacement(
         )
     status = statuses.get(resource)
     version = status.published_version if status else None
-    fresh = status.freshness if status else "never"
+    fresh = status.freshness if status else NEVER
     gate = status.gate_passed if status else None
     if version is None:
         problems.append(f"{resource}: not published")

@@ -154,6 +154,7 @@ def check_freshness() -> list[dict[str, Any]]:
     """Age of each resource's last successful sync against its update cycle, as of the
     run's interval end; replaces that instant's rows of ``ops.freshness``."""
     from hub.catalog import load_catalog
+    from hub.freshness import FRESH, freshness
     from hub.warehouse import FRESHNESS_DDL, open_warehouse
 
     settings = Settings()
@@ -174,7 +175,7 @@ def check_freshness() -> list[dict[str, Any]]:
                 )
                 last = found[0][0] if found else None
             age = (checked_for - last).total_seconds() / 3600 if last is not None else None
-            stale = age is None or age * 3600 > resource.update_cycle.interval.total_seconds()
+            stale = freshness(last, resource, checked_for, published=last is not None) != FRESH
             rows.append(
                 {
                     "resource": resource.code,

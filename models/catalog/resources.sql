@@ -93,14 +93,12 @@ final as (
         end as last_gate_result,
         last_gate_run.finished_at as last_gate_finished_at,
         last_gate_run.candidate_rows as last_gate_candidate_rows,
-        case
-            when current_version.version is null then 'unpublished'
-            when current_version.data_as_of is null then 'unknown'
-            when current_version.data_as_of
-                >= {{ utc_now() }} - update_cycles.max_age_seconds * interval '1 second'
-                then 'fresh'
-            else 'stale'
-        end as freshness_status
+        -- the rule and labels of hub/freshness.py (macros/freshness.sql)
+        {{ freshness_status(
+            published='current_version.version is not null',
+            data_as_of='current_version.data_as_of',
+            max_age_seconds='update_cycles.max_age_seconds',
+        ) }} as freshness_status
 
     from resources
     left join providers
