@@ -16,6 +16,7 @@ import numpy as np
 from hub.catalog.models import Resource
 from hub.warehouse import open_warehouse, quote_ident
 from simulator import identities
+from simulator.rows import Lazy
 
 TODAY = np.datetime64("2026-06-01")
 EXTRACTED = datetime(2026, 6, 1, 8, 0, 0)
@@ -53,6 +54,12 @@ def create_candidate(url: str, resource: Resource, columns: dict[str, Sequence[A
     return count
 
 
+def _texts(column: Any) -> list[str]:
+    """A simulator column as text (a lazy one is rendered: see simulator.rows.Lazy)."""
+    values = column.text() if isinstance(column, Lazy) else column
+    return [str(v) for v in values]
+
+
 def _dates(values: np.ndarray) -> list[date]:
     return [d.item() for d in values.astype("datetime64[D]")]
 
@@ -62,13 +69,13 @@ def persons_columns(n: int, seed: int = 1) -> dict[str, list[Any]]:
     rng = np.random.default_rng(seed)
     people = identities.make_people(rng, n, TODAY)
     return {
-        "citizen_id": [str(v) for v in people.citizen_id],
-        "name": [str(v) for v in people.name],
-        "sex": [str(v) for v in people.sex],
+        "citizen_id": _texts(people.citizen_id),
+        "name": _texts(people.name),
+        "sex": _texts(people.sex),
         "birth_date": _dates(people.birth_date),
         "ethnicity": ["汉族"] * n,
-        "district_code": [str(v) for v in people.district],
-        "household_address": [str(v) for v in people.address],
+        "district_code": _texts(people.district),
+        "household_address": _texts(people.address),
         "registration_status": ["正常"] * n,
         "updated_at": [datetime(2026, 5, 1, 12, 0, 0)] * n,
     }
@@ -79,8 +86,8 @@ def enterprises_columns(n: int, seed: int = 2) -> dict[str, list[Any]]:
     rng = np.random.default_rng(seed)
     firms = identities.make_firms(rng, n, TODAY)
     return {
-        "credit_code": [str(v) for v in firms.credit_code],
-        "name": [str(v) for v in firms.name],
+        "credit_code": _texts(firms.credit_code),
+        "name": _texts(firms.name),
         "established_date": _dates(firms.established),
         "status": ["存续"] * n,
         "updated_at": [datetime(2026, 5, 1, 12, 0, 0)] * n,
