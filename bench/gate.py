@@ -162,14 +162,14 @@ def floor_sql(engine: str) -> list[str]:
 
     from hub.catalog import load_catalog
     from hub.gate import checkdigits, load_suite, pushdown
-    from hub.gate.dialect import Dialect
     from hub.gate.suites import Unique
+    from hub.storage.interface import dialect_for
     from hub.warehouse import open_warehouse
 
     catalog = load_catalog(ROOT / "catalogs")
     persons = catalog.resource("persons")
     suite = load_suite(ROOT / "expectations" / "persons.yml", catalog)
-    dialect = Dialect(engine)
+    dialect = dialect_for(engine)
     columns = [f.name for f in persons.fields] + [
         "_batch_id",
         "_extracted_at",

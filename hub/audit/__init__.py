@@ -1,9 +1,10 @@
 """The audit log: every API request appended to a hash chain, anchored, append-only.
 
 - :mod:`hub.audit.entries`: what an entry and an anchor are, and their exact encodings;
-- :mod:`hub.audit.stores`: PostgreSQL (``ops.audit_log`` in the warehouse) and the SQLite
-  file beside the embedded warehouse; triggers refuse UPDATE and DELETE, and on
-  PostgreSQL the API appends as a role that may only insert (``hub audit writer-role``);
+- the stores, in :mod:`hub.storage` (:class:`hub.storage.interface.AuditStore`):
+  PostgreSQL (``ops.audit_log`` in the warehouse) and the SQLite file beside the embedded
+  warehouse; triggers refuse UPDATE and DELETE, and on PostgreSQL the API appends as a
+  role that may only insert (``hub audit writer-role``);
 - :mod:`hub.audit.writer`: group commit, durable (``synchronous_commit = on``; SQLite
   ``synchronous=FULL``), several processes appending to one chain, numbered and chained
   anchors signed with the audit key;
@@ -29,7 +30,6 @@ from hub.audit.entries import (
     entry_format,
     entry_hash,
 )
-from hub.audit.stores import writer_role_sql
 from hub.audit.verify import (
     ChainProblem,
     ChainReport,
@@ -53,6 +53,14 @@ def audit_url(settings: Settings) -> str:
     if settings.warehouse_engine == "postgres":
         return settings.warehouse_url
     return f"sqlite:///{settings.home / 'ops' / 'audit.sqlite'}"
+
+
+def writer_role_sql(role: str) -> list[str]:
+    """Statements that let ``role`` read and append to the audit chain and nothing more
+    (PostgreSQL; hub.storage.postgres). Raises ValueError for a role that is not a plain name."""
+    from hub.storage.postgres import writer_role_sql as statements
+
+    return statements(role)
 
 
 def load_anchor_signer(settings: Settings) -> Signer:

@@ -265,3 +265,73 @@ class Anchor:
             raise ValueError(
                 f"anchor: expected seq, entry_hash, anchored_at, key_id, signature ({exc})"
             ) from exc
+
+
+# ------------------------------------------------------------------ stored rows
+# The columns of ops.audit_log and ops.audit_anchor, and an entry or anchor as a row of them:
+# the same for every audit store (hub.storage.postgres, hub.storage.sqlite).
+
+COLUMNS = (
+    "seq", "request_id", "at", "caller_kind", "application", "end_user", "purpose",
+    "scenario", "resource", "grant_id", "version", "action", "fields", "row_count",
+    "result_sha256", "status", "prev_hash", "entry_hash", "format",
+)  # fmt: skip
+ANCHOR_COLUMNS = (
+    "seq", "entry_hash", "anchored_at", "key_id", "signature", "anchor_no", "prev_anchor",
+    "reason", "format", "algorithm",
+)  # fmt: skip
+
+
+def stored_record(values: dict[str, Any], at: datetime, fields: Sequence[str]) -> AuditRecord:
+    """The record of a row of ``COLUMNS`` (``values`` by name), its time and fields read."""
+    entry = AuditEntry(
+        request_id=values["request_id"],
+        at=at,
+        caller_kind=values["caller_kind"],
+        application=values["application"],
+        end_user=values["end_user"],
+        purpose=values["purpose"],
+        scenario=values["scenario"],
+        resource=values["resource"],
+        grant_id=values["grant_id"],
+        version=values["version"],
+        action=values["action"],
+        fields=tuple(fields),
+        row_count=values["row_count"],
+        result_sha256=values["result_sha256"],
+        status=values["status"],
+    )
+    return AuditRecord(
+        seq=values["seq"],
+        entry=entry,
+        prev_hash=values["prev_hash"],
+        entry_hash=values["entry_hash"],
+        format=values["format"] or FORMAT_V1,
+    )
+
+
+def record_row(record: AuditRecord) -> list[Any]:
+    """``record`` as the values of ``COLUMNS``."""
+    e = record.entry
+    return [
+        record.seq, e.request_id, e.at, e.caller_kind, e.application, e.end_user, e.purpose,
+        e.scenario, e.resource, e.grant_id, e.version, e.action, list(e.fields), e.row_count,
+        e.result_sha256, e.status, record.prev_hash, record.entry_hash, record.format,
+    ]  # fmt: skip
+
+
+def stored_anchor(values: Sequence[Any], at: datetime) -> Anchor:
+    """The anchor of a row of ``ANCHOR_COLUMNS``, its time read."""
+    seq, entry_hash_, _at, key_id, signature, number, prev, reason, fmt, algorithm = values
+    return Anchor(
+        int(seq), entry_hash_, at, key_id, signature,
+        int(number) if number is not None else None, prev, reason or "batch", fmt, algorithm,
+    )  # fmt: skip
+
+
+def anchor_row(anchor: Anchor) -> list[Any]:
+    """``anchor`` as the values of ``ANCHOR_COLUMNS``."""
+    return [
+        anchor.seq, anchor.entry_hash, anchor.anchored_at, anchor.key_id, anchor.signature,
+        anchor.anchor_no, anchor.prev_anchor, anchor.reason, anchor.format, anchor.algorithm,
+    ]  # fmt: skip

@@ -38,9 +38,9 @@ from hub.audit.entries import (
     entry_hash,
     iso,
 )
-from hub.audit.stores import open_store
 from hub.audit.writer import AuditError
 from hub.signing import Signer, Verifier, verifiers_by_id
+from hub.storage.interface import open_audit_store
 from hub.storage.urls import parse_store_url
 
 
@@ -95,7 +95,7 @@ def verify_chain(
         path = parsed.file
         if not path.exists():
             raise AuditError(f"no audit log at {path}")
-    store = open_store(url)
+    store = open_audit_store(url)
     records: Iterator[AuditRecord] | None = None
     stored: Iterator[Anchor] | None = None
     try:
@@ -323,7 +323,7 @@ def _entry_problem(
 
 def current_anchor(url: str | Path, key: Signer) -> Anchor | None:
     """A fresh signed (unnumbered) anchor of the log's head, to keep outside the hub."""
-    store = open_store(url)
+    store = open_audit_store(url)
     try:
         store.ensure_schema()
         seq, head_hash = store.lock_head()

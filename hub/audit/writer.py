@@ -37,8 +37,8 @@ from hub.audit.entries import (
     AuditRecord,
     entry_hash,
 )
-from hub.audit.stores import Store, open_store
 from hub.signing import Signer
+from hub.storage.interface import AuditStore, open_audit_store
 
 
 class AuditError(RuntimeError):
@@ -63,7 +63,7 @@ def _settle(items: list[tuple[asyncio.Future[AuditReceipt], AuditReceipt | BaseE
             future.set_result(outcome)
 
 
-def write_anchor(store: Store, key: Signer, seq: int, head_hash: str, reason: str) -> Anchor:
+def write_anchor(store: AuditStore, key: Signer, seq: int, head_hash: str, reason: str) -> Anchor:
     """Sign and insert the next numbered anchor of (seq, head_hash), inside the caller's
     transaction (which holds the log's lock)."""
     last = store.last_anchor()
@@ -109,7 +109,7 @@ class AuditLog:
         self._wakeup = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
-        self._store: Store | None = None
+        self._store: AuditStore | None = None
         self._last_anchor = 0.0
         self._anchored_seq = 0
         self._head: tuple[int, str] = (0, "0" * 64)
@@ -173,9 +173,9 @@ class AuditLog:
 
     # -- the writer thread
 
-    def _connect(self) -> Store:
+    def _connect(self) -> AuditStore:
         if self._store is None:
-            self._store = open_store(self.url)
+            self._store = open_audit_store(self.url)
         return self._store
 
     def _run(self) -> None:

@@ -27,7 +27,8 @@ import stdnum
 import stdnum.util
 from stdnum import numdb
 
-from hub.gate.dialect import Dialect, literal
+from hub.storage.interface import Dialect
+from hub.storage.sql import literal
 from hub.warehouse import Warehouse
 
 REGION_TABLE = "ops.gate_cn_regions"

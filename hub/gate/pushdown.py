@@ -18,7 +18,6 @@ from datetime import date
 
 from hub.catalog.models import Resource
 from hub.gate import checkdigits
-from hub.gate.dialect import Dialect, literal
 from hub.gate.suites import (
     Between,
     CitizenId,
@@ -33,6 +32,8 @@ from hub.gate.suites import (
     Suite,
     Unique,
 )
+from hub.storage.interface import Dialect
+from hub.storage.sql import literal
 from hub.warehouse import quote_ident
 
 SAMPLE_VALUES = 5

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from hub.catalog import load_catalog
 from hub.catalog.models import Catalog, Resource
 from hub.gate import checkdigits, pushdown
-from hub.gate.dialect import Dialect
 from hub.gate.pushdown import GateError
 from hub.gate.suites import CitizenId, PartyId, RowCountChange, Suite, load_suite, load_suites
 from hub.settings import Settings
@@ -166,7 +165,7 @@ def _gate_one(
     """
     from hub.gate import gx
 
-    dialect = Dialect(warehouse.engine)
+    dialect = warehouse.dialect
     started = _now()
     run_id = _new_run_id(resource.code, started)
     code = resource.code

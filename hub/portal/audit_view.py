@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.audit import AuditRecord, ChainReport
-from hub.audit.stores import COLUMNS
-from hub.audit.stores import _record as stored_record
+from hub.audit.entries import COLUMNS, stored_record
 from hub.settings import Settings, SettingsError
 from hub.storage.urls import parse_store_url
 

@@ -104,7 +104,7 @@ class Status:
 def stores_of(settings: Any) -> list[StoreRef]:
     """The stores of a deployment: the warehouse, the access store, the audit store."""
     from hub.audit import audit_url
-    from hub.ops_store import ops_path
+    from hub.storage.interface import ops_path
 
     refs: list[StoreRef] = []
     url = settings.warehouse_url
@@ -259,7 +259,7 @@ def _duckdb(ref: StoreRef, warehouse: Any) -> Iterator[Any]:
     if warehouse is not None:
         yield warehouse
         return
-    from hub.warehouse import DuckDBWarehouse
+    from hub.storage.duckdb import DuckDBWarehouse
 
     duck = DuckDBWarehouse(Path(ref.location))
     try:

@@ -1,5 +1,6 @@
-"""SQL text that every engine shares: the one literal quoter, and where a ``?`` is a
-parameter (never inside a quoted literal, a quoted name, a comment or a dollar quote)."""
+"""SQL text that every engine shares: the one literal quoter, the one identifier quoter, and
+where a ``?`` is a parameter (never inside a quoted literal, a quoted name, a comment or a
+dollar quote)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ import re
 from datetime import date, datetime
 
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def quote_ident(name: str) -> str:
+    """Quote a catalog identifier; refuses anything that is not a plain lower-case name."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain identifier: {name!r}")
+    return f'"{name}"'
 
 
 def literal(value: str | int | float | bool | date | datetime | None) -> str:

@@ -9,7 +9,6 @@ import stdnum.cn.ric
 import stdnum.cn.uscc
 
 from hub.gate import checkdigits
-from hub.gate.dialect import Dialect
 from hub.warehouse import open_warehouse
 from simulator import identities
 
@@ -85,7 +84,7 @@ def _corpus() -> list[str]:
 def test_sql_agrees_with_stdnum_on_every_value(warehouse_url: str) -> None:
     corpus = _corpus()
     with open_warehouse(warehouse_url) as warehouse:
-        dialect = Dialect(warehouse.engine)
+        dialect = warehouse.dialect
         slots = checkdigits.ensure_region_table(warehouse)
         warehouse.execute("CREATE TABLE ops.gate_test_values (i INTEGER, v VARCHAR)")
         for start in range(0, len(corpus), 500):

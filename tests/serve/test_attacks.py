@@ -29,7 +29,7 @@ APP = "housing_transfer_window"
 
 def audited(published: Published) -> list[dict[str, Any]]:
     """Every entry of the audit chain so far (the writer drained first), chain checked."""
-    from hub.audit.stores import open_store
+    from hub.storage.interface import open_audit_store as open_store
 
     services = published.client.app.state.services
     services.close()

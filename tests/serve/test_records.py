@@ -292,7 +292,7 @@ def test_the_gm_profile_signs_with_sm2_and_chains_with_sm3(gm_published: Publish
     published.client.app.state.services.close()
     report = verify_chain(audit_url(published.settings), keys)
     assert report.ok and report.entries == 2 and report.anchors >= 1, report
-    from hub.audit.stores import open_store
+    from hub.storage.interface import open_audit_store as open_store
 
     store = open_store(audit_url(published.settings))
     try:

@@ -1,0 +1,125 @@
+"""The embedded warehouse: one DuckDB file, opened by one read-write process at a time.
+
+The driver and pyarrow are imported when a connection is made, not with this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from hub.storage.interface import Dialect, Warehouse
+from hub.storage.sql import literal, quote_ident
+from hub.storage.urls import parse_store_url
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+class DuckDBDialect(Dialect):
+    """DuckDB's spellings of the gate's SQL."""
+
+    engine: ClassVar[str] = "duckdb"
+
+    def matches(self, expression: str, pattern: str) -> str:
+        return f"regexp_matches({expression}, {literal(pattern)})"
+
+    def strip(self, expression: str, characters: str) -> str:
+        return f"trim({expression}, {literal(characters)})"
+
+    def int_div(self, expression: str, divisor: int) -> str:
+        # DuckDB's / gives a DOUBLE
+        return f"({expression} // {divisor})"
+
+    @property
+    def double(self) -> str:
+        return "DOUBLE"
+
+    @property
+    def text(self) -> str:
+        return "VARCHAR"
+
+
+class DuckDBWarehouse(Warehouse):
+    engine: ClassVar[str] = "duckdb"
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        import duckdb
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.connection = duckdb.connect(str(path), read_only=read_only)
+
+    @classmethod
+    def connect(cls, url: str) -> DuckDBWarehouse:
+        return cls(parse_store_url(url).file)
+
+    @property
+    def dialect(self) -> Dialect:
+        return DuckDBDialect()
+
+    def ensure_schemas(self) -> None:
+        from hub.storage.migrate import StoreRef, ensure_ready
+
+        ensure_ready(StoreRef("warehouse", "duckdb", str(self.path)), warehouse=self)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.connection.execute(sql, list(params))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.connection.execute(sql, list(params)).fetchall())
+
+    def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        import pyarrow as pa
+
+        table = self.connection.sql(sql, params=list(params) or None).to_arrow_table()
+        assert isinstance(table, pa.Table)
+        return table
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.connection.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    def sql_type(self, field_type: str) -> str:
+        if field_type.startswith("decimal("):
+            return field_type.upper()
+        return {
+            "string": "VARCHAR",
+            "integer": "BIGINT",
+            "boolean": "BOOLEAN",
+            "date": "DATE",
+            "timestamp": "TIMESTAMP",
+        }[field_type]
+
+    def append_parquet(self, table: str, files: Sequence[Path], extra: dict[str, Any]) -> int:
+        if not files:
+            return 0
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(files[0]).names
+        columns = ", ".join(
+            [
+                *(quote_ident(n) if n != "_op" else '"_op"' for n in names),
+                *(f'"{k}"' for k in extra),
+            ]
+        )
+        select = ", ".join([*(f'"{n}"' for n in names), *("?" for _ in extra)])
+        file_list = "[" + ", ".join("?" for _ in files) + "]"
+        before = self.query(f"SELECT count(*) FROM {table}")[0][0]
+        self.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {select} FROM read_parquet({file_list})",
+            [*extra.values(), *(str(f) for f in files)],
+        )
+        after = self.query(f"SELECT count(*) FROM {table}")[0][0]
+        return int(after - before)
+
+    def close(self) -> None:
+        self.connection.close()

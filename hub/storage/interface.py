@@ -1,0 +1,320 @@
+"""The storage interface: one class or protocol per concern that differs between engines, and
+the factories that pick the engine from a store's URL.
+
+- :class:`Warehouse`: a connection to the warehouse (:mod:`hub.storage.duckdb`, a file;
+  :mod:`hub.storage.postgres`, a server).
+- :class:`OpsStore`: where demands, grants and API keys live: the PostgreSQL warehouse itself,
+  or a SQLite file beside the DuckDB one (:mod:`hub.storage.sqlite`).
+- :class:`AuditStore`: where the audit chain lives (PostgreSQL or SQLite).
+- :class:`Dialect`: the few SQL spellings the gate's queries need per engine.
+
+SQL written by the rest of the hub uses ``?`` placeholders, bound by each engine (never
+spliced into the text), and the subset the engines share (``INSERT ... ON CONFLICT``, window
+functions). The engine modules import their driver (and pyarrow) only when they connect:
+asking which engine a URL names (:func:`warehouse_class`) loads neither.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from hub.storage.schema import WAREHOUSE_SCHEMAS, table_ddl
+from hub.storage.sql import quote_ident
+from hub.storage.urls import parse_store_url
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from hub.audit.entries import Anchor, AuditRecord
+    from hub.catalog.models import Resource
+    from hub.settings import Settings
+
+__all__ = [
+    "FRESHNESS_DDL",
+    "GATE_RESULTS_DDL",
+    "GATE_RUNS_DDL",
+    "PUBLISH_LOG_DDL",
+    "SCHEMAS",
+    "AuditStore",
+    "Dialect",
+    "OpsStore",
+    "Warehouse",
+    "dialect_for",
+    "open_audit_store",
+    "open_ops",
+    "open_ops_connection",
+    "open_warehouse",
+    "ops_path",
+    "quote_ident",
+    "warehouse_class",
+]
+
+SCHEMAS = WAREHOUSE_SCHEMAS
+
+# The ops tables are defined once, in hub.storage.schema, and made or migrated by
+# hub.storage.migrate when a store is opened. These CREATE statements of single tables are
+# generated from that definition for the modules that still name them.
+GATE_RUNS_DDL = table_ddl("gate_runs")
+GATE_RESULTS_DDL = table_ddl("gate_results")
+PUBLISH_LOG_DDL = table_ddl("publish_log")
+FRESHNESS_DDL = table_ddl("freshness")
+
+
+# ------------------------------------------------------------------ the warehouse
+
+
+class Warehouse(ABC):
+    """A connection to the warehouse. Not thread-safe: one per thread or process."""
+
+    engine: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def connect(cls, url: str) -> Warehouse:
+        """A connection to the warehouse at ``url`` (no schema check: see open_warehouse)."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table: ...
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all."""
+        yield
+
+    @abstractmethod
+    def sql_type(self, field_type: str) -> str: ...
+
+    @property
+    @abstractmethod
+    def dialect(self) -> Dialect:
+        """The gate's SQL spellings for this engine."""
+
+    @abstractmethod
+    def append_parquet(self, table: str, files: Sequence[Path], extra: dict[str, Any]) -> int:
+        """Append the rows of ``files`` to ``table`` (schema-qualified) with constant
+        ``extra`` columns. Runs inside the caller's transaction. Returns the row count."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ shared helpers
+
+    @abstractmethod
+    def ensure_schemas(self) -> None:
+        """Check that the warehouse's ops tables (and on PostgreSQL the access tables, which
+        beside DuckDB live in a SQLite file, hub.storage.sqlite) are at this code's revision:
+        a new warehouse is made, one behind is upgraded under the demo profile and otherwise
+        refused (hub.storage.migrate.SchemaBehindError: run `hub db upgrade`)."""
+
+    def table_columns(self, schema: str, table: str) -> list[str]:
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            (schema, table),
+        )
+        return [str(row[0]) for row in rows]
+
+    def ensure_raw_table(self, resource: Resource) -> str:
+        """Create ``raw.<department>__<resource>``, or add fields the catalog gained.
+
+        Returns the qualified table name.
+        """
+        name = resource.raw_table
+        qualified = f"raw.{quote_ident(name)}"
+        existing = self.table_columns("raw", name)
+        if not existing:
+            columns = [f"{quote_ident(f.name)} {self.sql_type(f.type)}" for f in resource.fields]
+            columns += [
+                '"_op" VARCHAR NOT NULL',
+                '"_batch_id" VARCHAR NOT NULL',
+                '"_extracted_at" TIMESTAMP NOT NULL',
+            ]
+            self.execute(f"CREATE TABLE IF NOT EXISTS {qualified} ({', '.join(columns)})")
+        else:
+            for spec in resource.fields:
+                if spec.name not in existing:
+                    self.execute(
+                        f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(spec.name)} "
+                        f"{self.sql_type(spec.type)}"
+                    )
+        return qualified
+
+
+def warehouse_class(url: str) -> type[Warehouse]:
+    """The Warehouse class of the engine ``url`` names, without connecting (nor importing
+    the driver). Raises ValueError for a URL that names no warehouse."""
+    try:
+        engine: str | None = parse_store_url(url).engine
+    except ValueError:
+        engine = None
+    if engine == "duckdb":
+        from hub.storage.duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse
+    if engine == "postgres":
+        from hub.storage.postgres import PostgresWarehouse
+
+        return PostgresWarehouse
+    raise ValueError(f"unknown warehouse URL scheme {url.split(':', 1)[0]!r}")
+
+
+def open_warehouse(url: str) -> Warehouse:
+    """Connect to the warehouse named by ``url`` and check its ops tables (made if new;
+    hub.storage.migrate). Raises ValueError for a URL that names no warehouse."""
+    warehouse = warehouse_class(url).connect(url)
+    warehouse.ensure_schemas()
+    return warehouse
+
+
+# ------------------------------------------------------------------ the ops store
+
+
+class OpsStore(Protocol):
+    """Where demands, grants and API keys live: the part of a warehouse connection the
+    access tables need, with ``?`` placeholders and the table names ``ops.<table>``."""
+
+    engine: ClassVar[str]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def transaction(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def ops_path(settings: Settings) -> Path:
+    """The SQLite file of the ops store beside an embedded warehouse."""
+    return settings.home / "ops" / "access.sqlite"
+
+
+def open_ops_connection(settings: Settings) -> Any:
+    """A long-lived ops-store connection for a server process: no schema DDL (the tables
+    exist once any ``hub`` command or the API's start has opened the store)."""
+    if settings.warehouse_engine == "postgres":
+        return warehouse_class(settings.warehouse_url).connect(settings.warehouse_url)
+    from hub.storage.sqlite import SqliteOpsStore
+
+    return SqliteOpsStore(ops_path(settings))
+
+
+def open_ops(settings: Settings) -> Any:
+    """The ops store for ``settings`` (a context manager; close it when done)."""
+    if settings.warehouse_engine == "postgres":
+        return open_warehouse(settings.warehouse_url)
+    from hub.storage.sqlite import SqliteOpsStore
+
+    return SqliteOpsStore(ops_path(settings))
+
+
+# ------------------------------------------------------------------ the audit store
+
+
+class AuditStore(Protocol):
+    """Where the audit chain lives: one connection, one thread (hub.audit.writer appends,
+    hub.audit.verify reads)."""
+
+    def ensure_schema(self) -> None: ...
+    def lock_head(self) -> tuple[int, str]: ...
+    def insert(self, records: Sequence[AuditRecord]) -> None: ...
+    def insert_anchor(self, anchor: Anchor) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+    def snapshot(self) -> None: ...
+    def iter_records(self, chunk_rows: int) -> Iterator[AuditRecord]: ...
+    def iter_anchors(self, chunk_rows: int) -> Iterator[Anchor]: ...
+    def last_anchor(self) -> Anchor | None: ...
+
+
+def open_audit_store(url: str | Path) -> AuditStore:
+    """The audit store at ``url`` (a Path is a SQLite file). Raises ValueError for a URL
+    that names neither PostgreSQL nor SQLite."""
+    try:
+        engine: str | None = parse_store_url(url).engine
+    except ValueError:
+        engine = None
+    if engine == "postgres":
+        from hub.storage.postgres import PostgresAuditStore
+
+        return PostgresAuditStore(parse_store_url(url).url)
+    if engine == "sqlite":
+        from hub.storage.sqlite import SqliteAuditStore
+
+        return SqliteAuditStore(parse_store_url(url).file)
+    raise ValueError(f"audit log URL: expected postgresql://... or sqlite:///<file>, got {url!r}")
+
+
+# ------------------------------------------------------------------ the gate's dialect
+
+
+class Dialect(ABC):
+    """The few SQL spellings that differ between the warehouse engines, for the gate's
+    queries. Everything else the gate writes is the subset the engines share. Literals are
+    inlined (quoted by hub.storage.sql.literal, the one quoter) rather than bound, because
+    PostgreSQL takes no parameters in ``CREATE TABLE ... AS``."""
+
+    engine: ClassVar[str]
+
+    @abstractmethod
+    def matches(self, expression: str, pattern: str) -> str:
+        """True where ``expression`` contains a match of the regular expression (search)."""
+
+    @abstractmethod
+    def strip(self, expression: str, characters: str) -> str:
+        """``expression`` without any of ``characters`` at either end."""
+
+    @abstractmethod
+    def int_div(self, expression: str, divisor: int) -> str:
+        """Integer division of a BIGINT expression."""
+
+    @property
+    @abstractmethod
+    def double(self) -> str:
+        """The name of the double-precision float type."""
+
+    @property
+    @abstractmethod
+    def text(self) -> str:
+        """The name of the unbounded text type."""
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def dialect_for(engine: str) -> Dialect:
+    """The gate's dialect of a warehouse engine (``duckdb`` or ``postgres``). Raises
+    ValueError for another."""
+    if engine == "duckdb":
+        from hub.storage.duckdb import DuckDBDialect
+
+        return DuckDBDialect()
+    if engine == "postgres":
+        from hub.storage.postgres import PostgresDialect
+
+        return PostgresDialect()
+    raise ValueError(f"unknown warehouse engine {engine!r}")

@@ -1,0 +1,277 @@
+"""The PostgreSQL warehouse: a server many processes share. It also holds the ops store
+(schema ``ops``: demands, grants, API keys) and the audit chain (``ops.audit_log``,
+``ops.audit_anchor``).
+
+The audit tables refuse to change what was written: triggers reject UPDATE, DELETE and
+TRUNCATE, whoever asks. The API appends as a role that may only read and insert
+(:func:`writer_role_sql`, ``hub audit writer-role``), so a stolen API credential cannot even
+try. Someone with the database owner's rights can still drop the triggers: that is what the
+hash chain, the numbered anchors and anchors kept outside the hub are for.
+
+psycopg and pyarrow are imported when a connection is made, not with this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from hub.audit.entries import (
+    ANCHOR_COLUMNS,
+    COLUMNS,
+    GENESIS_HASH,
+    Anchor,
+    AuditRecord,
+    anchor_row,
+    record_row,
+    stored_anchor,
+    stored_record,
+    utc,
+)
+from hub.storage.interface import Dialect, Warehouse
+from hub.storage.schema import VERSION_TABLE
+from hub.storage.sql import literal, numbered_parameters, quote_ident
+from hub.storage.urls import parse_store_url
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pg_advisory_xact_lock key of the audit log: int64 from sha256("exchange-hub ops.audit_log")
+PG_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"exchange-hub ops.audit_log").digest()[:8], "big", signed=True
+)
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL's spellings of the gate's SQL."""
+
+    engine: ClassVar[str] = "postgres"
+
+    def matches(self, expression: str, pattern: str) -> str:
+        return f"({expression} ~ {literal(pattern)})"
+
+    def strip(self, expression: str, characters: str) -> str:
+        return f"btrim({expression}, {literal(characters)})"
+
+    def int_div(self, expression: str, divisor: int) -> str:
+        return f"({expression} / {divisor})"
+
+    @property
+    def double(self) -> str:
+        return "DOUBLE PRECISION"
+
+    @property
+    def text(self) -> str:
+        return "TEXT"
+
+
+class PostgresWarehouse(Warehouse):
+    engine: ClassVar[str] = "postgres"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.url = url
+        self.connection = psycopg.connect(parse_store_url(url).libpq, autocommit=True)
+
+    @classmethod
+    def connect(cls, url: str) -> PostgresWarehouse:
+        return cls(url)
+
+    @property
+    def dialect(self) -> Dialect:
+        return PostgresDialect()
+
+    def ensure_schemas(self) -> None:
+        from hub.storage.migrate import StoreRef, ensure_ready
+
+        for store in ("warehouse", "access"):
+            ensure_ready(StoreRef(store, "postgres", self.url), pg=self.connection)
+
+    def _cursor(self, sql: str, params: Sequence[Any]) -> Any:
+        """``sql`` run with ``params`` bound by the server: each ``?`` outside quoted text
+        becomes PostgreSQL's own ``$n`` (a raw cursor, so ``%`` is never special)."""
+        import psycopg
+
+        text, _count = numbered_parameters(sql)
+        return psycopg.RawCursor(self.connection).execute(text, list(params))
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._cursor(sql, params).close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._cursor(sql, params) as cursor:
+            return list(cursor.fetchall())
+
+    def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        import pyarrow as pa
+
+        with self._cursor(sql, params) as cursor:
+            names = [column.name for column in cursor.description or ()]
+            rows = cursor.fetchall()
+        return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.connection.transaction():
+            yield
+
+    def sql_type(self, field_type: str) -> str:
+        if field_type.startswith("decimal("):
+            return "NUMERIC" + field_type[7:]
+        return {
+            "string": "TEXT",
+            "integer": "BIGINT",
+            "boolean": "BOOLEAN",
+            "date": "DATE",
+            "timestamp": "TIMESTAMP",
+        }[field_type]
+
+    def append_parquet(self, table: str, files: Sequence[Path], extra: dict[str, Any]) -> int:
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        # COPY ... FROM STDIN in CSV: unquoted empty = NULL, quoted "" = empty string
+        rows = 0
+        for path in files:
+            parquet = pq.ParquetFile(path)
+            names = parquet.schema_arrow.names
+            columns = ", ".join([*(f'"{n}"' for n in names), *(f'"{k}"' for k in extra)])
+            copy_sql = f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)"
+            with self.connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                for batch in parquet.iter_batches(batch_size=50_000):
+                    for key, value in extra.items():
+                        batch = batch.append_column(key, _constant(value, batch.num_rows))
+                    buffer = io.BytesIO()
+                    pacsv.write_csv(
+                        batch,
+                        buffer,
+                        pacsv.WriteOptions(include_header=False, quoting_style="needed"),
+                    )
+                    copy.write(buffer.getvalue())
+                    rows += batch.num_rows
+        return rows
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _constant(value: Any, length: int) -> pa.Array:
+    """``value`` repeated ``length`` times, built from buffers: ``pa.array([value] * n)``
+    makes n Python references and imports pandas (0.2 s) on first use."""
+    from datetime import datetime
+
+    import numpy as np
+    import pyarrow as pa
+
+    from connectors.base import constant_strings
+
+    if isinstance(value, str):
+        return constant_strings(value, length)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        micros = (value - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+        values = np.full(length, micros, dtype=np.int64)
+        return pa.Array.from_buffers(pa.timestamp("us"), length, [None, pa.py_buffer(values)])
+    return pa.array([value] * length)
+
+
+# ------------------------------------------------------------------ the audit store
+
+
+def writer_role_sql(role: str) -> list[str]:
+    """Statements that let ``role`` read and append to the audit chain and nothing more
+    (run by the warehouse owner; ``hub audit writer-role``)."""
+    name = quote_ident(role)
+    return [
+        f"GRANT USAGE ON SCHEMA ops TO {name}",
+        f"REVOKE ALL ON ops.audit_log, ops.audit_anchor FROM {name}",
+        f"GRANT SELECT, INSERT ON ops.audit_log, ops.audit_anchor TO {name}",
+        # the revision check on open (hub.storage.migrate) reads it
+        f"GRANT SELECT ON ops.{VERSION_TABLE} TO {name}",
+    ]
+
+
+class PostgresAuditStore:
+    """The audit chain in ``ops.audit_log`` and ``ops.audit_anchor``; one connection, one
+    thread (the writer and the verifier each open their own)."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.url = parse_store_url(url).libpq
+        self.conn = psycopg.connect(self.url, autocommit=False)
+        # durability is the point: never inherit an `off` from the role or database
+        self.conn.execute("SET synchronous_commit = on")
+        self.conn.commit()
+
+    def ensure_schema(self) -> None:
+        """Check the tables on open (hub.storage.migrate: made if new, else at this code's
+        revision or SchemaBehind)."""
+        from hub.storage.migrate import StoreRef, ensure_ready
+
+        try:
+            ensure_ready(StoreRef("audit", "postgres", self.url), pg=self.conn)
+        finally:
+            self.conn.rollback()
+
+    def lock_head(self) -> tuple[int, str]:
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (PG_LOCK_KEY,))
+        # a new statement, so a new snapshot: it sees the previous lock holder's commit
+        row = self.conn.execute(
+            "SELECT seq, entry_hash FROM ops.audit_log ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
+
+    def insert(self, records: Sequence[AuditRecord]) -> None:
+        with (
+            self.conn.cursor() as cursor,
+            cursor.copy(f"COPY ops.audit_log ({', '.join(COLUMNS)}) FROM STDIN") as copy,
+        ):
+            for record in records:
+                copy.write_row(record_row(record))
+
+    def insert_anchor(self, anchor: Anchor) -> None:
+        marks = ", ".join("%s" for _ in ANCHOR_COLUMNS)
+        self.conn.execute(
+            f"INSERT INTO ops.audit_anchor ({', '.join(ANCHOR_COLUMNS)}) VALUES ({marks})",
+            anchor_row(anchor),
+        )
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def snapshot(self) -> None:
+        self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    def iter_records(self, chunk_rows: int) -> Iterator[AuditRecord]:
+        with self.conn.cursor(name="hub_audit_verify_log") as cursor:
+            cursor.itersize = chunk_rows
+            cursor.execute(f"SELECT {', '.join(COLUMNS)} FROM ops.audit_log ORDER BY seq")
+            for row in cursor:
+                values = dict(zip(COLUMNS, row, strict=True))
+                yield stored_record(values, values["at"], values["fields"])
+
+    def iter_anchors(self, chunk_rows: int) -> Iterator[Anchor]:
+        with self.conn.cursor(name="hub_audit_verify_anchor") as cursor:
+            cursor.itersize = chunk_rows
+            cursor.execute(f"SELECT {', '.join(ANCHOR_COLUMNS)} FROM ops.audit_anchor ORDER BY seq")
+            for row in cursor:
+                yield stored_anchor(row, utc(row[2]))
+
+    def last_anchor(self) -> Anchor | None:
+        row = self.conn.execute(
+            f"SELECT {', '.join(ANCHOR_COLUMNS)} FROM ops.audit_anchor "
+            "ORDER BY anchor_no DESC NULLS LAST, seq DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else stored_anchor(row, utc(row[2]))
