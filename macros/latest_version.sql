@@ -13,6 +13,14 @@
     fields       the catalog fields to keep, in catalog order
 
     The models in models/shared/ call this with arguments generated from the catalog.
+
+    Incremental (the shared models are dbt incremental models with the latest_version
+    strategy, macros/incremental_latest_version.sql): once the candidate exists, only the
+    keys with a row in a batch newer than the candidate's newest _batch_id are ranked,
+    every version of those keys is read (so the ranking is the full rebuild's), and a key
+    whose latest row is a delete comes out with _tombstone = true: the strategy deletes
+    the changed keys from the candidate and inserts the live ones. NULL key columns
+    compare equal through latest_version_key_text, as partition by does.
 #}
 {% macro latest_version(relation, primary_key, cursor, fields) %}
     {%- set key_columns = [] -%}
@@ -22,6 +30,19 @@
     {%- set key = key_columns | join(', ') -%}
 
 with
+
+{% if is_incremental() %}
+changed as (
+
+    select distinct
+        {%- for column in primary_key %}
+        {{ latest_version_key_text(adapter.quote(column)) }} as _key_{{ loop.index }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ relation }}
+    where _batch_id > (select coalesce(max(_batch_id), '') from {{ this }})
+
+),
+{% endif %}
 
 versions as (
 
@@ -35,7 +56,16 @@ versions as (
                 case when _op = 'delete' then 0 else 1 end
         ) as _version_rank,
         count(*) over (partition by {{ key }}, _batch_id) as _rows_in_batch
-    from {{ relation }}
+    from {{ relation }} as source_rows
+    {%- if is_incremental() %}
+    where exists (
+        select 1 from changed
+        where
+            {%- for column in primary_key %}
+            changed._key_{{ loop.index }} = {{ latest_version_key_text('source_rows.' ~ adapter.quote(column)) }}{{ " and" if not loop.last }}
+            {%- endfor %}
+    )
+    {%- endif %}
 
 ),
 
@@ -53,6 +83,18 @@ select
     _batch_id,
     _extracted_at,
     cast(_rows_in_batch as integer) as _source_duplicates
+    {%- if is_incremental() %},
+    _op = 'delete' as _tombstone
+    {%- endif %}
 from latest
+{%- if not is_incremental() %}
 where _op <> 'delete'
+{%- endif %}
 {% endmacro %}
+
+
+{#- A key column as text for matching changed keys: NULL as a marker no cleaned key
+    can equal (clean_identifier removes whitespace; '<null key>' has a space). -#}
+{% macro latest_version_key_text(column) -%}
+    coalesce(cast({{ column }} as {{ dbt.type_string() }}), '<null key>')
+{%- endmacro %}

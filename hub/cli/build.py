@@ -16,6 +16,14 @@ def build_command(
     select: Annotated[
         str | None, typer.Option("--select", help="dbt selection, e.g. shared.persons+.")
     ] = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Rebuild every candidate whole (otherwise only the keys changed since the "
+            "last build; a changed dbt project rebuilds them whole by itself).",
+        ),
+    ] = False,
     parse: Annotated[
         bool,
         typer.Option(
@@ -31,7 +39,7 @@ def build_command(
         if parse:
             console.print(f"manifest: {parse_manifest(settings)}")
             return
-        result = build(settings, select=select)
+        result = build(settings, select=select, full_refresh=full_refresh)
     except BuildError as exc:
         raise fail(str(exc)) from exc
     print_build_summary(result)
@@ -44,6 +52,7 @@ def print_build_summary(result: Any) -> None:
     console.print(
         f"dbt build ({result.target}): {len(models)} models and seeds, {len(tests)} tests, "
         f"{len(warned)} warnings, {result.seconds:.1f} s"
+        + (" (candidates rebuilt whole)" if result.full_refresh else " (changed keys only)")
     )
     for node in warned:
         console.print(f"  [yellow]warn[/] {node.name}: {node.failures} rows", highlight=False)

@@ -7,6 +7,11 @@ process that publishes it, to ``HUB_HOME/serving/<resource>/v<N>.sqlite``:
 
 - written under a ``.partial`` name and renamed when complete (fsync'd), never rewritten:
   version tables never change once published, so neither does their file;
+- made from the file served so far when there is one: copied, then only the rows that
+  differ between the two versions deleted and inserted (what the day changed), which gives
+  the same records as an export of the whole version (tested); the whole version is
+  exported when nothing is served yet, the served version's table was pruned, or the
+  resource's fields changed;
 - ``current.json`` beside them names the current version (written to a temporary file
   and renamed: a reader sees the old pointer or the new one);
 - indexes on the primary key, the subject fields and every identifier field (``*_id``,
@@ -23,10 +28,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from hub.catalog.models import Resource, ResourceField
 from hub.hooks import PublishEvent, PublishHook, register
@@ -104,42 +111,122 @@ def _select_as_served(resource: Resource) -> str:
 
 
 def export_version(
-    warehouse: DuckDBWarehouse, resource: Resource, published: PublishedVersion, target: Path
-) -> None:
-    """Write one published version to ``target`` (atomically: ``.partial`` then rename)."""
+    warehouse: DuckDBWarehouse,
+    resource: Resource,
+    published: PublishedVersion,
+    target: Path,
+    *,
+    base: tuple[PublishedVersion, Path] | None = None,
+) -> int | None:
+    """Write one published version to ``target`` (atomically: ``.partial`` then rename).
+
+    ``base``: a version still in the warehouse and its serving file; the file is copied
+    and only the rows that differ are rewritten. Returns how many rows were deleted plus
+    inserted that way, or None when the whole version was exported (no base, or the base
+    file's columns are not the resource's fields).
+    """
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
+    changed = None
+    if base is not None and _fields_of(base[1]) != [f.name for f in resource.fields]:
+        base = None
+    if base is not None:
+        shutil.copyfile(base[1], partial)
     db = sqlite3.connect(partial)
     try:
-        db.execute("PRAGMA journal_mode = OFF")  # a new file: nothing to recover
+        db.execute("PRAGMA journal_mode = OFF")  # a scratch file: nothing to recover
         db.execute("PRAGMA synchronous = OFF")  # fsync once, below, before the rename
-        columns = ", ".join(f'"{f.name}" {sqlite_type(f)}' for f in resource.fields)
-        db.execute(f"CREATE TABLE records ({columns})")
-        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-        placeholders = ", ".join("?" for _ in resource.fields)
-        keys = ", ".join(quote_ident(k) for k in resource.primary_key)
-        reader = warehouse.connection.sql(
-            f"SELECT {_select_as_served(resource)} FROM {published.table} ORDER BY {keys}"
-        ).to_arrow_reader(BATCH_ROWS)
-        for batch in reader:
-            rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
-            db.executemany(f"INSERT INTO records VALUES ({placeholders})", rows)
-        key_list = ", ".join(f'"{k}"' for k in resource.primary_key)
-        db.execute(f"CREATE UNIQUE INDEX records_key ON records ({key_list})")
-        for name in indexed_fields(resource):
-            db.execute(f'CREATE INDEX "records_{name}" ON records ("{name}")')
+        if base is not None:
+            changed = _write_changes(warehouse, resource, base[0], published, db)
+            db.execute("DELETE FROM meta")
+        else:
+            _write_whole(warehouse, resource, published, db)
         db.executemany(
             "INSERT INTO meta VALUES (?, ?)",
             [(k, json.dumps(v)) for k, v in asdict(ServingVersion.of(published)).items()],
         )
         db.commit()
-        db.execute("ANALYZE")
+        if changed is None:
+            db.execute("ANALYZE")  # a day's changes leave the statistics as good as they were
     finally:
         db.close()
     with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
     partial.replace(target)
+    return changed
+
+
+def _fields_of(path: Path) -> list[str]:
+    """The columns of a serving file's ``records`` table, in order ([] if unreadable)."""
+    try:
+        db = open_version(path)
+    except sqlite3.Error:
+        return []
+    try:
+        return [str(row[1]) for row in db.execute("PRAGMA table_info(records)")]
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
+
+
+def _insert_rows(db: sqlite3.Connection, resource: Resource, reader: Any) -> int:
+    placeholders = ", ".join("?" for _ in resource.fields)
+    written = 0
+    for batch in reader:
+        rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
+        db.executemany(f"INSERT INTO records VALUES ({placeholders})", rows)
+        written += batch.num_rows
+    return written
+
+
+def _write_whole(
+    warehouse: DuckDBWarehouse, resource: Resource, published: PublishedVersion, db: Any
+) -> None:
+    columns = ", ".join(f'"{f.name}" {sqlite_type(f)}' for f in resource.fields)
+    db.execute(f"CREATE TABLE records ({columns})")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    keys = ", ".join(quote_ident(k) for k in resource.primary_key)
+    reader = warehouse.connection.sql(
+        f"SELECT {_select_as_served(resource)} FROM {published.table} ORDER BY {keys}"
+    ).to_arrow_reader(BATCH_ROWS)
+    _insert_rows(db, resource, reader)
+    key_list = ", ".join(f'"{k}"' for k in resource.primary_key)
+    db.execute(f"CREATE UNIQUE INDEX records_key ON records ({key_list})")
+    for name in indexed_fields(resource):
+        db.execute(f'CREATE INDEX "records_{name}" ON records ("{name}")')
+
+
+def _write_changes(
+    warehouse: DuckDBWarehouse,
+    resource: Resource,
+    base: PublishedVersion,
+    published: PublishedVersion,
+    db: Any,
+) -> int:
+    """Turn the copy of ``base``'s file into ``published``'s: delete the rows of ``base``
+    that ``published`` does not have as they are (gone or changed), insert the rows of
+    ``published`` that ``base`` does not have. Compared as served (the same text), so the
+    file ends exactly as a whole export would be."""
+    served = _select_as_served(resource)
+    keys = ", ".join(quote_ident(k) for k in resource.primary_key)
+    old, new = base.table, published.table
+    stale = warehouse.connection.sql(
+        f"SELECT {keys} FROM (SELECT {served} FROM {old} EXCEPT SELECT {served} FROM {new}) "
+        f"ORDER BY {keys}"
+    ).to_arrow_reader(BATCH_ROWS)
+    match = " AND ".join(f'"{k}" IS ?' for k in resource.primary_key)
+    deleted = 0
+    for batch in stale:
+        rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
+        db.executemany(f"DELETE FROM records WHERE {match}", rows)
+        deleted += batch.num_rows
+    fresh = warehouse.connection.sql(
+        f"SELECT * FROM (SELECT {served} FROM {new} EXCEPT SELECT {served} FROM {old}) "
+        f"ORDER BY {keys}"
+    ).to_arrow_reader(BATCH_ROWS)
+    return deleted + _insert_rows(db, resource, fresh)
 
 
 def write_pointer(folder: Path, serving: ServingVersion) -> None:
@@ -170,7 +257,7 @@ def sync_serving(
         return None
     target = folder / version_file(current.version)
     if not target.exists():
-        export_version(warehouse, resource, current, target)
+        export_version(warehouse, resource, current, target, base=_base(warehouse, folder))
     serving = ServingVersion.of(current)
     if read_pointer(folder) != serving:
         write_pointer(folder, serving)
@@ -183,6 +270,17 @@ def sync_serving(
         if old.name not in kept:
             old.unlink(missing_ok=True)
     return serving
+
+
+def _base(warehouse: DuckDBWarehouse, folder: Path) -> tuple[PublishedVersion, Path] | None:
+    """The version served so far, when its file and its table both still exist."""
+    served = read_pointer(folder)
+    if served is None or not (folder / served.file).exists():
+        return None
+    for version in published_versions(warehouse, served.resource):
+        if version.version == served.version and version.status != PRUNED:
+            return version, folder / served.file
+    return None
 
 
 def refresh_on_publish(event: PublishEvent) -> None:

@@ -34,7 +34,7 @@ STORES = ("warehouse", "access", "audit")
 # each store's revisions, oldest first (tests/storage checks them against the scripts)
 REVISIONS = {
     "warehouse": ("warehouse_0001", "warehouse_0002"),
-    "access": ("access_0001", "access_0002", "access_0003"),
+    "access": ("access_0001", "access_0002", "access_0003", "access_0004"),
     "audit": ("audit_0001", "audit_0002"),
 }
 HEADS = {store: revisions[-1] for store, revisions in REVISIONS.items()}
@@ -223,6 +223,8 @@ disputes = sa.Table(
     _opt("answer_reason", Text), _opt("escalated_at", Stamp),
     _opt("corrected_version", sa.Integer), _req("updated_at", Stamp),
 )  # fmt: skip
+# open disputes of a resource: read by record lookups (the flags) and by publish (settling)
+sa.Index("disputes_resource_status", disputes.c.resource, disputes.c.status)
 dispute_events = sa.Table(
     "dispute_events", ACCESS,
     _key("event_id", Text), _req("dispute_id", Text), _req("occurred_at", Stamp),

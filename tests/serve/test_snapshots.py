@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,9 +16,10 @@ import pytest
 
 from hub.catalog import Catalog
 from hub.gate import run_gate
-from hub.publish import publish, rollback
+from hub.publish import publish, published_versions, rollback
 from hub.serve.snapshots import (
     POINTER,
+    export_version,
     open_version,
     read_pointer,
     serving_dir,
@@ -39,7 +41,15 @@ def settings(hub_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return Settings()
 
 
-def publish_version(settings: Settings, catalog: Catalog, suites: Path, amount: str) -> int:
+def publish_version(
+    settings: Settings,
+    catalog: Catalog,
+    suites: Path,
+    amount: str,
+    payments: tuple[int, ...] = (0, 1, 2),
+    amounts: dict[int, str] | None = None,
+) -> int:
+    """Publish P<n> for each n of ``payments``, at ``amount`` unless ``amounts`` says."""
     resource = catalog.resource(CODE)
     columns = [f'"{f.name}" ' + ("VARCHAR" if f.type == "string" else f.type.upper())
                for f in resource.fields]  # fmt: skip
@@ -47,10 +57,11 @@ def publish_version(settings: Settings, catalog: Catalog, suites: Path, amount: 
     with open_warehouse(settings.warehouse_url) as warehouse:
         warehouse.execute(f'DROP TABLE IF EXISTS audit."{CODE}"')
         warehouse.execute(f'CREATE TABLE audit."{CODE}" ({", ".join(columns)})')
-        for n in range(3):
+        for n in payments:
+            value = (amounts or {}).get(n, amount)
             warehouse.execute(
                 f'INSERT INTO audit."{CODE}" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                (f"P{n}", f"36020219900101001{n}", "契税", Decimal(amount), date(2026, 11, 2),
+                (f"P{n}", f"36020219900101001{n}", "契税", Decimal(value), date(2026, 11, 2),
                  "2026-11", None if n else "C1", datetime(2026, 11, 2, 8, 0, 0, 5),
                  f"b-{amount}", datetime(2026, 11, 2, 9), 1),
             )  # fmt: skip
@@ -107,3 +118,44 @@ def test_each_version_is_exported_once_and_served_as_the_api_returns_it(
         kept = sorted(p.name for p in folder.glob("v*.sqlite"))
     assert len(kept) <= 2 and again is not None and again.file in kept
     assert not list(folder.glob("*.partial")) and (folder / POINTER).exists()
+
+
+def file_contents(path: Path) -> tuple[list[tuple[object, ...]], dict[str, str], set[str]]:
+    """A serving file as the API sees it: records in key order, meta, index names."""
+    with closing(open_version(path)) as db:
+        records = db.execute("SELECT * FROM records ORDER BY payment_id").fetchall()
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        indexes = {str(r[1]) for r in db.execute("PRAGMA index_list(records)")}
+    return records, meta, indexes
+
+
+def test_the_next_version_is_the_served_file_with_only_the_changed_rows_rewritten(
+    settings: Settings, catalog: Catalog, tmp_path: Path
+) -> None:
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / f"{CODE}.yml").write_text(SUITE, encoding="utf-8")
+    folder = serving_dir(settings) / CODE
+    assert publish_version(settings, catalog, suites, "100.50") == 1
+    # P0 as it was, P1 changed, P2 gone, P3 new
+    assert publish_version(settings, catalog, suites, "100.50", (0, 1, 3), {1: "99.00"}) == 2
+    served = file_contents(folder / version_file(2))
+    assert [(r[0], r[3]) for r in served[0]] == [
+        ("P0", "100.50"),
+        ("P1", "99.00"),
+        ("P3", "100.50"),
+    ]
+    resource = catalog.resource(CODE)
+    with DuckDBWarehouse(Path(settings.warehouse_url.removeprefix("duckdb:///"))) as warehouse:
+        v1, v2 = sorted(published_versions(warehouse, CODE), key=lambda v: v.version)
+        whole = export_version(warehouse, resource, v2, tmp_path / "whole.sqlite")
+        changes = export_version(
+            warehouse, resource, v2, tmp_path / "changes.sqlite",
+            base=(v1, folder / version_file(1)),
+        )  # fmt: skip
+    assert whole is None
+    assert changes == 4  # P1 and P2 deleted, P1 and P3 inserted
+    # the same records, meta and indexes as the whole version exported anew
+    assert served == file_contents(tmp_path / "whole.sqlite")
+    assert served == file_contents(tmp_path / "changes.sqlite")
+    assert json.loads(served[1]["version"]) == 2 and json.loads(served[1]["rows"]) == 3

@@ -309,7 +309,7 @@ def test_an_embedded_hub_of_last_week_upgrades_without_losing_a_row(
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
     assert "warehouse_0001, warehouse_0002" in result.output
-    assert "access_0001, access_0002, access_0003" in result.output
+    assert "access_0001, access_0002, access_0003, access_0004" in result.output
     assert "audit_0001, audit_0002" in result.output
     for engine, rows in zip(engines, written, strict=True):
         assert engine.read(rows) == {t: sorted(r, key=repr) for t, r in rows.items()}
@@ -378,7 +378,7 @@ def test_outside_the_demo_a_store_behind_is_one_error_naming_hub_db_upgrade(
     with pytest.raises(SchemaBehindError, match=r"run `hub db upgrade`"):
         open_warehouse(f"duckdb:///{deployment / 'warehouse.duckdb'}")
     legacy_access(deployment / "ops" / "access.sqlite")
-    with pytest.raises(SchemaBehindError, match=r"access store .* needs access_0003"):
+    with pytest.raises(SchemaBehindError, match=r"access store .* needs access_0004"):
         ensure_ready(StoreRef("access", "sqlite", str(deployment / "ops" / "access.sqlite")))
 
 
