@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hub.catalog.models import Catalog
@@ -42,33 +48,122 @@ def demo(
     ] = True,
 ) -> None:
     """The whole flow for two simulated days under the demo profile (HUB_PROFILE=demo):
-    simulate -> sync -> build -> gate -> publish, then advance a day and run it again."""
+    simulate -> sync -> build -> gate -> publish, then advance a day and run it again.
+
+    The console shows one progress line per step and the summaries; the task logs
+    (Airflow, dbt, the hub) go to HUB_HOME/logs/demo-<UTC time>.log, named last."""
     import os
 
     from hub.settings import reset_settings
+    from hub.task_logs import capture_task_logs, task_log_path
 
     simulator = simulator_or_fail()
     os.environ["HUB_PROFILE"] = "demo"  # the demo's opt-in: its connections and keys
     reset_settings()
     settings = settings_or_fail()
     catalog = catalog_or_fail(settings)
+    log_path = task_log_path(settings, "demo")
     run_day = _demo_day_airflow if airflow else _demo_day
     started = time.monotonic()
-    console.rule("day 0: simulate the department systems")
-    simulator.build_systems(settings, scale=scale, seed=seed)
-    first = run_day(settings, catalog)
-    console.rule("day 1: one day of changes in the department systems")
-    simulator.advance_day(settings)
-    second = run_day(settings, catalog)
-    if not (first and second):
-        raise fail("the demo did not finish: see the errors above")
-    demo_supply_and_demand(settings, catalog)
-    console.print(
-        f"demo finished in {time.monotonic() - started:.0f} s. "
-        f"warehouse: {settings.warehouse_url}; "
-        f"landing: {settings.landing}; Data Docs: {settings.home / 'gate' / 'docs'}"
-    )
-    print_demo_portal(settings, catalog)
+    finished = False
+    try:
+        with capture_task_logs(log_path, [console, errors]), StepDisplay(log_path) as steps:
+            console.rule("day 0: simulate the department systems")
+            with steps.step("simulate the department systems"):
+                simulator.build_systems(settings, scale=scale, seed=seed)
+            first = run_day(settings, catalog, steps)
+            console.rule("day 1: one day of changes in the department systems")
+            with steps.step("advance the systems by one day"):
+                simulator.advance_day(settings)
+            second = run_day(settings, catalog, steps)
+            if first and second:
+                with steps.step("supply and demand"):
+                    demo_supply_and_demand(settings, catalog)
+                console.print(
+                    f"demo finished in {time.monotonic() - started:.0f} s. "
+                    f"warehouse: {settings.warehouse_url}; "
+                    f"landing: {settings.landing}; Data Docs: {settings.home / 'gate' / 'docs'}"
+                )
+                print_demo_portal(settings, catalog)
+                finished = True
+    except StepFailedError:
+        pass  # its error is on the console already
+    if not finished:
+        raise fail(f"the demo did not finish: see the errors above; task logs: {log_path}")
+    console.print(f"task logs (Airflow, dbt, the hub): {log_path}", highlight=False)
+
+
+class StepFailedError(Exception):
+    """A step of the demo raised; StepDisplay printed its error and the log file."""
+
+
+class StepDisplay:
+    """One spinner line per running step (rich.progress), then its outcome and time.
+
+    A failed step prints its error on the console and names the task log file; the
+    logs themselves are in that file. Also a ``FlowProgress`` for ``run_flow``.
+    """
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            # the task logs go to the file (hub.task_logs), not through the live display
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._running: dict[str, tuple[TaskID, float]] = {}
+
+    def __enter__(self) -> StepDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def start(self, name: str) -> None:
+        """Show ``name`` as running."""
+        self._running[name] = (self._progress.add_task(name, total=None), time.monotonic())
+
+    def done(self, name: str, state: str, error: str | None = None) -> None:
+        """Print ``name``'s outcome (``success`` or another state) and time; on a failure
+        the error (when known) and where the task logs are."""
+        task, started = self._running.pop(name)
+        self._progress.remove_task(task)
+        seconds = time.monotonic() - started
+        if state == "success":
+            console.print(f"[green]✓[/] {name} [dim]({seconds:.0f} s)[/]", highlight=False)
+            return
+        errors.print(f"[red]✗ {name}: {state}[/] ({seconds:.0f} s)", highlight=False)
+        if error:
+            errors.print(error, markup=False, highlight=False)
+        errors.print(f"  the task logs: {self.log_path}", highlight=False)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Run the block as step ``name``; an exception is printed and raised as
+        StepFailedError."""
+        self.start(name)
+        with self.failing_as(name):
+            yield
+        self.done(name, "success")
+
+    @contextmanager
+    def failing_as(self, name: str) -> Iterator[None]:
+        """An exception in the block fails step ``name``: printed (its traceback in the
+        task log) and raised as StepFailedError."""
+        try:
+            yield
+        except Exception as exc:
+            logging.getLogger(__name__).exception("%s failed", name)
+            if name not in self._running:
+                self.start(name)
+            self.done(name, "failed", f"  {type(exc).__name__}: {exc}")
+            raise StepFailedError(name) from exc
 
 
 def print_demo_portal(settings: Settings, catalog: Catalog) -> None:
@@ -90,16 +185,20 @@ def print_demo_portal(settings: Settings, catalog: Catalog) -> None:
     )
 
 
-def _demo_day_airflow(settings: Settings, catalog: Catalog) -> bool:
+def _demo_day_airflow(settings: Settings, catalog: Catalog, steps: StepDisplay) -> bool:
     """The same day through the DAGs: sync_<department> x4, then build_shared (dbt, gate,
     publish), each with dag.test() on a SQLite metadata DB under HUB_HOME/airflow."""
     from hub.orchestration.embedded import configure_airflow, migrate, run_flow
     from hub.status import resource_status
 
     configure_airflow(settings)  # before anything imports airflow
-    migrate(settings)
-    console.rule("Airflow (embedded): sync DAGs, then build_shared")
-    states = run_flow(settings, systems=simulator_or_fail().running_systems(settings))
+    with steps.step("Airflow (embedded): metadata database"):
+        migrate(settings)
+    reporter = _DagReporter(settings, steps)
+    with steps.failing_as("Airflow (embedded): the sync DAGs, then build_shared"):
+        states = run_flow(
+            settings, systems=simulator_or_fail().running_systems(settings), progress=reporter
+        )
     table = Table("DAG", "state", title="DAG runs")
     for dag_id, state in states.items():
         table.add_row(dag_id, "[green]success[/]" if state == "success" else f"[red]{state}[/]")
@@ -109,31 +208,96 @@ def _demo_day_airflow(settings: Settings, catalog: Catalog) -> bool:
     return all(state == "success" for dag_id, state in states.items() if dag_id != "build_shared")
 
 
-def _demo_day(settings: Settings, catalog: Catalog) -> bool:
+class _DagReporter:
+    """run_flow's progress: each DAG run a step; a failed one names its failed tasks and
+    their errors (``ops.task_failures``, written by the tasks' failure callback)."""
+
+    def __init__(self, settings: Settings, steps: StepDisplay) -> None:
+        self.settings = settings
+        self.steps = steps
+        self._since: dict[str, datetime] = {}
+
+    def start(self, name: str) -> None:
+        self._since[name] = datetime.now(UTC).replace(tzinfo=None)
+        self.steps.start(name)
+
+    def done(self, name: str, state: str) -> None:
+        error = (
+            None if state == "success" else _task_failures(self.settings, name, self._since[name])
+        )
+        self.steps.done(name, state, error)
+
+
+def _task_failures(settings: Settings, dag_id: str, since: datetime) -> str | None:
+    """The failed tasks of ``dag_id`` recorded since ``since``, one line each."""
+    from hub.warehouse import open_warehouse
+
+    try:
+        with open_warehouse(settings.warehouse_url) as warehouse:
+            rows = warehouse.query(
+                "SELECT task_id, resource, error FROM ops.task_failures "
+                "WHERE dag_id = ? AND failed_at >= ? ORDER BY failed_at",
+                (dag_id, since),
+            )
+    except Exception as exc:  # the error display must not hide the run's outcome
+        return f"  (the failed tasks could not be read: {type(exc).__name__}: {exc})"
+    lines = []
+    for task_id, resource, error in rows:
+        where = f"{task_id}[{resource}]" if resource and resource != "-1" else task_id
+        lines.append(f"  {where}: {error.splitlines()[-1] if error else ''}")
+    return "\n".join(lines) or None
+
+
+def _demo_day(settings: Settings, catalog: Catalog, steps: StepDisplay) -> bool:
     """sync -> build -> gate -> publish, then the per-resource summary; False on an error."""
     from hub.build import BuildError, build
     from hub.gate import run_gate
     from hub.publish import publish
 
-    console.rule("sync")
+    steps.start("sync")
     synced = run_sync(settings, catalog, source=None, full=False, with_simulator=True)
+    failed = [r for r in synced if not r.ok]
+    steps.done(
+        "sync",
+        "failed" if failed else "success",
+        _lines(f"{r.resource}: {r.error}" for r in failed),
+    )
     print_sync_summary(synced)
-    if any(not r.ok for r in synced):
+    if failed:
         return False
-    console.rule("build (dbt)")
+    steps.start("build (dbt)")
     try:
-        print_build_summary(build(settings))
+        built = build(settings, progress=_log_node)
     except BuildError as exc:
-        errors.print(str(exc), markup=False)
+        steps.done("build (dbt)", "failed", str(exc))
         return False
-    console.rule("quality gate")
-    runs = run_gate(settings, catalog=catalog)
+    steps.done("build (dbt)", "success")
+    print_build_summary(built)
+    with steps.step("quality gate"):
+        runs = run_gate(settings, catalog=catalog)
     print_gate_summary(runs)
-    console.rule("publish")
+    steps.start("publish")
     published = publish(settings, catalog=catalog)
+    failed_publish = [p for p in published if p.status.value == "failed"]
+    steps.done(
+        "publish",
+        "failed" if failed_publish else "success",
+        _lines(f"{p.resource}: {p.message}" for p in failed_publish),
+    )
     print_publish_summary(published)
     print_flow_summary(settings, synced, runs, published)
-    return all(p.status.value != "failed" for p in published)
+    return not failed_publish
+
+
+def _lines(items: Iterable[str]) -> str | None:
+    return "\n".join(f"  {item}" for item in items) or None
+
+
+def _log_node(node: Any) -> None:
+    """dbt's progress, one line per finished node, in the task log (dbt runs --quiet)."""
+    logging.getLogger("hub.build").info(
+        "%s %s: %s (%.1f s)", node.resource_type, node.name, node.status, node.seconds
+    )
 
 
 def print_flow_summary(

@@ -12,12 +12,21 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hub.settings import PROJECT_ROOT, Settings
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 _MIGRATED_MARKER = ".hub-migrated"
+
+
+class FlowProgress(Protocol):
+    """Told when each DAG run of :func:`run_flow` starts and how it ended (``hub demo``'s
+    progress display)."""
+
+    def start(self, name: str) -> None: ...
+
+    def done(self, name: str, state: str) -> None: ...
 
 
 def airflow_home(settings: Settings) -> Path:
@@ -149,10 +158,12 @@ def run_flow(
     logical_date: datetime | None = None,
     with_build: bool = True,
     systems: AbstractContextManager[Any] | None = None,
+    progress: FlowProgress | None = None,
 ) -> dict[str, str]:
     """Run every sync DAG (inside ``systems``: the department systems that must run for
     the syncs, e.g. the demo's servers), then ``build_shared``, each with ``dag.test()``
-    in this process. Returns ``{dag_id: state}`` in run order.
+    in this process, telling ``progress`` as each starts and ends. Returns
+    ``{dag_id: state}`` in run order.
 
     Like ``hub build``, first regenerates the catalog-derived dbt files when the catalog
     changed, then the manifest ``build_shared`` is rendered from.
@@ -166,9 +177,17 @@ def run_flow(
         write_project_files(catalog)
         parse_manifest(settings)
     states: dict[str, str] = {}
+
+    def run(dag_id: str) -> None:
+        if progress is not None:
+            progress.start(dag_id)
+        states[dag_id] = run_dag(dag_id, settings, logical_date)
+        if progress is not None:
+            progress.done(dag_id, states[dag_id])
+
     with systems or nullcontext():
         for code in sorted(d.code for d in catalog.departments):
-            states[f"sync_{code}"] = run_dag(f"sync_{code}", settings, logical_date)
+            run(f"sync_{code}")
     if with_build:
-        states["build_shared"] = run_dag("build_shared", settings, logical_date)
+        run("build_shared")
     return states
