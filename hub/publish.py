@@ -45,6 +45,7 @@ from hub.catalog import load_catalog
 from hub.catalog.models import Catalog, Resource
 from hub.hooks import EventKind, PublishEvent, emit
 from hub.settings import Settings
+from hub.storage.sql import literal
 from hub.warehouse import PUBLISH_LOG_DDL, Warehouse, open_warehouse, quote_ident
 
 # ops.publish_log.status of a version
@@ -630,11 +631,9 @@ def _rejected_keys_filter(warehouse: Warehouse, resource: Resource, gate_run: _G
 
 
 def _sql_literal(text: str) -> str:
-    """A quoted SQL string (hub.storage.sql.literal)."""
+    """A quoted SQL string (hub.storage.sql.literal). Raises PublishError for a NUL."""
     if "\x00" in text:
         raise PublishError(f"a NUL character in {text!r}")
-    from hub.storage.sql import literal
-
     return literal(text)
 
 
