@@ -45,8 +45,8 @@ from hub.catalog import load_catalog
 from hub.catalog.models import Catalog, Resource
 from hub.hooks import EventKind, PublishEvent, emit
 from hub.settings import Settings
-from hub.storage.sql import literal
-from hub.warehouse import PUBLISH_LOG_DDL, Warehouse, open_warehouse, quote_ident
+from hub.storage.interface import PUBLISH_LOG_DDL, Warehouse, open_warehouse
+from hub.storage.sql import literal, quote_ident
 
 # ops.publish_log.status of a version
 PUBLISHED = "published"  # its table exists; the current one or kept for rollback / as-of
@@ -63,7 +63,6 @@ SWITCH_RETRY_PAUSE_S = 0.05
 CANDIDATE_LOCK_TIMEOUT = "30s"
 # Dropping an old version gives up at once when a reader is still on it (retried next time).
 PRUNE_LOCK_TIMEOUT = "200ms"
-_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL SQLSTATE of a lock_timeout
 
 
 class PublishError(RuntimeError):
@@ -568,11 +567,8 @@ def _publish_version(
     warehouse.execute(
         f"CREATE TABLE {table} AS SELECT c.* FROM {candidate} AS c {exclude} ORDER BY {keys}"
     )
-    if warehouse.engine == "postgres":
-        # the API looks rows up by key; one row per key is dbt's promise, not enforced here
-        index = quote_ident(f"{code}__v{number}__key")
-        warehouse.execute(f"CREATE INDEX {index} ON {table} ({keys})")
-        warehouse.execute(f"ANALYZE {table}")
+    # the API looks rows up by key; one row per key is dbt's promise, not enforced here
+    warehouse.index_for_lookups(table, quote_ident(f"{code}__v{number}__key"), keys)
     rows, data_as_of = warehouse.query(f"SELECT count(*), max(_extracted_at) FROM {table}")[0]
     rows = int(rows)
     _switch_view(warehouse, code, number)
@@ -680,20 +676,13 @@ def _sample(stored: Any) -> tuple[Any, ...]:
 
 def _lock_resource(warehouse: Warehouse, code: str) -> None:
     """Serialise publishers and rollbacks of one resource (inside their transaction)."""
-    if warehouse.engine == "postgres":
-        warehouse.query("SELECT pg_advisory_xact_lock(hashtext(?))", (f"hub.publish:{code}",))
-    # DuckDB: one writing process per file; a second writer in it gets a write conflict
+    warehouse.lock_until_commit(f"hub.publish:{code}")
 
 
 def _hold_unchanged(warehouse: Warehouse, table: str) -> None:
-    """PostgreSQL: let nobody replace or change ``table`` until the transaction ends (readers
-    go on). DuckDB needs nothing: a transaction reads one snapshot throughout."""
-    if warehouse.engine != "postgres":
-        return
-    schema, name = table.split(".", 1)
-    if _table_exists(warehouse, schema, name.strip('"')):
-        warehouse.execute(f"SET LOCAL lock_timeout = '{CANDIDATE_LOCK_TIMEOUT}'")
-        warehouse.execute(f"LOCK TABLE {table} IN SHARE MODE")
+    """Let nobody replace or change ``table`` until the transaction ends (readers go on;
+    nothing to do where a transaction reads one snapshot throughout)."""
+    warehouse.hold_unchanged(table, CANDIDATE_LOCK_TIMEOUT)
 
 
 def _switch_view(warehouse: Warehouse, code: str, version: int) -> None:
@@ -712,23 +701,23 @@ def _switch_view(warehouse: Warehouse, code: str, version: int) -> None:
     if kind and kind[0][0] != "VIEW":
         raise PublishError(f"{view} is a {kind[0][0]}, not the view publish manages; drop it")
     replace = f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {table}"
-    if warehouse.engine != "postgres":
-        warehouse.execute(replace)  # DuckDB: MVCC catalog, nothing waits
+    if not warehouse.readers_block_ddl:
+        warehouse.execute(replace)  # nothing waits
         return
-    # CREATE OR REPLACE VIEW cannot drop or retype columns: then drop and create; readers
-    # waiting on the old view find the new one by name once this commits
-    recreate = bool(kind) and not _columns_extend(warehouse, view, table)
+    # where the view cannot be replaced in place (PostgreSQL: columns dropped or retyped),
+    # drop and create; readers waiting on the old view find the new one once this commits
+    recreate = bool(kind) and not warehouse.can_replace_view(view, table)
     deadline = time.monotonic() + SWITCH_WAIT_S
     while True:
         try:
             with warehouse.transaction():  # a savepoint: a timed-out attempt undoes only itself
-                warehouse.execute(f"SET LOCAL lock_timeout = '{SWITCH_LOCK_TIMEOUT}'")
+                warehouse.set_lock_timeout(SWITCH_LOCK_TIMEOUT)
                 if recreate:
                     warehouse.execute(f"DROP VIEW {view}")
                 warehouse.execute(replace)
             return
         except Exception as exc:
-            if getattr(exc, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            if not warehouse.lock_timed_out(exc):
                 hint = " and other objects depend on it; drop them first" if recreate else ""
                 raise PublishError(f"{view}: cannot switch to v{version}{hint} ({exc})") from exc
             if time.monotonic() > deadline:
@@ -737,17 +726,6 @@ def _switch_view(warehouse: Warehouse, code: str, version: int) -> None:
                     f"v{version} was not switched to, nothing changed; try again"
                 ) from exc
             time.sleep(SWITCH_RETRY_PAUSE_S)
-
-
-def _columns_extend(warehouse: Warehouse, view: str, table: str) -> bool:
-    """PostgreSQL: the table's columns start with the view's, same names and types."""
-    sql = (
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
-        "WHERE a.attrelid = to_regclass(?) AND a.attnum > 0 AND NOT a.attisdropped "
-        "ORDER BY a.attnum"
-    )
-    old, new = warehouse.query(sql, (view,)), warehouse.query(sql, (table,))
-    return new[: len(old)] == old
 
 
 def _prune(warehouse: Warehouse, code: str, keep: int, result: PublishResult) -> None:
@@ -764,8 +742,7 @@ def _prune(warehouse: Warehouse, code: str, keep: int, result: PublishResult) ->
             continue
         try:
             with warehouse.transaction():
-                if warehouse.engine == "postgres":
-                    warehouse.execute(f"SET LOCAL lock_timeout = '{PRUNE_LOCK_TIMEOUT}'")
+                warehouse.set_lock_timeout(PRUNE_LOCK_TIMEOUT)
                 warehouse.execute(f"DROP TABLE IF EXISTS {old.table}")
                 warehouse.execute(
                     "UPDATE ops.publish_log SET status = ? WHERE resource = ? AND version = ?",

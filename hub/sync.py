@@ -275,8 +275,7 @@ def _gone_keys(
         assert isinstance(connector, KeyDigestSource)
         raw_rows = warehouse.query(f'SELECT count(*) FROM raw."{resource.raw_table}"')[0][0]
         buckets = bucket_count_for(int(raw_rows))
-        dialect = "postgresql" if warehouse.engine == "postgres" else "duckdb"
-        hub_sql = key_digest_sql(dialect, keys, buckets)
+        hub_sql = key_digest_sql(warehouse.sql_dialect, keys, buckets)
         source_digests = connector.key_digests(resource, buckets)
         # live keys grouped by their 60-bit hash, not by their text: an integer group key
         # is several times cheaper; two keys sharing a hash only make their bucket differ

@@ -785,9 +785,9 @@ class DemandBook:
     def _locked(self, demand_id: str) -> Demand:
         """The demand, row-locked on PostgreSQL until the transaction ends (SQLite's
         BEGIN IMMEDIATE already holds the one write lock)."""
-        lock = " FOR UPDATE" if self.store.engine == "postgres" else ""
         rows = self.store.query(
-            f"SELECT {_DEMAND_COLUMNS} FROM ops.demands WHERE demand_id = ?{lock}", (demand_id,)
+            f"SELECT {_DEMAND_COLUMNS} FROM ops.demands WHERE demand_id = ?{self.store.for_update}",
+            (demand_id,),
         )
         if not rows:
             raise DemandNotFoundError(f"no demand {demand_id!r}")

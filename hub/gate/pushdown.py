@@ -221,7 +221,7 @@ def source_sql(dialect: Dialect, compiled: CompiledSuite, resource: Resource) ->
     """
     candidate = f"audit.{quote_ident(resource.code)}"
     source = f"{candidate} t"
-    fence = " OFFSET 0" if dialect.engine == "postgres" else ""
+    fence = dialect.subquery_fence
     for level in (compiled.derived, compiled.derived_after):
         if level:
             source = f"(SELECT t.*, {', '.join(level)} FROM {source}{fence}) t"

@@ -366,14 +366,8 @@ def run_gate(
         }
     today = date.today()
     with open_warehouse(settings.warehouse_url) as warehouse:
-        if warehouse.engine == "postgres":
-            # JIT-compiling the long check-digit expressions costs more than it saves
-            # (4.6 s against 3.3 s for 1M citizen IDs); this session only
-            warehouse.execute("SET jit = off")
-        else:
-            # DuckDB runs in this process: cap its hash tables (duplicate keys,
-            # references) so memory stays flat with table size; beyond, it spills to disk
-            warehouse.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
+        # PostgreSQL: no JIT for the long check-digit expressions; DuckDB: memory capped
+        warehouse.tune_for_scans(settings.duckdb_memory_limit)
         ensure_gate_tables(warehouse)
         if resources is None:
             chosen = [c for c in sorted(suites) if _table_exists(warehouse, "audit", c)]

@@ -39,7 +39,8 @@ from hub.catalog.models import Resource, ResourceField
 from hub.hooks import PublishEvent, PublishHook, register
 from hub.publish import PRUNED, PublishedVersion, current_version, published_versions
 from hub.settings import Settings
-from hub.warehouse import DuckDBWarehouse, quote_ident
+from hub.storage.interface import Warehouse
+from hub.storage.sql import quote_ident
 
 POINTER = "current.json"
 BATCH_ROWS = 50_000
@@ -111,7 +112,7 @@ def _select_as_served(resource: Resource) -> str:
 
 
 def export_version(
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
     resource: Resource,
     published: PublishedVersion,
     target: Path,
@@ -182,15 +183,16 @@ def _insert_rows(db: sqlite3.Connection, resource: Resource, reader: Any) -> int
 
 
 def _write_whole(
-    warehouse: DuckDBWarehouse, resource: Resource, published: PublishedVersion, db: Any
+    warehouse: Warehouse, resource: Resource, published: PublishedVersion, db: Any
 ) -> None:
     columns = ", ".join(f'"{f.name}" {sqlite_type(f)}' for f in resource.fields)
     db.execute(f"CREATE TABLE records ({columns})")
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
     keys = ", ".join(quote_ident(k) for k in resource.primary_key)
-    reader = warehouse.connection.sql(
-        f"SELECT {_select_as_served(resource)} FROM {published.table} ORDER BY {keys}"
-    ).to_arrow_reader(BATCH_ROWS)
+    reader = warehouse.iter_batches(
+        f"SELECT {_select_as_served(resource)} FROM {published.table} ORDER BY {keys}",
+        BATCH_ROWS,
+    )
     _insert_rows(db, resource, reader)
     key_list = ", ".join(f'"{k}"' for k in resource.primary_key)
     db.execute(f"CREATE UNIQUE INDEX records_key ON records ({key_list})")
@@ -199,7 +201,7 @@ def _write_whole(
 
 
 def _write_changes(
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
     resource: Resource,
     base: PublishedVersion,
     published: PublishedVersion,
@@ -212,20 +214,22 @@ def _write_changes(
     served = _select_as_served(resource)
     keys = ", ".join(quote_ident(k) for k in resource.primary_key)
     old, new = base.table, published.table
-    stale = warehouse.connection.sql(
+    stale = warehouse.iter_batches(
         f"SELECT {keys} FROM (SELECT {served} FROM {old} EXCEPT SELECT {served} FROM {new}) "
-        f"ORDER BY {keys}"
-    ).to_arrow_reader(BATCH_ROWS)
+        f"ORDER BY {keys}",
+        BATCH_ROWS,
+    )
     match = " AND ".join(f'"{k}" IS ?' for k in resource.primary_key)
     deleted = 0
     for batch in stale:
         rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
         db.executemany(f"DELETE FROM records WHERE {match}", rows)
         deleted += batch.num_rows
-    fresh = warehouse.connection.sql(
+    fresh = warehouse.iter_batches(
         f"SELECT * FROM (SELECT {served} FROM {new} EXCEPT SELECT {served} FROM {old}) "
-        f"ORDER BY {keys}"
-    ).to_arrow_reader(BATCH_ROWS)
+        f"ORDER BY {keys}",
+        BATCH_ROWS,
+    )
     return deleted + _insert_rows(db, resource, fresh)
 
 
@@ -246,7 +250,7 @@ def read_pointer(folder: Path) -> ServingVersion | None:
 
 
 def sync_serving(
-    warehouse: DuckDBWarehouse, settings: Settings, resource: Resource
+    warehouse: Warehouse, settings: Settings, resource: Resource
 ) -> ServingVersion | None:
     """Make the serving folder of ``resource`` match the warehouse: the current version's
     file exists, ``current.json`` names it, files of pruned versions are gone. Idempotent;
@@ -272,7 +276,7 @@ def sync_serving(
     return serving
 
 
-def _base(warehouse: DuckDBWarehouse, folder: Path) -> tuple[PublishedVersion, Path] | None:
+def _base(warehouse: Warehouse, folder: Path) -> tuple[PublishedVersion, Path] | None:
     """The version served so far, when its file and its table both still exist."""
     served = read_pointer(folder)
     if served is None or not (folder / served.file).exists():
@@ -284,9 +288,10 @@ def _base(warehouse: DuckDBWarehouse, folder: Path) -> tuple[PublishedVersion, P
 
 
 def refresh_on_publish(event: PublishEvent) -> None:
-    """The publish hook: beside an embedded DuckDB warehouse, export the version now
-    current for the API (``sync_serving``); a PostgreSQL warehouse needs nothing."""
-    if isinstance(event.warehouse, DuckDBWarehouse):
+    """The publish hook: beside a warehouse file one process at a time may open (DuckDB),
+    export the version now current for the API (``sync_serving``); the API reads a
+    PostgreSQL warehouse itself."""
+    if event.warehouse.one_writer:
         sync_serving(event.warehouse, event.settings, event.resource)
 
 

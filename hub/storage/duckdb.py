@@ -41,9 +41,17 @@ class DuckDBDialect(Dialect):
     def text(self) -> str:
         return "VARCHAR"
 
+    @property
+    def subquery_fence(self) -> str:
+        return ""
+
 
 class DuckDBWarehouse(Warehouse):
     engine: ClassVar[str] = "duckdb"
+    sql_dialect: ClassVar[str] = "duckdb"
+    one_writer: ClassVar[bool] = True
+    holds_ops_store: ClassVar[bool] = False
+    readers_block_ddl: ClassVar[bool] = False  # an MVCC catalog: nothing waits
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         import duckdb
@@ -123,3 +131,44 @@ class DuckDBWarehouse(Warehouse):
 
     def close(self) -> None:
         self.connection.close()
+
+    def iter_batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        yield from self.connection.sql(sql).to_arrow_reader(batch_rows)
+
+    def stream_arrow(
+        self, sql: str, schema: pa.Schema, batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        for batch in self.iter_batches(sql, batch_rows):
+            yield _cast(batch, schema)
+
+    def tune_for_scans(self, memory_limit: str) -> None:
+        # DuckDB runs in this process: cap its hash tables (duplicate keys, references) so
+        # memory stays flat with table size; beyond, it spills to disk
+        self.execute(f"SET memory_limit = '{memory_limit}'")
+
+    def index_for_lookups(self, table: str, index: str, columns: str) -> None:
+        pass  # a table sorted by the columns: its zone maps serve point lookups
+
+    def lock_until_commit(self, name: str) -> None:
+        pass  # one writing process per file; a second writer in it gets a write conflict
+
+    def set_lock_timeout(self, timeout: str) -> None:
+        pass  # statements never wait for locks
+
+    def lock_timed_out(self, exc: BaseException) -> bool:
+        return False
+
+    def hold_unchanged(self, table: str, timeout: str) -> None:
+        pass  # a transaction reads one snapshot throughout
+
+    def can_replace_view(self, view: str, table: str) -> bool:
+        return True
+
+
+def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    import pyarrow as pa
+
+    if batch.schema.equals(schema):
+        return batch
+    columns = [batch.column(i).cast(schema.field(i).type) for i in range(len(schema))]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -68,9 +68,27 @@ FRESHNESS_DDL = table_ddl("freshness")
 
 
 class Warehouse(ABC):
-    """A connection to the warehouse. Not thread-safe: one per thread or process."""
+    """A connection to the warehouse. Not thread-safe: one per thread or process.
+
+    The class attributes say what differs between the engines before any connection is
+    made; the methods below the basic ones are the statements that differ.
+    """
 
     engine: ClassVar[str]
+    # the engine's name among SQL dialects (connectors.key_digest)
+    sql_dialect: ClassVar[str]
+    # one process at a time may open the file read-write, and no other may open it
+    # meanwhile: the API serves exported snapshots of it (hub.serve.snapshots)
+    one_writer: ClassVar[bool]
+    # the ops store, the rate-limit tokens and the audit chain live in the warehouse
+    # itself; otherwise in SQLite files under HUB_HOME/ops (hub.storage.sqlite)
+    holds_ops_store: ClassVar[bool]
+    # DDL on a table or view waits for the transactions reading it (and they wait for it);
+    # otherwise the catalog is versioned and nothing waits
+    readers_block_ddl: ClassVar[bool]
+    # appended to a SELECT to lock its rows until the transaction ends ("" where the
+    # transaction already holds the one write lock)
+    for_update: ClassVar[str] = ""
 
     @classmethod
     @abstractmethod
@@ -107,6 +125,55 @@ class Warehouse(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # ------------------------------------------------------------ what the engines spell apart
+
+    @abstractmethod
+    def iter_batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """The rows of ``sql`` as record batches of about ``batch_rows`` rows, typed as the
+        engine gives them."""
+
+    @abstractmethod
+    def stream_arrow(
+        self, sql: str, schema: pa.Schema, batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of ``sql`` (whose columns are ``schema``'s, in order) as record batches
+        of ``schema``, read in bulk; raises the driver's error for bad SQL."""
+
+    @abstractmethod
+    def tune_for_scans(self, memory_limit: str) -> None:
+        """Session settings for long scans with long expressions (the gate's checks).
+        ``memory_limit``: what an in-process engine may hold before spilling to disk."""
+
+    @abstractmethod
+    def index_for_lookups(self, table: str, index: str, columns: str) -> None:
+        """Make lookups by ``columns`` (a quoted column list) on a new table fast; ``index``
+        names the index where the engine needs one."""
+
+    @abstractmethod
+    def lock_until_commit(self, name: str) -> None:
+        """Serialise the transactions that take the lock ``name`` (inside a transaction);
+        nothing where one process writes at a time anyway."""
+
+    @abstractmethod
+    def set_lock_timeout(self, timeout: str) -> None:
+        """Give up waiting for a lock after ``timeout`` (``200ms``, ``30s``) for the rest of
+        the transaction; nothing where statements never wait for locks."""
+
+    @abstractmethod
+    def lock_timed_out(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a statement that gave up waiting (``set_lock_timeout``)."""
+
+    @abstractmethod
+    def hold_unchanged(self, table: str, timeout: str) -> None:
+        """Let nobody replace or change ``table`` (``schema."name"``) until the transaction
+        ends, waiting up to ``timeout`` for the lock; readers go on. Nothing if the table
+        does not exist, or where a transaction reads one snapshot throughout."""
+
+    @abstractmethod
+    def can_replace_view(self, view: str, table: str) -> bool:
+        """Whether ``CREATE OR REPLACE VIEW view AS SELECT * FROM table`` works in place
+        (``view`` and ``table`` qualified names)."""
 
     def __enter__(self) -> Warehouse:
         return self
@@ -191,6 +258,9 @@ class OpsStore(Protocol):
     access tables need, with ``?`` placeholders and the table names ``ops.<table>``."""
 
     engine: ClassVar[str]
+    # appended to a SELECT to lock its rows until the transaction ends ("" where the
+    # transaction already holds the one write lock)
+    for_update: ClassVar[str]
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
 
@@ -295,6 +365,12 @@ class Dialect(ABC):
     @abstractmethod
     def text(self) -> str:
         """The name of the unbounded text type."""
+
+    @property
+    @abstractmethod
+    def subquery_fence(self) -> str:
+        """Appended to a subquery whose computed columns must be computed once, not inlined
+        into each use by the planner."""
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -41,6 +42,8 @@ from hub.storage.urls import parse_store_url
 if TYPE_CHECKING:
     import pyarrow as pa
 
+CSV_BLOCK_BYTES = 4 << 20  # what Arrow's CSV reader parses at a time from a COPY
+LOCK_NOT_AVAILABLE = "55P03"  # the SQLSTATE of a statement that hit lock_timeout
 # pg_advisory_xact_lock key of the audit log: int64 from sha256("exchange-hub ops.audit_log")
 PG_LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"exchange-hub ops.audit_log").digest()[:8], "big", signed=True
@@ -69,9 +72,19 @@ class PostgresDialect(Dialect):
     def text(self) -> str:
         return "TEXT"
 
+    @property
+    def subquery_fence(self) -> str:
+        # OFFSET 0 keeps the planner from inlining a subquery's values back into each use
+        return " OFFSET 0"
+
 
 class PostgresWarehouse(Warehouse):
     engine: ClassVar[str] = "postgres"
+    sql_dialect: ClassVar[str] = "postgresql"
+    one_writer: ClassVar[bool] = False
+    holds_ops_store: ClassVar[bool] = True
+    readers_block_ddl: ClassVar[bool] = True
+    for_update: ClassVar[str] = " FOR UPDATE"
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -159,6 +172,115 @@ class PostgresWarehouse(Warehouse):
 
     def close(self) -> None:
         self.connection.close()
+
+    def iter_batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        yield from self.query_arrow(sql).to_batches(batch_rows)
+
+    def stream_arrow(
+        self, sql: str, schema: pa.Schema, batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        import pyarrow.csv as pacsv
+
+        # every column typed up front: Arrow parses dates, timestamps and decimals as
+        # PostgreSQL prints them, and an all-NULL block still gets its column's type
+        read = pacsv.ReadOptions(
+            column_names=schema.names, block_size=CSV_BLOCK_BYTES, use_threads=False
+        )
+        parse = pacsv.ParseOptions(newlines_in_values=True)
+        convert = pacsv.ConvertOptions(
+            column_types={f.name: f.type for f in schema},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        )
+        with (
+            self.connection.cursor() as cursor,
+            cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy,
+        ):
+            chunks = iter(copy)
+            first = next(chunks, None)
+            if first is None:  # no rows: Arrow's reader refuses an empty CSV
+                return
+            stream = io.BufferedReader(
+                _CopyReader(itertools.chain([first], chunks)), buffer_size=1 << 20
+            )
+            reader = pacsv.open_csv(stream, read, parse, convert)
+            pending: list[pa.RecordBatch] = []
+            rows = 0
+            for batch in reader:
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= batch_rows:
+                    yield from _rebatch(pending, schema)
+                    pending, rows = [], 0
+            if pending:
+                yield from _rebatch(pending, schema)
+
+    def tune_for_scans(self, memory_limit: str) -> None:
+        # JIT-compiling the long check-digit expressions costs more than it saves
+        # (4.6 s against 3.3 s for 1M citizen IDs); this session only
+        self.execute("SET jit = off")
+
+    def index_for_lookups(self, table: str, index: str, columns: str) -> None:
+        self.execute(f"CREATE INDEX {index} ON {table} ({columns})")
+        self.execute(f"ANALYZE {table}")
+
+    def lock_until_commit(self, name: str) -> None:
+        self.query("SELECT pg_advisory_xact_lock(hashtext(?))", (name,))
+
+    def set_lock_timeout(self, timeout: str) -> None:
+        self.execute(f"SET LOCAL lock_timeout = '{timeout}'")
+
+    def lock_timed_out(self, exc: BaseException) -> bool:
+        return getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+    def hold_unchanged(self, table: str, timeout: str) -> None:
+        schema, name = table.split(".", 1)
+        if self.table_columns(schema, name.strip('"')):
+            self.set_lock_timeout(timeout)
+            self.execute(f"LOCK TABLE {table} IN SHARE MODE")
+
+    def can_replace_view(self, view: str, table: str) -> bool:
+        # CREATE OR REPLACE VIEW cannot drop or retype columns: the table's columns must
+        # start with the view's, same names and types
+        sql = (
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
+            "WHERE a.attrelid = to_regclass(?) AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attnum"
+        )
+        old, new = self.query(sql, (view,)), self.query(sql, (table,))
+        return new[: len(old)] == old
+
+
+class _CopyReader(io.RawIOBase):
+    """The chunks of a COPY TO STDOUT as a readable binary file."""
+
+    def __init__(self, chunks: Iterable[Any]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(bytes(chunk))
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def _rebatch(batches: list[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+
+    table = pa.Table.from_batches(batches).cast(schema)
+    yield from table.to_batches()
 
 
 def _constant(value: Any, length: int) -> pa.Array:

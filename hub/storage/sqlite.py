@@ -55,6 +55,7 @@ class SqliteOpsStore:
     same ``ops.<table>`` names as in the PostgreSQL warehouse."""
 
     engine: ClassVar[str] = "sqlite"
+    for_update: ClassVar[str] = ""  # BEGIN IMMEDIATE already holds the one write lock
 
     def __init__(self, path: Path) -> None:
         from hub.storage.migrate import StoreRef, ensure_ready
