@@ -175,9 +175,9 @@ def test_build_shared_has_one_dbt_task_per_seed_and_model_then_gate_publish(
 def test_a_stale_manifest_fails_build_shared_only_and_says_how_to_fix_it(
     airflow_home: Path, hub_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hub.build
+    import hub.build.manifest
 
-    monkeypatch.setattr(hub.build, "manifest_problem", lambda root=None: "manifest is stale")
+    monkeypatch.setattr(hub.build.manifest, "manifest_problem", lambda root=None: "manifest is stale")
     bag = dag_bag()
     assert "build_shared" not in bag.dag_ids
     assert "sync_tax" in bag.dag_ids and "maintenance" in bag.dag_ids

@@ -77,5 +77,5 @@ def test_the_catalog_model_and_every_python_judge_use_the_one_rule() -> None:
     resources = (PROJECT_ROOT / "models" / "catalog" / "resources.sql").read_text(encoding="utf-8")
     assert "freshness_status(" in resources and "'fresh'" not in resources
     graph = import_graph(every_import=True)
-    for module in ("hub.status", "hub.orchestration.tasks", "hub.build"):
+    for module in ("hub.status", "hub.orchestration.tasks", "hub.build.project"):
         assert "hub.freshness" in graph[module], module
