@@ -41,6 +41,7 @@ from hub.audit.verify import (
 from hub.audit.writer import AuditError, AuditLog
 from hub.settings import Settings, SettingsError
 from hub.signing import Profile, SignatureError, Signer, generate_signer, signer_from_secret
+from hub.storage.interface import default_audit_url
 
 AUDIT_KEY = "audit_key"
 
@@ -50,9 +51,7 @@ def audit_url(settings: Settings) -> str:
     else ``HUB_HOME/ops/audit.sqlite``."""
     if settings.audit_url:
         return settings.audit_url
-    if settings.warehouse_engine == "postgres":
-        return settings.warehouse_url
-    return f"sqlite:///{settings.home / 'ops' / 'audit.sqlite'}"
+    return default_audit_url(settings)
 
 
 def writer_role_sql(role: str) -> list[str]:

@@ -41,7 +41,6 @@ from hub.audit.entries import (
 from hub.audit.writer import AuditError
 from hub.signing import Signer, Verifier, verifiers_by_id
 from hub.storage.interface import open_audit_store
-from hub.storage.urls import parse_store_url
 
 
 @dataclass(frozen=True)
@@ -90,12 +89,10 @@ def verify_chain(
     may stay unanchored (the writer's ``anchor_every_s`` plus slack; None: not checked).
     """
     keys = None if public_keys is None else verifiers_by_id(public_keys)
-    parsed = parse_store_url(url)
-    if parsed.engine == "sqlite":
-        path = parsed.file
-        if not path.exists():
-            raise AuditError(f"no audit log at {path}")
-    store = open_audit_store(url)
+    try:
+        store = open_audit_store(url, create=False)
+    except FileNotFoundError as exc:
+        raise AuditError(f"no audit log at {exc.filename}") from exc
     records: Iterator[AuditRecord] | None = None
     stored: Iterator[Anchor] | None = None
     try:

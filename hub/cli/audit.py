@@ -173,10 +173,10 @@ def audit_writer_role(
     """On a PostgreSQL warehouse: let ROLE read and append to the audit chain and nothing
     else (run as the warehouse owner; point HUB_AUDIT_URL at ROLE for the API)."""
     from hub.audit import audit_url, open_log, writer_role_sql
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse, warehouse_class
 
     settings = settings_or_fail()
-    if settings.warehouse_engine != "postgres":
+    if not warehouse_class(settings.warehouse_url).holds_ops_store:
         raise fail("writer-role needs a PostgreSQL warehouse (HUB_WAREHOUSE_URL)")
     log = open_log(settings)  # creates the tables and triggers if needed
     log.start()

@@ -20,38 +20,22 @@ from typing import Any
 
 from hub.catalog.models import Resource
 from hub.settings import Settings
-from hub.storage.urls import parse_store_url
-from hub.warehouse import DuckDBWarehouse, Warehouse, open_warehouse, quote_ident
+from hub.storage.interface import Warehouse, warehouse_class
+from hub.storage.interface import WarehouseBusyError as WarehouseBusyError  # the portal's
+from hub.storage.sql import quote_ident
 
 MAX_REJECTS_SHOWN = 500
 MAX_REJECTS_DOWNLOADED = 100_000
-
-
-class WarehouseBusyError(RuntimeError):
-    """Another process holds the embedded warehouse file; retry shortly."""
 
 
 @contextmanager
 def reading(settings: Settings) -> Iterator[Warehouse | None]:
     """A warehouse connection for reading, None when no embedded file exists yet.
     Raises WarehouseBusyError while another process holds the DuckDB file."""
-    if settings.warehouse_engine == "postgres":
-        with open_warehouse(settings.warehouse_url) as warehouse:
-            yield warehouse
-        return
-    path = parse_store_url(settings.warehouse_url).file
-    if not path.exists():
+    warehouse = warehouse_class(settings.warehouse_url).open_reading(settings.warehouse_url)
+    if warehouse is None:
         yield None
         return
-    try:
-        warehouse = DuckDBWarehouse(path, read_only=True)
-    except Exception as exc:  # duckdb.IOException: "Could not set lock on file"
-        text = str(exc).lower()
-        if "lock" in text or "configuration" in text or "conflicting" in text:
-            raise WarehouseBusyError(
-                f"the warehouse {path.name} is in use by a sync or publish; retry in a minute"
-            ) from exc
-        raise
     try:
         yield warehouse
     finally:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hub.settings import Settings
+from hub.storage.interface import warehouse_class
 
 _REDIS_GCRA = """
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -297,7 +298,7 @@ def open_limiter(settings: Settings) -> RateLimiter:
         store = None
     elif settings.redis_url:
         store = RedisTokens(settings.redis_url)
-    elif settings.warehouse_engine == "postgres":
+    elif warehouse_class(settings.warehouse_url).holds_ops_store:
         store = PostgresTokens(settings.warehouse_url)
     else:
         store = SqliteTokens(settings.home / "ops" / "ratelimit.sqlite")

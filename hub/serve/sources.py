@@ -36,7 +36,8 @@ from hub.serve.snapshots import (
     version_file,
 )
 from hub.settings import Settings
-from hub.warehouse import quote_ident
+from hub.storage.interface import warehouse_class
+from hub.storage.sql import quote_ident
 
 VERSION_CACHE_SECONDS = 1.0
 
@@ -441,6 +442,6 @@ def _typed_value(resource: Resource, column: str, value: Any) -> Any:
 
 def open_source(settings: Settings) -> RecordSource:
     """The record source for ``settings``' warehouse."""
-    if settings.warehouse_engine == "postgres":
-        return PostgresSource(settings)
-    return SnapshotSource(settings)
+    if warehouse_class(settings.warehouse_url).one_writer:
+        return SnapshotSource(settings)  # the API cannot open a file a writer holds
+    return PostgresSource(settings)

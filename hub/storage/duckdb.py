@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from hub.storage.interface import Dialect, Warehouse
+from hub.storage.interface import Dialect, Warehouse, WarehouseBusyError
 from hub.storage.sql import literal, quote_ident
 from hub.storage.urls import parse_store_url
 
@@ -63,6 +63,21 @@ class DuckDBWarehouse(Warehouse):
     @classmethod
     def connect(cls, url: str) -> DuckDBWarehouse:
         return cls(parse_store_url(url).file)
+
+    @classmethod
+    def open_reading(cls, url: str) -> DuckDBWarehouse | None:
+        path = parse_store_url(url).file
+        if not path.exists():
+            return None
+        try:
+            return cls(path, read_only=True)
+        except Exception as exc:  # duckdb.IOException: "Could not set lock on file"
+            text = str(exc).lower()
+            if "lock" in text or "configuration" in text or "conflicting" in text:
+                raise WarehouseBusyError(
+                    f"the warehouse {path.name} is in use by a sync or publish; retry in a minute"
+                ) from exc
+            raise
 
     @property
     def dialect(self) -> Dialect:

@@ -43,6 +43,8 @@ __all__ = [
     "Dialect",
     "OpsStore",
     "Warehouse",
+    "WarehouseBusyError",
+    "default_audit_url",
     "dialect_for",
     "open_audit_store",
     "open_ops",
@@ -50,6 +52,7 @@ __all__ = [
     "open_warehouse",
     "ops_path",
     "quote_ident",
+    "search_audit_log",
     "warehouse_class",
 ]
 
@@ -94,6 +97,13 @@ class Warehouse(ABC):
     @abstractmethod
     def connect(cls, url: str) -> Warehouse:
         """A connection to the warehouse at ``url`` (no schema check: see open_warehouse)."""
+
+    @classmethod
+    @abstractmethod
+    def open_reading(cls, url: str) -> Warehouse | None:
+        """A connection for reading beside the processes that write, None when no
+        warehouse file exists yet. Raises WarehouseBusyError while another process holds
+        a file that admits one process at a time."""
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
@@ -242,6 +252,10 @@ def warehouse_class(url: str) -> type[Warehouse]:
     raise ValueError(f"unknown warehouse URL scheme {url.split(':', 1)[0]!r}")
 
 
+class WarehouseBusyError(RuntimeError):
+    """Another process holds the embedded warehouse file; retry shortly."""
+
+
 def open_warehouse(url: str) -> Warehouse:
     """Connect to the warehouse named by ``url`` and check its ops tables (made if new;
     hub.storage.migrate). Raises ValueError for a URL that names no warehouse."""
@@ -279,8 +293,9 @@ def ops_path(settings: Settings) -> Path:
 def open_ops_connection(settings: Settings) -> Any:
     """A long-lived ops-store connection for a server process: no schema DDL (the tables
     exist once any ``hub`` command or the API's start has opened the store)."""
-    if settings.warehouse_engine == "postgres":
-        return warehouse_class(settings.warehouse_url).connect(settings.warehouse_url)
+    warehouse = warehouse_class(settings.warehouse_url)
+    if warehouse.holds_ops_store:
+        return warehouse.connect(settings.warehouse_url)
     from hub.storage.sqlite import SqliteOpsStore
 
     return SqliteOpsStore(ops_path(settings))
@@ -288,7 +303,7 @@ def open_ops_connection(settings: Settings) -> Any:
 
 def open_ops(settings: Settings) -> Any:
     """The ops store for ``settings`` (a context manager; close it when done)."""
-    if settings.warehouse_engine == "postgres":
+    if warehouse_class(settings.warehouse_url).holds_ops_store:
         return open_warehouse(settings.warehouse_url)
     from hub.storage.sqlite import SqliteOpsStore
 
@@ -315,22 +330,56 @@ class AuditStore(Protocol):
     def last_anchor(self) -> Anchor | None: ...
 
 
-def open_audit_store(url: str | Path) -> AuditStore:
-    """The audit store at ``url`` (a Path is a SQLite file). Raises ValueError for a URL
-    that names neither PostgreSQL nor SQLite."""
+def default_audit_url(settings: Settings) -> str:
+    """Where the audit chain lives unless ``HUB_AUDIT_URL`` says: in the warehouse where it
+    holds the ops store, else ``HUB_HOME/ops/audit.sqlite``."""
+    if warehouse_class(settings.warehouse_url).holds_ops_store:
+        return settings.warehouse_url
+    return f"sqlite:///{settings.home / 'ops' / 'audit.sqlite'}"
+
+
+def _audit_engine(url: str | Path) -> str:
     try:
-        engine: str | None = parse_store_url(url).engine
+        engine: str = parse_store_url(url).engine
     except ValueError:
-        engine = None
-    if engine == "postgres":
+        engine = "unknown"
+    if engine not in ("postgres", "sqlite"):
+        raise ValueError(
+            f"audit log URL: expected postgresql://... or sqlite:///<file>, got {url!r}"
+        )
+    return engine
+
+
+def open_audit_store(url: str | Path, *, create: bool = True) -> AuditStore:
+    """The audit store at ``url`` (a Path is a SQLite file). Raises ValueError for a URL
+    that names neither PostgreSQL nor SQLite, and FileNotFoundError for a SQLite file that
+    does not exist when ``create`` is false."""
+    if _audit_engine(url) == "postgres":
         from hub.storage.postgres import PostgresAuditStore
 
         return PostgresAuditStore(parse_store_url(url).url)
-    if engine == "sqlite":
-        from hub.storage.sqlite import SqliteAuditStore
+    from hub.storage.sqlite import SqliteAuditStore
 
-        return SqliteAuditStore(parse_store_url(url).file)
-    raise ValueError(f"audit log URL: expected postgresql://... or sqlite:///<file>, got {url!r}")
+    path = parse_store_url(url).file
+    if not create and not path.exists():
+        raise FileNotFoundError(2, "no audit log", str(path))
+    return SqliteAuditStore(path)
+
+
+def search_audit_log(
+    url: str, clause: str, params: Sequence[Any], limit: int, offset: int
+) -> tuple[list[AuditRecord], int]:
+    """The records of the audit log at ``url`` matching ``clause`` (`` WHERE ...`` over
+    its columns with ``?`` parameters, or empty), newest first, ``limit`` from ``offset``,
+    and how many match in all. Read-only; a log not created yet has no records. Raises
+    ValueError for a URL that names neither PostgreSQL nor SQLite."""
+    if _audit_engine(url) == "postgres":
+        from hub.storage import postgres
+
+        return postgres.search_audit_log(url, clause, params, limit, offset)
+    from hub.storage import sqlite
+
+    return sqlite.search_audit_log(parse_store_url(url).file, clause, params, limit, offset)
 
 
 # ------------------------------------------------------------------ the gate's dialect

@@ -18,7 +18,7 @@ import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -95,6 +95,12 @@ class PostgresWarehouse(Warehouse):
     @classmethod
     def connect(cls, url: str) -> PostgresWarehouse:
         return cls(url)
+
+    @classmethod
+    def open_reading(cls, url: str) -> PostgresWarehouse:
+        warehouse = cls(url)
+        warehouse.ensure_schemas()
+        return warehouse
 
     @property
     def dialect(self) -> Dialect:
@@ -397,3 +403,28 @@ class PostgresAuditStore:
             "ORDER BY anchor_no DESC NULLS LAST, seq DESC LIMIT 1"
         ).fetchone()
         return None if row is None else stored_anchor(row, utc(row[2]))
+
+
+def search_audit_log(
+    url: str, clause: str, params: Sequence[Any], limit: int, offset: int
+) -> tuple[list[AuditRecord], int]:
+    """hub.storage.interface.search_audit_log on PostgreSQL (times compared in UTC)."""
+    import psycopg
+
+    sql_clause = clause.replace("?", "%s")
+    bound = [p.astimezone(UTC) if isinstance(p, datetime) else p for p in params]
+    columns = ", ".join(COLUMNS)
+    fields = COLUMNS.index("fields")
+    with psycopg.connect(parse_store_url(url).libpq) as connection:
+        exists = connection.execute("SELECT to_regclass('ops.audit_log')").fetchone()
+        if exists is None or exists[0] is None:
+            return [], 0
+        total = connection.execute(
+            f"SELECT count(*) FROM ops.audit_log{sql_clause}", bound
+        ).fetchone()
+        rows = connection.execute(
+            f"SELECT {columns} FROM ops.audit_log{sql_clause} ORDER BY seq DESC LIMIT %s OFFSET %s",
+            [*bound, limit, offset],
+        ).fetchall()
+    found = [stored_record(dict(zip(COLUMNS, r, strict=True)), r[2], list(r[fields])) for r in rows]
+    return found, int(total[0]) if total else 0

@@ -17,7 +17,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -228,3 +228,38 @@ class SqliteAuditStore:
             "ORDER BY anchor_no IS NULL, anchor_no DESC, seq DESC LIMIT 1"
         ).fetchone()
         return None if row is None else stored_anchor(row, parse_iso(row[2]))
+
+
+def search_audit_log(
+    path: Path, clause: str, params: Sequence[Any], limit: int, offset: int
+) -> tuple[list[AuditRecord], int]:
+    """hub.storage.interface.search_audit_log on a SQLite file, opened read-only (times
+    compared as the ISO text in UTC the log stores)."""
+    if not path.exists():
+        return [], 0
+    bound = [iso(p.astimezone(UTC)) if isinstance(p, datetime) else p for p in params]
+    columns = ", ".join(COLUMNS)
+    fields = COLUMNS.index("fields")
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        exists = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
+        ).fetchone()
+        if not exists:
+            return [], 0
+        total = connection.execute(f"SELECT count(*) FROM audit_log{clause}", bound).fetchone()
+        rows = connection.execute(
+            f"SELECT {columns} FROM audit_log{clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            [*bound, limit, offset],
+        ).fetchall()
+    finally:
+        connection.close()
+    found = [
+        stored_record(
+            dict(zip(COLUMNS, tuple(r), strict=True)),
+            datetime.fromisoformat(str(r[2]).replace("Z", "+00:00")),
+            list(json.loads(r[fields])),
+        )
+        for r in rows
+    ]
+    return found, int(total[0])
