@@ -177,7 +177,9 @@ def test_a_stale_manifest_fails_build_shared_only_and_says_how_to_fix_it(
 ) -> None:
     import hub.build.manifest
 
-    monkeypatch.setattr(hub.build.manifest, "manifest_problem", lambda root=None: "manifest is stale")
+    monkeypatch.setattr(
+        hub.build.manifest, "manifest_problem", lambda root=None: "manifest is stale"
+    )
     bag = dag_bag()
     assert "build_shared" not in bag.dag_ids
     assert "sync_tax" in bag.dag_ids and "maintenance" in bag.dag_ids
