@@ -1,12 +1,14 @@
 """Publish hooks: what other parts of the hub do after a version is published or rolled back.
 
 The write path (``hub.publish``) knows nothing of who reads the versions it switches; it
-emits a ``PublishEvent`` and the listeners registered here react. The serving side
-registers its listener (``hub.serve.snapshots.SERVING_HOOK``: the API's read-only
-serving files beside an embedded warehouse) through the ``exchange_hub.publish_hooks``
-entry point of ``pyproject.toml``, so a CLI-only ``hub publish``, an Airflow task and an
-embedded run all update the serving files without importing ``hub.serve`` themselves.
-``register`` adds a listener in process (by name; it replaces one of the same name).
+emits one ``PublishEvent`` per published or rolled-back resource and the listeners
+registered here react. Two are installed through the ``exchange_hub.publish_hooks``
+entry point of ``pyproject.toml``: the serving side's (``hub.serve.snapshots.SERVING_HOOK``:
+the API's read-only serving files beside an embedded warehouse) and the bulk-sharing
+files' (``hub.sharing.writer.SHARING_HOOK``), so a CLI-only ``hub publish``, an Airflow
+task and an embedded run all update them without importing ``hub.serve`` or
+``hub.sharing`` themselves. ``register`` adds a listener in process (by name; it
+replaces one of the same name).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from hub.catalog.models import Resource
+    from hub.catalog.models import Catalog, Resource
     from hub.settings import Settings
     from hub.warehouse import Warehouse
 
@@ -32,7 +34,8 @@ class PublishEvent:
     """A resource's current version changed (or was confirmed unchanged) in the warehouse.
 
     ``result`` is the ``hub.publish.PublishResult`` being reported; a listener may append
-    to its ``notes``.
+    to its ``notes``. ``catalog`` is the catalog publish ran with (None: the listener
+    loads the settings' own).
     """
 
     kind: EventKind
@@ -40,15 +43,22 @@ class PublishEvent:
     settings: Settings
     resource: Resource
     result: Any
+    catalog: Catalog | None = None
 
 
 @dataclass(frozen=True)
 class PublishHook:
-    """A named listener; ``failure`` begins the note publish adds when ``run`` raises."""
+    """A named listener; ``failure`` begins the note publish adds when it raises.
+
+    ``before_prune`` runs first, while the versions past ``HUB_KEEP_VERSIONS`` are still
+    in the warehouse (the sharing files' change set reads the parent version's table);
+    ``run`` after publish dropped them.
+    """
 
     name: str
     run: Callable[[PublishEvent], None]
     failure: str
+    before_prune: Callable[[PublishEvent], None] | None = None
 
 
 _registered: dict[str, PublishHook] = {}
@@ -84,11 +94,23 @@ def hooks() -> list[PublishHook]:
     return list(chosen.values())
 
 
-def emit(event: PublishEvent) -> None:
-    """Run every hook on ``event``; a hook that raises is noted on ``event.result`` (the
-    published version stays, and the next publish or rollback runs the hook again)."""
-    for hook in hooks():
-        try:
-            hook.run(event)
-        except Exception as exc:  # a reader's files failing must not undo the publish
-            event.result.notes.append(f"{hook.failure}: {type(exc).__name__}: {exc}")
+def emit(event: PublishEvent, prune: Callable[[], None] | None = None) -> None:
+    """Run every hook on ``event``: each ``before_prune``, then ``prune`` (publish's
+    retention, when given), then each ``run``. A hook that raises is noted on
+    ``event.result`` (the published version stays, and the next publish or rollback runs
+    the hook again)."""
+    chosen = hooks()
+    for hook in chosen:
+        if hook.before_prune is not None:
+            _run(hook, hook.before_prune, event)
+    if prune is not None:
+        prune()
+    for hook in chosen:
+        _run(hook, hook.run, event)
+
+
+def _run(hook: PublishHook, listener: Callable[[PublishEvent], None], event: PublishEvent) -> None:
+    try:
+        listener(event)
+    except Exception as exc:  # a reader's files failing must not undo the publish
+        event.result.notes.append(f"{hook.failure}: {type(exc).__name__}: {exc}")

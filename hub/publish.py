@@ -39,11 +39,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from hub.catalog import load_catalog
 from hub.catalog.models import Catalog, Resource
-from hub.hooks import EventKind, PublishEvent, emit
+from hub.hooks import PublishEvent, emit
 from hub.settings import Settings
 from hub.storage.interface import PUBLISH_LOG_DDL, Warehouse, open_warehouse
 from hub.storage.sql import literal, quote_ident
@@ -209,12 +210,11 @@ def publish(
             if result.status is PublishStatus.published:
                 _settle_disputes(warehouse, store, settings, resource, result, catalog)
             if result.status in {PublishStatus.published, PublishStatus.unchanged}:
-                # before pruning: the new version's change set reads its parent's table
-                _refresh_sharing(warehouse, settings, resource, result, catalog)
-                _prune(warehouse, resource.code, keep, result)
-                _refresh_serving(warehouse, settings, resource, result)
-                if result.pruned:
-                    _refresh_sharing(warehouse, settings, resource, result, catalog)
+                # the readers' files (hub.hooks: serving, sharing), pruning in between
+                emit(
+                    PublishEvent("published", warehouse, settings, resource, result, catalog),
+                    prune=partial(_prune, warehouse, resource.code, keep, result),
+                )
             result.seconds = time.monotonic() - started
             results.append(result)
     return results
@@ -268,35 +268,6 @@ def _settle_disputes(
         result.notes.append(f"{len(settled)} dispute(s) corrected by v{result.version}")
 
 
-def _refresh_serving(
-    warehouse: Warehouse,
-    settings: Settings,
-    resource: Resource,
-    result: PublishResult,
-    kind: EventKind = "published",
-) -> None:
-    """Tell the publish hooks (hub.hooks: the serving side's files, registered by it)
-    that ``resource``'s current version is settled; a hook's failure is noted."""
-    emit(PublishEvent(kind, warehouse, settings, resource, result))
-
-
-def _refresh_sharing(
-    warehouse: Warehouse,
-    settings: Settings,
-    resource: Resource,
-    result: PublishResult,
-    catalog: Catalog,
-) -> None:
-    """Write the bulk-sharing files of the kept versions and active all-rows grants
-    (hub.sharing); a failure leaves the share on what it had and is noted."""
-    from hub.sharing.writer import share_resource
-
-    try:
-        share_resource(warehouse, settings, resource, catalog)
-    except Exception as exc:
-        result.notes.append(f"shared files not refreshed: {type(exc).__name__}: {exc}")
-
-
 def rollback(settings: Settings, resource: str) -> PublishResult:
     """Switch ``shared."<resource>"`` back to the previous kept version, atomically.
 
@@ -347,8 +318,10 @@ def rollback(settings: Settings, resource: str) -> PublishResult:
         )
         catalog = load_catalog(settings.catalog_dir)
         if catalog.has_resource(resource):
-            _refresh_serving(warehouse, settings, catalog.resource(resource), result, "rolled_back")
-            _refresh_sharing(warehouse, settings, catalog.resource(resource), result, catalog)
+            event = PublishEvent(
+                "rolled_back", warehouse, settings, catalog.resource(resource), result, catalog
+            )
+            emit(event)
     result.seconds = time.monotonic() - started
     return result
 

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from hub.catalog.models import Catalog, Resource
 from hub.demand import Grant
+from hub.hooks import PublishEvent, PublishHook, register
 from hub.publish import PRUNED, ROLLED_BACK, PublishedVersion, published_versions
 from hub.settings import Settings
 from hub.sharing.arrow_io import arrow_type, stream_query
@@ -534,3 +535,30 @@ def _write_parts(
                 close()
     close()
     return parts
+
+
+# ------------------------------------------------------------------ the publish hook
+
+
+def _share_published(event: PublishEvent) -> None:
+    """Before pruning: the bulk-sharing files of the new version (its change set reads
+    the parent version's table) and of the active all-rows grants."""
+    share_resource(event.warehouse, event.settings, event.resource, event.catalog)
+
+
+def _share_after_pruning(event: PublishEvent) -> None:
+    """After pruning: the files of the versions just dropped removed."""
+    if event.result.pruned:
+        share_resource(event.warehouse, event.settings, event.resource, event.catalog)
+
+
+# installed as the ``exchange_hub.publish_hooks`` entry point (pyproject.toml), so a
+# process that never imports hub.sharing (``hub publish``) runs it; registered here too,
+# for a process that imported the sharing side
+SHARING_HOOK = PublishHook(
+    "sharing",
+    _share_after_pruning,
+    failure="shared files not refreshed",
+    before_prune=_share_published,
+)
+register(SHARING_HOOK)

@@ -1,5 +1,6 @@
-"""The write path does not import the API: publish tells hooks that the serving side
-registers (hub.hooks; the hooks running on publish are tested in tests/publish)."""
+"""The write path does not import the API nor the sharing files: publish tells hooks that
+the serving and sharing sides register (hub.hooks; the hooks running on publish are
+tested in tests/publish)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import sys
 from hub.hooks import PUBLISH_HOOKS_ENTRY_POINT, hooks
 from tests.import_graph import import_graph
 
+READERS = ("hub.serve", "hub.sharing")
 
-def test_importing_publish_loads_nothing_of_the_serving_side() -> None:
+
+def test_importing_publish_loads_nothing_of_the_serving_or_sharing_side() -> None:
     code = (
         "import sys, hub.publish\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[:2] == ['hub', 'serve'])\n"
+        f"readers = {[r.split('.') for r in READERS]!r}\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[:2] in readers)\n"
         "print(','.join(loaded))\n"
     )
     done = subprocess.run(
@@ -22,15 +26,17 @@ def test_importing_publish_loads_nothing_of_the_serving_side() -> None:
     assert done.stdout.strip() == ""
 
 
-def test_publish_never_imports_the_serving_side_even_inside_a_function() -> None:
+def test_publish_never_imports_the_readers_even_inside_a_function() -> None:
     graph = import_graph(every_import=True)
-    assert not {m for m in graph["hub.publish"] if m.startswith("hub.serve")}
-    assert not {m for m in graph["hub.hooks"] if m.startswith("hub.serve")}
+    assert not {m for m in graph["hub.publish"] if m.startswith(READERS)}
+    assert not {m for m in graph["hub.hooks"] if m.startswith(READERS)}
 
 
-def test_the_serving_hook_is_installed_through_the_entry_point() -> None:
+def test_the_serving_and_sharing_hooks_are_installed_through_entry_points() -> None:
     from importlib.metadata import entry_points
 
-    (entry,) = entry_points(group=PUBLISH_HOOKS_ENTRY_POINT, name="serving")
-    assert entry.value == "hub.serve.snapshots:SERVING_HOOK"
-    assert "serving" in [hook.name for hook in hooks()]
+    (serving,) = entry_points(group=PUBLISH_HOOKS_ENTRY_POINT, name="serving")
+    assert serving.value == "hub.serve.snapshots:SERVING_HOOK"
+    (sharing,) = entry_points(group=PUBLISH_HOOKS_ENTRY_POINT, name="sharing")
+    assert sharing.value == "hub.sharing.writer:SHARING_HOOK"
+    assert {"serving", "sharing"} <= {hook.name for hook in hooks()}
