@@ -88,6 +88,23 @@ def canonical_sql(expression: str) -> str:
     return f"translate({expression}, {_sql_text(sources)}, {_sql_text(targets)})"
 
 
+# text the rule leaves as it is: ASCII digits and capitals only, which is what departments
+# send nearly always (a SIMILAR TO match is a full match on both engines)
+_ALREADY_CANONICAL = "[0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ]+"
+
+
+def clean_identifier_sql(expression: str) -> str:
+    """The staging macro ``clean_identifier``: :func:`canonical_sql`, empty text as NULL,
+    with a fast path for text already canonical. ``translate`` with the rule's long
+    character lists costs about 15 us a row on DuckDB, the ``SIMILAR TO`` test well under
+    1 us, and on a value that passes it ``translate`` would change nothing; ``expression``
+    is evaluated up to three times (a column name in practice)."""
+    return (
+        f"nullif(CASE WHEN {expression} SIMILAR TO '{_ALREADY_CANONICAL}' THEN {expression} "
+        f"ELSE {canonical_sql(expression)} END, '')"
+    )
+
+
 def is_citizen_id(value: str) -> bool:
     """A canonical value is a valid citizen ID (check digit, birth date, region code), in
     ASCII (stdnum would also accept other digits, which the tables never hold). The same
