@@ -97,8 +97,8 @@ def hub_sync(out: Path, state_file: Path | None) -> Result:
     from connectors.sql import SqlConnector
     from hub.catalog import load_catalog
     from hub.settings import Settings
+    from hub.storage.interface import open_warehouse
     from hub.sync import sync_resource
-    from hub.warehouse import open_warehouse
 
     resource = load_catalog(ROOT / "catalogs").resource(TABLE)
     settings = Settings()

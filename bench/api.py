@@ -167,10 +167,11 @@ def prepare(engine: str, rows: int) -> dict[str, Any]:
     from hub.catalog.models import DemandSpec, RowScope
     from hub.demand import DemandBook
     from hub.keys import PrincipalKind, create_key
-    from hub.ops_store import open_ops
     from hub.publish import ensure_publish_log, shared_view, version_table
     from hub.settings import Settings
-    from hub.warehouse import DuckDBWarehouse, open_warehouse, quote_ident
+    from hub.storage.duckdb import DuckDBWarehouse
+    from hub.storage.interface import open_ops, open_warehouse
+    from hub.storage.sql import quote_ident
 
     started = time.perf_counter()
     settings = Settings()

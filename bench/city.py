@@ -125,7 +125,7 @@ def run(step: str, command: list[str], env: dict[str, str], log: Path) -> dict[s
 QUERY = """
 import json, sys
 from hub.settings import Settings
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_warehouse
 with open_warehouse(Settings().warehouse_url) as w:
     out = {}
     for schema in ("raw", "audit"):
@@ -150,7 +150,7 @@ def counts(env: dict[str, str]) -> dict[str, Any]:
 FLOOR = """
 import json, os, sys, time, tempfile
 from hub.settings import Settings
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_warehouse
 kind = sys.argv[1]
 settings = Settings()
 started = time.perf_counter()

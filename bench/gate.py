@@ -119,7 +119,8 @@ def prepare(engine: str, rows: int) -> dict[str, Any]:
     """Create the warehouse with ``audit.persons`` of ``rows`` rows (server-side)."""
     from hub.catalog import load_catalog
     from hub.gate import checkdigits, ensure_gate_tables
-    from hub.warehouse import open_warehouse, quote_ident
+    from hub.storage.interface import open_warehouse
+    from hub.storage.sql import quote_ident
 
     if engine == "postgres":
         import psycopg
@@ -163,8 +164,7 @@ def floor_sql(engine: str) -> list[str]:
     from hub.catalog import load_catalog
     from hub.gate import checkdigits, load_suite, pushdown
     from hub.gate.suites import Unique
-    from hub.storage.interface import dialect_for
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import dialect_for, open_warehouse
 
     catalog = load_catalog(ROOT / "catalogs")
     persons = catalog.resource("persons")
@@ -205,7 +205,7 @@ def worker(method: str, engine: str, rows: int) -> dict[str, Any]:
         return {}
     started = time.perf_counter()
     if method == "floor":
-        from hub.warehouse import open_warehouse
+        from hub.storage.interface import open_warehouse
 
         statements = floor_sql(engine)
         imported = time.perf_counter()

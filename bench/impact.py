@@ -49,7 +49,7 @@ def main() -> None:
     from hub.catalog import load_catalog
     from hub.gate.suites import ImpactRule
     from hub.quality.impact import measure
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     resource = load_catalog(ROOT / "catalogs").resource("property_rights")
     rule = ImpactRule(max_changed_share=0.05)

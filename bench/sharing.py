@@ -192,7 +192,7 @@ def _gate_and_publish(engine: str) -> dict[str, Any]:
     from hub.settings import Settings
     from hub.sharing.layout import version_dir
     from hub.sharing.writer import share_resource
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     settings = Settings()
     catalog = load_catalog(ROOT / "catalogs")
@@ -227,9 +227,9 @@ def prepare(engine: str, rows: int) -> dict[str, Any]:
     from hub.catalog.models import DemandSpec, RowScope
     from hub.demand import DemandBook
     from hub.keys import PrincipalKind, create_key
-    from hub.ops_store import open_ops
     from hub.settings import Settings
-    from hub.warehouse import open_warehouse, quote_ident
+    from hub.storage.interface import open_ops, open_warehouse
+    from hub.storage.sql import quote_ident
 
     settings = Settings()
     catalog = load_catalog(ROOT / "catalogs")
@@ -261,7 +261,7 @@ def prepare(engine: str, rows: int) -> dict[str, Any]:
 
 def one_day(engine: str) -> dict[str, Any]:
     from hub.settings import Settings
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     with open_warehouse(Settings().warehouse_url) as warehouse:
         for statement in _day_sql(warehouse.engine, 'audit."persons"'):

@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from hub.demand.calendar import utc_now
-from hub.ops_store import OpsStore
+from hub.storage.interface import OpsStore
 
 PREFIX = "hubk"
 

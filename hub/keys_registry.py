@@ -35,7 +35,7 @@ def recorded_keys(store: Any) -> list[Verifier]:
 
 def known_keys(settings: Settings, *current: Verifier, purpose: str = "evidence") -> dict[str, Any]:
     """The JWKS of ``current`` and every recorded key (recording ``current``)."""
-    from hub.ops_store import open_ops
+    from hub.storage.interface import open_ops
 
     with open_ops(settings) as store:
         for key in current:

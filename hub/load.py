@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from connectors.base import SyncState
 from connectors.landing import LandedBatch, verify_batch
 from hub.catalog.models import Resource
-from hub.warehouse import Warehouse
+from hub.storage.interface import Warehouse
 
 
 class LoadError(RuntimeError):

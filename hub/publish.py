@@ -192,8 +192,8 @@ def publish(
         else sorted(catalog.resources, key=lambda r: r.code)
     )
     results: list[PublishResult] = []
-    from hub.ops_store import open_ops
     from hub.quality.impact import hold_of
+    from hub.storage.interface import open_ops
 
     with open_warehouse(settings.warehouse_url) as warehouse, open_ops(settings) as store:
         ensure_publish_log(warehouse)

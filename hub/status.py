@@ -26,7 +26,8 @@ from typing import Any
 from hub.catalog import Catalog, load_catalog
 from hub.freshness import FRESH, STALE, UNKNOWN, UNPUBLISHED, freshness
 from hub.settings import Settings
-from hub.warehouse import Warehouse, open_warehouse, quote_ident
+from hub.storage.interface import Warehouse, open_warehouse
+from hub.storage.sql import quote_ident
 
 NEVER = UNPUBLISHED  # the name callers knew: nothing published yet
 __all__ = ["FRESH", "NEVER", "STALE", "UNKNOWN", "UNPUBLISHED", "ResourceStatus", "freshness"]

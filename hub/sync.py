@@ -42,7 +42,7 @@ from hub.catalog.models import Catalog, ConnectorKind, Department, Resource
 from hub.demand.calendar import utc_now
 from hub.load import LIVE, live_keys_sql, load_batch, loaded_batch_ids, read_state, write_state
 from hub.settings import Settings
-from hub.warehouse import Warehouse, open_warehouse
+from hub.storage.interface import Warehouse, open_warehouse
 
 ProgressCallback = Callable[[Resource, int], None]
 

@@ -14,8 +14,8 @@ from hub.catalog.models import DemandSpec, RowScope
 from hub.cli.common import catalog_or_fail, console, fail, me, settings_or_fail
 from hub.demand import Demand, DemandBook, DemandError, DemandStatus
 from hub.demand.calendar import utc_now
-from hub.ops_store import open_ops
 from hub.settings import Settings
+from hub.storage.interface import open_ops
 
 commands = typer.Typer()
 demand_app = typer.Typer(

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from hub.cli.common import catalog_or_fail, console, fail, me, settings_or_fail
-from hub.ops_store import open_ops
+from hub.storage.interface import open_ops
 
 commands = typer.Typer()
 user_app = typer.Typer(no_args_is_help=True, help="Users of the portal (/portal in hub serve).")

@@ -64,7 +64,7 @@ def versions_command(
 ) -> None:
     """The published versions of a resource: which is current, which can be read as of."""
     from hub.publish import published_versions
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     settings = settings_or_fail()
     if resource not in {r.code for r in catalog_or_fail(settings).resources}:

@@ -43,7 +43,7 @@ commands.add_typer(gate_app, name="gate")
 
 
 def _latest_gate_run(settings: Any, resource: str) -> str | None:
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     with open_warehouse(settings.warehouse_url) as warehouse:
         rows = warehouse.query(
@@ -57,9 +57,9 @@ def _latest_gate_run(settings: Any, resource: str) -> str | None:
 def _decide(resource: str, version: str, reason: str, by: str | None, *, confirm: bool) -> None:
     from hub.catalog import load_catalog
     from hub.demand.calendar import utc_now
-    from hub.ops_store import open_ops
     from hub.quality.audit import record_event
     from hub.quality.impact import HoldError, decide
+    from hub.storage.interface import open_ops
 
     settings = _settings()
     catalog = load_catalog(settings.catalog_dir)
@@ -131,8 +131,8 @@ def gate_holds(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
     """Publishes held by the consumer-impact check, with the diff summarised."""
-    from hub.ops_store import open_ops
     from hub.quality.impact import holds
+    from hub.storage.interface import open_ops
 
     settings = _settings()
     with open_ops(settings) as store:
@@ -188,8 +188,8 @@ def dispute_list(
     """Disputes with their status and deadline (overdue ones marked)."""
     from hub.catalog import load_catalog
     from hub.demand.calendar import to_local, utc_now
-    from hub.ops_store import open_ops
     from hub.quality.disputes import DisputeBook
+    from hub.storage.interface import open_ops
 
     settings = _settings()
     catalog = load_catalog(settings.catalog_dir)
@@ -218,9 +218,9 @@ def dispute_list(
 def _answer(dispute_id: str, officer: str, reason: str, *, confirm: bool) -> None:
     from hub.catalog import load_catalog
     from hub.demand.calendar import utc_now
-    from hub.ops_store import open_ops
     from hub.quality.audit import record_event
     from hub.quality.disputes import DisputeBook, DisputeError
+    from hub.storage.interface import open_ops
 
     settings = _settings()
     catalog = load_catalog(settings.catalog_dir)
@@ -268,8 +268,8 @@ def dispute_escalate() -> None:
     """Escalate overdue disputes to the data bureau (also run by `hub reminders send`)."""
     from hub.catalog import load_catalog
     from hub.demand.calendar import utc_now
-    from hub.ops_store import open_ops
     from hub.quality.disputes import escalate_and_notify
+    from hub.storage.interface import open_ops
 
     settings = _settings()
     catalog = load_catalog(settings.catalog_dir)
@@ -290,7 +290,7 @@ def agreement_command(
     from hub.catalog import load_catalog
     from hub.demand.calendar import utc_now
     from hub.quality.agreement import AgreementError, by_department_pair, check_agreement
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     settings = _settings()
     catalog = load_catalog(settings.catalog_dir)
@@ -347,9 +347,8 @@ def scorecard_command(
     rejected-row rate, disputes answered on time, demand answers (README: how)."""
     from hub.catalog import load_catalog
     from hub.demand.calendar import utc_now
-    from hub.ops_store import open_ops
     from hub.quality.scorecard import compute
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_ops, open_warehouse
 
     settings = _settings()
     catalog = load_catalog(settings.catalog_dir)

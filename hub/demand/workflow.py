@@ -32,8 +32,8 @@ from typing import Any
 from hub.catalog import Catalog
 from hub.catalog.models import DemandSpec, Resource, RowScope, SharingType
 from hub.demand.calendar import WorkingDays, naive_utc, utc_now
-from hub.ops_store import OpsStore
 from hub.settings import Settings
+from hub.storage.interface import OpsStore
 
 SYSTEM_ACTOR = "system"
 
@@ -232,8 +232,8 @@ def match_demand(catalog: Catalog, spec: DemandSpec) -> Match:
 
 
 class DemandBook:
-    """The demand workflow on one ops store (hub.ops_store: the PostgreSQL warehouse, or
-    the SQLite file beside an embedded DuckDB warehouse).
+    """The demand workflow on one ops store (hub.storage.interface.OpsStore: the PostgreSQL
+    warehouse, or the SQLite file beside an embedded DuckDB warehouse).
 
     ``approval_working_days`` defaults to the catalog's ``calendar.yml`` (10);
     ``grant_valid_days`` bounds approved and timed-out grants (unconditional ones do not

@@ -27,9 +27,8 @@ import stdnum
 import stdnum.util
 from stdnum import numdb
 
-from hub.storage.interface import Dialect
+from hub.storage.interface import Dialect, Warehouse
 from hub.storage.sql import literal
-from hub.warehouse import Warehouse
 
 REGION_TABLE = "ops.gate_cn_regions"
 RIC_CHECK = "0123456789X"

@@ -33,8 +33,7 @@ from hub.gate.suites import (
     Unique,
 )
 from hub.storage.interface import Dialect
-from hub.storage.sql import literal
-from hub.warehouse import quote_ident
+from hub.storage.sql import literal, quote_ident
 
 SAMPLE_VALUES = 5
 

@@ -17,13 +17,8 @@ from hub.gate import checkdigits, pushdown
 from hub.gate.pushdown import GateError
 from hub.gate.suites import CitizenId, PartyId, RowCountChange, Suite, load_suite, load_suites
 from hub.settings import Settings
-from hub.warehouse import (
-    GATE_RESULTS_DDL,
-    GATE_RUNS_DDL,
-    Warehouse,
-    open_warehouse,
-    quote_ident,
-)
+from hub.storage.interface import GATE_RESULTS_DDL, GATE_RUNS_DDL, Warehouse, open_warehouse
+from hub.storage.sql import quote_ident
 
 if TYPE_CHECKING:  # GX is imported when a gate runs, not with the package
     from great_expectations.data_context.types.resource_identifiers import (
@@ -32,7 +27,7 @@ if TYPE_CHECKING:  # GX is imported when a gate runs, not with the package
 
     from hub.gate.gx import DataDocs
 
-GATE_DDL = (GATE_RUNS_DDL, GATE_RESULTS_DDL)  # one definition: hub.warehouse
+GATE_DDL = (GATE_RUNS_DDL, GATE_RESULTS_DDL)  # one definition: hub.storage.interface
 IMPACT_RULE = "consumer_impact"  # hub.quality.impact rows in ops.gate_results
 HOLD_SEVERITY = "hold"  # not an error: the run passes, its publish waits for the provider
 # success must not hinge on float noise: 0.99 * 100 is 98.99999999999999
@@ -411,9 +406,9 @@ def _record_holds(
     held = [run for run in runs if run.held]
     if not held:
         return
-    from hub.ops_store import open_ops
     from hub.quality.audit import record_event
     from hub.quality.impact import record_hold
+    from hub.storage.interface import open_ops
 
     with open_ops(settings) as store:
         for run in held:

@@ -15,9 +15,9 @@ from pathlib import Path
 from hub.catalog import Catalog
 from hub.catalog.models import DemandSpec, RowScope
 from hub.demand import DemandBook
-from hub.ops_store import open_ops
 from hub.portal.users import Role, UserError, add_user, set_password
 from hub.settings import Settings
+from hub.storage.interface import open_ops
 
 
 @dataclass(frozen=True)

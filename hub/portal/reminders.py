@@ -25,9 +25,9 @@ from typing import Any
 
 from hub.demand import Demand, DemandBook, DemandStatus
 from hub.demand.calendar import to_local
-from hub.ops_store import OpsStore
 from hub.portal.users import Role, users
 from hub.settings import Settings
+from hub.storage.interface import OpsStore
 
 MAX_ATTEMPTS = 5
 DUE_SOON = "due_soon"

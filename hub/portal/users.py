@@ -26,7 +26,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from hub.demand.calendar import utc_now
-from hub.ops_store import OpsStore
+from hub.storage.interface import OpsStore
 
 MIN_PASSWORD_LENGTH = 12
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")

@@ -38,7 +38,6 @@ from hub.catalog import Catalog
 from hub.catalog.models import DemandSpec, Resource, RowScope, Sensitivity, printable_text
 from hub.demand import Demand, DemandBook, DemandError, DemandNotFoundError, DemandStatus
 from hub.demand.calendar import to_local, utc_now
-from hub.ops_store import OpsStore, open_ops
 from hub.portal import assets
 from hub.portal.i18n import DEFAULT_LANGUAGE, LANGUAGES, Translator
 from hub.portal.policy import Action, PolicyDeniedError, PortalPrincipal, Subject, decide
@@ -56,6 +55,7 @@ from hub.portal.users import (
     sign_out,
 )
 from hub.settings import Settings
+from hub.storage.interface import OpsStore, open_ops
 
 SESSION_COOKIE = "hub_session"
 LOGIN_CSRF_COOKIE = "hub_login_csrf"

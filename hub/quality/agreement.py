@@ -27,9 +27,9 @@ from datetime import datetime
 from typing import Any
 
 from hub.catalog.models import ID_BIRTH_DATE, Catalog, Resource
+from hub.storage.interface import Warehouse
 from hub.storage.schema import table_ddl
-from hub.storage.sql import literal
-from hub.warehouse import Warehouse, quote_ident
+from hub.storage.sql import literal, quote_ident
 
 AGREEMENT_DDL = table_ddl("agreement_results")  # hub.storage.schema; made on open
 REJECTS_SUFFIX = "__agreement"

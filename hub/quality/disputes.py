@@ -31,7 +31,7 @@ from typing import Any
 
 from hub.catalog.models import Catalog, Resource
 from hub.demand.calendar import WorkingDays, to_local
-from hub.ops_store import OpsStore
+from hub.storage.interface import OpsStore
 
 OPEN = "open"
 CONFIRMED = "confirmed"  # corrected at source, pending the next sync
@@ -592,7 +592,7 @@ class DisputeFlags:
 
     def _book(self) -> DisputeBook:
         if self._store is None:
-            from hub.ops_store import open_ops_connection
+            from hub.storage.interface import open_ops_connection
 
             self._store = open_ops_connection(self.settings)
         return DisputeBook(self._store, self.catalog)

@@ -24,8 +24,8 @@ from typing import Any
 
 from hub.catalog.models import Resource
 from hub.gate.suites import ImpactRule
-from hub.ops_store import OpsStore
-from hub.warehouse import Warehouse, quote_ident
+from hub.storage.interface import OpsStore, Warehouse
+from hub.storage.sql import quote_ident
 
 HELD = "held"
 CONFIRMED = "confirmed"

@@ -30,8 +30,7 @@ from typing import Any
 
 from hub.catalog.models import Catalog
 from hub.demand.calendar import to_local
-from hub.ops_store import OpsStore
-from hub.warehouse import Warehouse
+from hub.storage.interface import OpsStore, Warehouse
 
 LATE_FACTOR = 1.5
 IMPACT_RULE = "consumer_impact"

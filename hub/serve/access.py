@@ -10,9 +10,9 @@ access"). :meth:`Access.select` picks it:
    must remain: none is a 403 naming the fields, several is a 409 naming the grants, so
    two narrow grants never add up to a wide one and the hub never guesses.
 
-Keys and grants are read from the ops store (:mod:`hub.ops_store`) and kept for
-``HUB_API_CACHE_SECONDS`` (default 5): a revoked key or grant stops working within that
-time. A grant's expiry is checked against the clock on every request.
+Keys and grants are read from the ops store (:class:`hub.storage.interface.OpsStore`) and
+kept for ``HUB_API_CACHE_SECONDS`` (default 5): a revoked key or grant stops working within
+that time. A grant's expiry is checked against the clock on every request.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class Access:
     def _ops(self) -> Any:
         """The kept ops-store connection (opened on first use; under ``_lock``)."""
         if self._store is None:
-            from hub.ops_store import open_ops_connection
+            from hub.storage.interface import open_ops_connection
 
             self._store = open_ops_connection(self.settings)
         return self._store

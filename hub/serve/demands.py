@@ -23,7 +23,6 @@ from hub.catalog.models import DemandSpec, RowScope, printable_text
 from hub.demand import DemandBook, DemandNotFoundError, DemandStatus
 from hub.demand.calendar import naive_utc, utc_now
 from hub.keys import Principal, PrincipalKind
-from hub.ops_store import OpsStore, open_ops
 from hub.serve.access import Refusal
 from hub.serve.policy import (
     Caller,
@@ -33,6 +32,7 @@ from hub.serve.policy import (
     respond_sync,
     services_of,
 )
+from hub.storage.interface import OpsStore, open_ops
 
 
 class Answer(BaseModel):

@@ -28,7 +28,6 @@ from starlette.concurrency import run_in_threadpool
 from hub.catalog.models import RowScope
 from hub.demand.calendar import utc_now
 from hub.keys import PrincipalKind
-from hub.ops_store import open_ops
 from hub.quality.disputes import (
     FILED,
     DisputeBook,
@@ -49,6 +48,7 @@ from hub.serve.policy import (
 )
 from hub.serve.records import APPLICANT_HEADER, CALLER_HEADERS, applicant_of, version_info
 from hub.serve.sources import Condition
+from hub.storage.interface import open_ops
 
 
 class Filing(BaseModel):

@@ -36,7 +36,8 @@ import pyarrow as pa
 
 from hub.catalog.models import Resource
 from hub.sharing.arrow_io import arrow_type, stream_query
-from hub.warehouse import Warehouse, quote_ident
+from hub.storage.interface import Warehouse
+from hub.storage.sql import quote_ident
 
 CHANGE_TYPE = "_change_type"
 OLD_PREFIX = "_old_"

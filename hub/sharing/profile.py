@@ -68,7 +68,7 @@ def write_profile(
     from hub.demand.calendar import utc_now
     from hub.demand.workflow import list_grants
     from hub.keys import PrincipalKind, create_key
-    from hub.ops_store import open_ops
+    from hub.storage.interface import open_ops
 
     known = {a.code for a in catalog.applications}
     if application not in known:

@@ -72,7 +72,8 @@ from hub.sharing.layout import (
     write_json_atomically,
 )
 from hub.sharing.shapes import GrantShape, is_bulk_grant, mask_column
-from hub.warehouse import Warehouse, quote_ident
+from hub.storage.interface import Warehouse
+from hub.storage.sql import quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def share_resource(
     the catalog does not share (``sharing_type: none``): no grant can ever read it."""
     from hub.catalog import load_catalog
     from hub.catalog.models import SharingType
-    from hub.ops_store import open_ops
+    from hub.storage.interface import open_ops
 
     if resource.sharing_type is SharingType.none:
         return ShareResult(resource.code)
@@ -173,8 +174,7 @@ def refresh(
     """``hub share refresh``: :func:`sync_resource` for each resource (all by default).
     Raises KeyError for a code not in the catalog; the warehouse's error when it cannot
     be opened."""
-    from hub.ops_store import open_ops
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_ops, open_warehouse
 
     chosen = (
         [catalog.resource(code) for code in resources]

@@ -8,8 +8,8 @@ import pytest
 from hub.catalog import Catalog
 from hub.catalog.models import SharingType
 from hub.demand import DemandBook
-from hub.ops_store import OpsStore, open_ops
 from hub.settings import Settings
+from hub.storage.interface import OpsStore, open_ops
 
 # A Monday: ten working days later (no holidays in between) is Monday 7 December.
 MONDAY = datetime(2026, 11, 23, 2, 0)  # 10:00 in Jingdezhen

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from hub.catalog import Catalog
 from hub.keys import PrincipalKind, create_key
-from hub.ops_store import open_ops
 from hub.serve import create_app
 from hub.settings import Settings
+from hub.storage.interface import open_ops
 from tests.conftest import duckdb_held_elsewhere
 
 SUBMISSION = {
@@ -144,7 +144,7 @@ def test_demands_keep_working_while_another_process_holds_the_duckdb_file(
     settings: Settings, demand_catalog: Catalog
 ) -> None:
     """The embedded warehouse admits one process; keys and demands live beside it."""
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     with open_warehouse(settings.warehouse_url):
         pass  # create the file

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from hub.catalog.models import Resource
-from hub.warehouse import open_warehouse, quote_ident
+from hub.storage.interface import open_warehouse
+from hub.storage.sql import quote_ident
 from simulator import identities
 from simulator.rows import Lazy
 

@@ -9,7 +9,7 @@ import stdnum.cn.ric
 import stdnum.cn.uscc
 
 from hub.gate import checkdigits
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_warehouse
 from simulator import identities
 
 

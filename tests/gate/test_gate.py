@@ -12,7 +12,7 @@ from gate_data import create_candidate, enterprises_columns, persons_columns, sp
 from hub.catalog import Catalog
 from hub.gate import GateError, GateRun, run_gate
 from hub.settings import Settings
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_warehouse
 
 PERSONS = 300
 
@@ -177,7 +177,7 @@ def test_row_count_change_against_the_published_version(
     url = gate_settings.warehouse_url
     create_candidate(url, catalog.resource("persons"), persons_columns(PERSONS))
     with open_warehouse(url) as warehouse:
-        # publish's table (hub.warehouse creates it on open); the gate only reads it
+        # publish's table (hub.storage creates it on open); the gate only reads it
         warehouse.execute(
             "INSERT INTO ops.publish_log VALUES "
             "('persons', 1, 'x', 1000, NULL, TIMESTAMP '2026-11-01 00:00:00', FALSE, 'ok'), "

@@ -10,7 +10,7 @@ import jinja2
 from hub.catalog.models import UpdateCycle
 from hub.freshness import LABELS, UNPUBLISHED, dbt_warn_after, freshness, max_age
 from hub.settings import PROJECT_ROOT
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_warehouse
 from tests.import_graph import import_graph
 
 NOW = datetime(2026, 12, 1, 12, 0, 0)

@@ -19,7 +19,7 @@ from hub.identifiers import (
     parse_identifier,
     parse_subject,
 )
-from hub.warehouse import Warehouse, open_warehouse
+from hub.storage.interface import Warehouse, open_warehouse
 
 CITIZEN = "36020319900102100X"
 COMPANY = "91360200MA35A0BQ28"  # a valid GB 32100 code

@@ -17,8 +17,8 @@ from hub.keys import (
     parse_key,
     revoke_key,
 )
-from hub.ops_store import open_ops
 from hub.settings import Settings, reset_settings
+from hub.storage.interface import open_ops
 
 AT = datetime(2026, 11, 2, 8, 0)
 

@@ -22,7 +22,7 @@ from hub.load import (
     loaded_batch_ids,
     read_state,
 )
-from hub.warehouse import Warehouse, open_warehouse
+from hub.storage.interface import Warehouse, open_warehouse
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.ops_store import SqliteOpsStore, open_ops, open_ops_connection, ops_path
 from hub.settings import Settings, reset_settings
+from hub.storage.interface import open_ops, open_ops_connection, ops_path
+from hub.storage.sqlite import SqliteOpsStore
 
 AT = datetime(2026, 11, 2, 8, 30, 0, 250000)
 

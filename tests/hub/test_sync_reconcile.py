@@ -23,7 +23,7 @@ from connectors.key_digest import KeyDigests, bucket_count_for, key_digest_sql, 
 from connectors.sql import SqlConnector
 from hub.catalog import Catalog, Resource
 from hub.settings import Settings
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_warehouse
 
 T0 = datetime(2026, 10, 1, 8, 0, 0)
 ROWS = 2000

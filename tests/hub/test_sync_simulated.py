@@ -20,8 +20,8 @@ import pytest
 
 from hub.catalog import Catalog
 from hub.settings import Settings, reset_settings
+from hub.storage.interface import open_warehouse
 from hub.sync import ResourceSync, sync
-from hub.warehouse import open_warehouse
 from simulator import advance_day, simulate
 from simulator.servers import running_systems
 

@@ -19,7 +19,7 @@ from connectors.sql import SqlConnector
 from hub.catalog import Catalog, Resource
 from hub.load import LoadError, load_batch, read_state
 from hub.settings import Settings
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_warehouse
 
 T0 = datetime(2026, 10, 1, 8, 0, 0)
 

@@ -15,7 +15,8 @@ import pytest
 
 from hub.catalog import Catalog
 from hub.catalog.models import Resource
-from hub.warehouse import SCHEMAS, Warehouse, open_warehouse, quote_ident
+from hub.storage.interface import SCHEMAS, Warehouse, open_warehouse
+from hub.storage.sql import quote_ident
 
 AWKWARD = ["plain", "", None, 'a "quoted", comma', "line\nbreak", "百分之%d", "问号?", "\\N"]
 

@@ -64,7 +64,7 @@ def test_build_shared_publishes_each_resource_its_dbt_model_built(
 ) -> None:
     from hub.orchestration import factories
     from hub.orchestration.embedded import run_dag
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
     from simulator import simulate
 
     # the failing test fails again on retry: skip dag.test()'s 30 s wait for it
@@ -115,8 +115,8 @@ def test_maintenance_approves_overdue_demands_by_timeout(
     as of the run's interval end (not the wall clock), and checks the audit chain."""
     from hub.catalog import load_catalog
     from hub.demand import DemandBook, DemandStatus, GrantBasis
-    from hub.ops_store import open_ops
     from hub.orchestration.embedded import run_dag
+    from hub.storage.interface import open_ops
 
     catalog = load_catalog(settings.catalog_dir)
     spec = catalog.application("talent_housing").demands[0]  # property_rights: conditional

@@ -36,7 +36,7 @@ from hub.airflow_ctl import airflow_executable
 from hub.catalog import Catalog
 from hub.orchestration.embedded import hub_environment
 from hub.settings import PROJECT_ROOT, Settings, reset_settings
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_warehouse
 from simulator.settings import SimulatorSettings
 from tests.conftest import free_port, service_missing
 

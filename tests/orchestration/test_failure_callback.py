@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from hub.orchestration.tasks import record_task_failure
 from hub.settings import Settings
 from hub.status import resource_status
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_warehouse
 
 
 def test_a_failed_task_is_recorded_in_ops_task_failures(settings: Settings) -> None:

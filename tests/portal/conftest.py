@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from hub.catalog.models import DemandSpec, RowScope
 from hub.demand import DemandBook
-from hub.ops_store import open_ops
 from hub.portal.users import Role, add_user
+from hub.storage.interface import open_ops
 from tests.serve.conftest import Published
 from tests.serve.conftest import published as published  # the fixture, re-exported
 

@@ -71,7 +71,7 @@ def _gate_runs(settings: Any) -> None:
     """Three gate runs of property_rights (one failed) for the resource page's charts."""
     from datetime import datetime, timedelta
 
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     with open_warehouse(settings.warehouse_url) as warehouse:
         for day, (passed, rows, rejected) in enumerate(

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from hub.ops_store import open_ops
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_ops, open_warehouse
 from tests.portal.conftest import Portal
 from tests.portal.test_browser import Recorder, shoot, sign_in
 from tests.portal.test_browser import browser as browser  # the fixtures, re-exported

@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hub.audit import audit_url, verify_chain
-from hub.ops_store import open_ops
 from hub.portal.audit_view import AuditFilter, search_audit
 from hub.portal.i18n import catalogue
 from hub.portal.users import Role, UserError, add_user
+from hub.storage.interface import open_ops
 from tests.conftest import duckdb_held_elsewhere
 from tests.portal.conftest import PASSWORD, Portal, login_token, sign_in
 
@@ -397,7 +397,7 @@ def test_the_auditor_filters_reads_and_verifies_the_chain(portal: Portal) -> Non
 def test_rejects_download_and_busy_warehouse(portal: Portal, warehouse_url: str) -> None:
     from openpyxl import load_workbook
 
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     with open_warehouse(warehouse_url) as warehouse:
         warehouse.execute(

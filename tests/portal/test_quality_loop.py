@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from hub.ops_store import open_ops
 from hub.quality.impact import hold_of
+from hub.storage.interface import open_ops
 from tests.portal.conftest import Portal, csrf_of, sign_in
 from tests.serve.conftest import headers
 

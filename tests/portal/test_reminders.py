@@ -17,10 +17,10 @@ import pytest
 from hub.catalog import Catalog
 from hub.catalog.models import DemandSpec, RowScope
 from hub.demand import DemandBook
-from hub.ops_store import open_ops
 from hub.portal.reminders import DUE_SOON, OVERDUE, run_reminders
 from hub.portal.users import Role, add_user
 from hub.settings import Settings, reset_settings
+from hub.storage.interface import open_ops
 from tests.conftest import free_port
 from tests.demand.conftest import MONDAY
 

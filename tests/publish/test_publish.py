@@ -32,7 +32,7 @@ from hub.publish import (
     rollback,
 )
 from hub.settings import PROJECT_ROOT, Settings
-from hub.warehouse import Warehouse, open_warehouse
+from hub.storage.interface import Warehouse, open_warehouse
 
 CODE = "property_rights"  # a two-column key: certificate_no, owner_id
 BASE_ROWS = 40

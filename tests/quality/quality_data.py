@@ -9,7 +9,7 @@ from typing import Any
 
 from hub.catalog.models import Resource
 from hub.settings import Settings
-from hub.warehouse import Warehouse
+from hub.storage.interface import Warehouse
 
 T0 = datetime(2026, 11, 2, 8, 0, 0)
 

@@ -18,7 +18,7 @@ from quality_data import make_table
 from hub.catalog import Catalog
 from hub.quality.agreement import by_department_pair, check_agreement, latest_results
 from hub.settings import Settings
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_warehouse
 
 NAMES = ["张一", "李二", "王三", "赵四", "钱五", "孙六", "周七", "吴八", "郑九", "冯十"]
 

@@ -12,7 +12,6 @@ from quality_data import make_table
 
 from hub.catalog import Catalog
 from hub.gate import run_gate
-from hub.ops_store import open_ops
 from hub.publish import publish
 from hub.quality.disputes import (
     CONFIRMED,
@@ -24,7 +23,7 @@ from hub.quality.disputes import (
 )
 from hub.quality.scorecard import compute
 from hub.settings import Settings
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_ops, open_warehouse
 
 CODE = "property_rights"
 FILED_AT = datetime(2026, 12, 2, 2, 0)  # Wednesday 10:00 in Jingdezhen

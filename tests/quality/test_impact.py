@@ -15,11 +15,10 @@ from typer.testing import CliRunner
 
 from hub.catalog import Catalog
 from hub.gate import run_gate
-from hub.ops_store import open_ops
 from hub.publish import PublishStatus, current_version, publish
 from hub.quality.impact import CONFIRMED, HELD, REFUSED, HoldError, decide, hold_of, holds
 from hub.settings import Settings
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_ops, open_warehouse
 
 CODE = "property_rights"
 ROWS = 1_000

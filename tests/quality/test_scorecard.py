@@ -8,10 +8,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from hub.catalog import Catalog
-from hub.ops_store import open_ops
 from hub.quality.scorecard import compute
 from hub.settings import Settings
-from hub.warehouse import open_warehouse
+from hub.storage.interface import open_ops, open_warehouse
 
 NOV = datetime(2026, 11, 1, 2, 0)  # 10:00 local
 

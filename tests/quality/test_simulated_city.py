@@ -28,14 +28,13 @@ import pytest
 from hub.build import build
 from hub.catalog import Catalog
 from hub.gate import run_gate
-from hub.ops_store import open_ops
 from hub.publish import PublishResult, PublishStatus, publish
 from hub.quality.agreement import by_department_pair, check_agreement
 from hub.quality.disputes import CONFIRMED, CORRECTED, DisputeBook
 from hub.quality.scorecard import compute
 from hub.settings import Settings, reset_settings
+from hub.storage.interface import open_ops, open_warehouse
 from hub.sync import sync
-from hub.warehouse import open_warehouse
 from simulator import simulate
 from simulator.quality_faults import mass_flip, misspell_names, set_value
 from simulator.servers import running_systems

@@ -20,12 +20,13 @@ from hub.catalog import Catalog
 from hub.catalog.models import DemandSpec, RowScope
 from hub.demand import DemandBook
 from hub.keys import PrincipalKind, create_key
-from hub.ops_store import open_ops
 from hub.publish import ensure_publish_log, shared_view, version_table
 from hub.serve import create_app
 from hub.serve.sources import _typed_value
 from hub.settings import Settings
-from hub.warehouse import DuckDBWarehouse, open_warehouse, quote_ident
+from hub.storage.duckdb import DuckDBWarehouse
+from hub.storage.interface import open_ops, open_warehouse
+from hub.storage.sql import quote_ident
 from tests.conftest import set_deployment_secrets
 from tests.serve.identity import CURRENT, KEY_APPS, TestIdentityProvider
 

@@ -17,8 +17,8 @@ from hub.audit import audit_url, verify_chain
 from hub.catalog.models import DemandSpec, RowScope
 from hub.demand import DemandBook
 from hub.evidence import verify_evidence
-from hub.ops_store import open_ops
 from hub.serve.masking import REDACTED, mask_value
+from hub.storage.interface import open_ops
 from tests.serve.conftest import NOBODY, OWNER, SELLER, Published, headers
 from tests.serve.identity import CURRENT
 

@@ -12,7 +12,7 @@ import pytest
 
 from hub.audit import audit_url, verify_chain
 from hub.evidence import verify_evidence
-from hub.ops_store import open_ops
+from hub.storage.interface import open_ops
 from tests.serve.conftest import CERT, OWNER, Published, headers
 
 PAYMENT = {"payment_id": "P1"}

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from hub.demand.calendar import utc_now
 from hub.identifiers import canonical
-from hub.ops_store import open_ops
 from hub.serve.masking import mask_value
+from hub.storage.interface import open_ops
 from tests.serve.conftest import OWNER, ROWS, SELLER, Published, headers
 
 APP = "housing_transfer_window"

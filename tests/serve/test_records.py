@@ -15,7 +15,7 @@ import pytest
 from hub.audit import audit_url, verify_chain
 from hub.demand import DemandBook
 from hub.evidence import EvidenceError, verify_evidence
-from hub.ops_store import open_ops
+from hub.storage.interface import open_ops
 from tests.conftest import duckdb_held_elsewhere
 from tests.serve.conftest import CERT, NOBODY, OWNER, SELLER, Published, headers
 

@@ -27,7 +27,8 @@ from hub.serve.snapshots import (
     version_file,
 )
 from hub.settings import Settings, reset_settings
-from hub.warehouse import DuckDBWarehouse, open_warehouse
+from hub.storage.duckdb import DuckDBWarehouse
+from hub.storage.interface import open_warehouse
 
 CODE = "tax_payments"
 SUITE = f"resource: {CODE}\nexpectations:\n  - {{expect: not_null, column: payment_id}}\n"

@@ -32,11 +32,11 @@ from hub.catalog import Catalog
 from hub.catalog.models import DemandSpec, RowScope
 from hub.demand import DemandBook
 from hub.keys import PrincipalKind, create_key
-from hub.ops_store import open_ops
 from hub.publish import PublishResult, publish
 from hub.settings import Settings
 from hub.sharing.arrow_io import arrow_type
-from hub.warehouse import open_warehouse, quote_ident
+from hub.storage.interface import open_ops, open_warehouse
+from hub.storage.sql import quote_ident
 from tests.conftest import IN_CI, free_port, set_deployment_secrets
 from tests.sharing.stock_env import ClientUnavailableError, ensure_client
 

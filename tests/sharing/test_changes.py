@@ -22,7 +22,8 @@ from hub.sharing.changes import (
     materialize_changes,
     stream_changes,
 )
-from hub.warehouse import Warehouse, open_warehouse, quote_ident
+from hub.storage.interface import Warehouse, open_warehouse
+from hub.storage.sql import quote_ident
 
 OLD, NEW = 'audit."changes_old"', 'audit."changes_new"'
 

@@ -17,10 +17,10 @@ from hub.catalog.models import DemandSpec, RowScope
 from hub.cli import app
 from hub.demand import DemandBook
 from hub.keys import authenticate
-from hub.ops_store import open_ops
 from hub.settings import Settings, reset_settings
 from hub.sharing.layout import read_shape, shape_dir
 from hub.sharing.shapes import GrantShape
+from hub.storage.interface import open_ops
 from tests.sharing.conftest import APP, GRANTED, SCENARIO, World
 
 

@@ -278,8 +278,8 @@ def test_the_stock_client_follows_a_simulated_day(
     from hub.cli import app
     from hub.demand import DemandBook
     from hub.gate import run_gate
-    from hub.ops_store import open_ops
     from hub.publish import publish
+    from hub.storage.interface import open_ops
     from hub.sync import sync
     from simulator import advance_day, simulate
     from simulator.servers import running_systems

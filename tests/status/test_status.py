@@ -20,8 +20,8 @@ from hub.gate import run_gate
 from hub.publish import publish
 from hub.settings import Settings
 from hub.status import FRESH, NEVER, STALE, resource_status
+from hub.storage.interface import open_warehouse
 from hub.sync import sync
-from hub.warehouse import open_warehouse
 from simulator import simulate
 from simulator.servers import running_systems
 

@@ -133,7 +133,7 @@ class Lite(Engine):
         self.prefix = "ops." if attached else ""
 
     def run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        import hub.ops_store  # noqa: F401  (its TIMESTAMP adapter and converter, as the store reads)
+        import hub.storage.sqlite  # noqa: F401  (its TIMESTAMP adapter and converter, as the store reads)
 
         c = sqlite3.connect(
             ":memory:" if self.attached else str(self.path), detect_types=sqlite3.PARSE_DECLTYPES
@@ -281,7 +281,7 @@ def make_embedded(home: Path) -> list[Engine]:
 
 
 def fresh(refs: list[StoreRef]) -> None:
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     for ref in refs:
         if ref.engine == "duckdb":
@@ -372,7 +372,7 @@ def test_a_postgresql_hub_of_last_week_upgrades_without_losing_a_row(
 def test_outside_the_demo_a_store_behind_is_one_error_naming_hub_db_upgrade(
     deployment: Path,
 ) -> None:
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     legacy_duckdb(deployment / "warehouse.duckdb")
     with pytest.raises(SchemaBehindError, match=r"run `hub db upgrade`"):
@@ -383,7 +383,7 @@ def test_outside_the_demo_a_store_behind_is_one_error_naming_hub_db_upgrade(
 
 
 def test_under_the_demo_profile_a_store_behind_is_upgraded_on_open(hub_home: Path) -> None:
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     duck = legacy_duckdb(hub_home / "warehouse.duckdb")
     rows = duck.fill()

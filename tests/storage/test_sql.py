@@ -7,8 +7,8 @@ from datetime import date, datetime
 
 import pytest
 
+from hub.storage.interface import open_warehouse
 from hub.storage.sql import literal, numbered_parameters
-from hub.warehouse import open_warehouse
 
 
 def test_only_question_marks_outside_quotes_are_parameters() -> None:
