@@ -219,7 +219,9 @@ def release_dbt_connections(settings: Settings) -> None:
     task that opens the warehouse after a dbt task must not meet dbt's handle (DuckDB
     shares an open file only between connections of the same configuration).
     """
-    if settings.warehouse_engine == "duckdb" and "dbt.adapters.duckdb" in sys.modules:
+    from hub.storage.interface import warehouse_class  # not at import: DAG parsing reads us
+
+    if warehouse_class(settings.warehouse_url).one_writer and "dbt.adapters.duckdb" in sys.modules:
         _release_duckdb()
 
 
@@ -257,8 +259,7 @@ def _invoke(
             callbacks = [_progress_listener(progress)] if progress is not None else []
             return dbtRunner(callbacks=callbacks).invoke(args)
         finally:
-            if settings.warehouse_engine == "duckdb":
-                _release_duckdb()
+            release_dbt_connections(settings)
 
 
 @contextmanager

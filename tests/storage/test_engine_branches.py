@@ -14,7 +14,7 @@ BRANCH = re.compile(
     r"""|isinstance\([^)]*\b(DuckDB|Postgres|Sqlite)\w*"""
     r"""|\bin\s*\(\s*["'](duckdb|postgres|sqlite)["']"""
 )
-PINNED = 4
+PINNED = 2
 
 
 def branch_points() -> list[str]:
