@@ -15,6 +15,8 @@ under ``HUB_HOME`` in every profile.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -374,3 +376,19 @@ def reset_settings() -> None:
     """Forget the cached settings (tests change the environment between cases)."""
     global _settings
     _settings = None
+
+
+@contextmanager
+def scoped_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set ``values`` in os.environ for the block, then restore what was there (dbt reads
+    its profile and Airflow its configuration from the environment)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

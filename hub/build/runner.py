@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from hub.build.project import project_fingerprint, write_project_files
 from hub.catalog import Catalog, load_catalog
-from hub.settings import PROJECT_ROOT, Settings
+from hub.settings import PROJECT_ROOT, Settings, scoped_environ
 
 # dbt statuses: a node with one of these did its job (a warn is a warning test)
 OK_STATUSES = frozenset({"success", "pass", "warn"})
@@ -144,21 +144,6 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """Set ``values`` in os.environ for the block (dbt reads env_var() from there)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def dbt_dir(settings: Settings) -> Path:
     """Where dbt's target/ and logs/ go for this HUB_HOME."""
     return settings.home / "dbt"
@@ -254,7 +239,7 @@ def _invoke(
         "--no-use-colors",
         "--quiet",
     ]
-    with _environment(dbt_environment(settings)):
+    with scoped_environ(dbt_environment(settings)):
         try:
             callbacks = [_progress_listener(progress)] if progress is not None else []
             return dbtRunner(callbacks=callbacks).invoke(args)

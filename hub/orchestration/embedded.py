@@ -8,13 +8,12 @@ must run before anything imports ``airflow`` in this process.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from hub.settings import PROJECT_ROOT, Settings
+from hub.settings import PROJECT_ROOT, Settings, scoped_environ
 
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 _MIGRATED_MARKER = ".hub-migrated"
@@ -107,21 +106,6 @@ def migrate(settings: Settings) -> None:
     )
 
 
-@contextmanager
-def _hub_env(settings: Settings) -> Iterator[None]:
-    values = hub_environment(settings)
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def run_dag(
     dag_id: str,
     settings: Settings,
@@ -143,7 +127,7 @@ def run_dag(
     if configure:
         migrate(settings)
     parse_manifest(settings)
-    with _hub_env(settings):
+    with scoped_environ(hub_environment(settings)):
         dag = build_dags(settings)[dag_id]
         try:
             run: Any = dag.test(logical_date=logical_date)
