@@ -42,6 +42,15 @@ def settings(hub_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return Settings()
 
 
+@pytest.fixture
+def suites(tmp_path: Path) -> Path:
+    """A suites folder with the one suite these tests gate against."""
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    (folder / f"{CODE}.yml").write_text(SUITE, encoding="utf-8")
+    return folder
+
+
 def publish_version(
     settings: Settings,
     catalog: Catalog,
@@ -73,11 +82,8 @@ def publish_version(
 
 
 def test_each_version_is_exported_once_and_served_as_the_api_returns_it(
-    settings: Settings, catalog: Catalog, tmp_path: Path
+    settings: Settings, catalog: Catalog, suites: Path
 ) -> None:
-    suites = tmp_path / "suites"
-    suites.mkdir()
-    (suites / f"{CODE}.yml").write_text(SUITE, encoding="utf-8")
     folder = serving_dir(settings) / CODE
     assert publish_version(settings, catalog, suites, "100.50") == 1
     first = folder / version_file(1)
@@ -131,11 +137,8 @@ def file_contents(path: Path) -> tuple[list[tuple[object, ...]], dict[str, str],
 
 
 def test_the_next_version_is_the_served_file_with_only_the_changed_rows_rewritten(
-    settings: Settings, catalog: Catalog, tmp_path: Path
+    settings: Settings, catalog: Catalog, suites: Path, tmp_path: Path
 ) -> None:
-    suites = tmp_path / "suites"
-    suites.mkdir()
-    (suites / f"{CODE}.yml").write_text(SUITE, encoding="utf-8")
     folder = serving_dir(settings) / CODE
     assert publish_version(settings, catalog, suites, "100.50") == 1
     # P0 as it was, P1 changed, P2 gone, P3 new
