@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from hub.catalog.models import Catalog, Resource
     from hub.settings import Settings
-    from hub.warehouse import Warehouse
+    from hub.storage.interface import Warehouse
 
 PUBLISH_HOOKS_ENTRY_POINT = "exchange_hub.publish_hooks"
 

@@ -109,7 +109,7 @@ def dbt_target(settings: Settings) -> str:
 
 
 def duckdb_path(warehouse_url: str) -> Path:
-    """The file of a ``duckdb:///<file>`` URL (as hub.warehouse opens it)."""
+    """The file of a ``duckdb:///<file>`` URL (as hub.storage.duckdb opens it)."""
     from hub.storage.urls import parse_store_url
 
     return parse_store_url(warehouse_url).file
@@ -251,7 +251,8 @@ def _invoke(
 def ensure_raw_tables(settings: Settings, catalog: Catalog) -> Iterator[Any]:
     """Open the warehouse, create the schemas, ops tables and any missing raw table, and
     yield the open warehouse (closed on exit, before dbt opens it)."""
-    from hub.warehouse import open_warehouse  # pyarrow: not at import (DAG parsing reads us)
+    # pyarrow: not at import (DAG parsing reads us)
+    from hub.storage.interface import open_warehouse
 
     with open_warehouse(settings.warehouse_url) as warehouse:
         for resource in catalog.resources:

@@ -230,7 +230,7 @@ class _DagReporter:
 
 def _task_failures(settings: Settings, dag_id: str, since: datetime) -> str | None:
     """The failed tasks of ``dag_id`` recorded since ``since``, one line each."""
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     try:
         with open_warehouse(settings.warehouse_url) as warehouse:
@@ -304,7 +304,7 @@ def print_flow_summary(
     settings: Settings, synced: list[Any], runs: list[Any], published: list[Any]
 ) -> None:
     """Per resource: rows landed, published, rejected with the top reasons, verdict, version."""
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     by_gate = {r.resource: r for r in runs}
     by_publish = {p.resource: p for p in published}

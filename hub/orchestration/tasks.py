@@ -29,8 +29,8 @@ class TaskFailedError(RuntimeError):
 def sync_one(code: str, full: bool = False) -> dict[str, Any]:
     """Sync one resource (``hub.sync.sync_resource``); raises TaskFailedError on error."""
     from hub.catalog import load_catalog
+    from hub.storage.interface import open_warehouse
     from hub.sync import make_connector, sync_resource
-    from hub.warehouse import open_warehouse
 
     settings = Settings()
     catalog = load_catalog(settings.catalog_dir)
@@ -155,7 +155,7 @@ def check_freshness() -> list[dict[str, Any]]:
     run's interval end; replaces that instant's rows of ``ops.freshness``."""
     from hub.catalog import load_catalog
     from hub.freshness import FRESH, freshness
-    from hub.warehouse import FRESHNESS_DDL, open_warehouse
+    from hub.storage.interface import FRESHNESS_DDL, open_warehouse
 
     settings = Settings()
     catalog = load_catalog(settings.catalog_dir)
@@ -211,7 +211,7 @@ def prune_versions() -> dict[str, list[int]]:
     """Drop published version tables past ``HUB_KEEP_VERSIONS`` for every resource."""
     from hub.catalog import load_catalog
     from hub.publish import PublishResult, PublishStatus, _prune, ensure_publish_log
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     settings = Settings()
     catalog = load_catalog(settings.catalog_dir)
@@ -230,7 +230,7 @@ def answer_overdue_demands() -> list[dict[str, Any]]:
     expire grants, move on newly matched demands (``DemandBook.process_due``)."""
     from hub.catalog import load_catalog
     from hub.demand import DemandBook
-    from hub.ops_store import open_ops
+    from hub.storage.interface import open_ops
 
     settings = Settings()
     catalog = load_catalog(settings.catalog_dir)
@@ -249,8 +249,8 @@ def send_reminders() -> dict[str, Any]:
     reminder stays in the outbox and the retry sends it."""
     from hub.catalog import load_catalog
     from hub.demand import DemandBook
-    from hub.ops_store import open_ops
     from hub.portal.reminders import channels, run_reminders
+    from hub.storage.interface import open_ops
 
     settings = Settings()
     if not channels(settings):
@@ -330,7 +330,7 @@ def record_task_failure(context: Any) -> None:
     """on_failure_callback: one row in ``ops.task_failures`` (created if missing), so
     ``hub status`` shows the error without Airflow. Never raises."""
     try:
-        from hub.warehouse import open_warehouse
+        from hub.storage.interface import open_warehouse
 
         ti = context.get("ti") or context.get("task_instance")
         exception = context.get("exception")

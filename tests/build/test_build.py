@@ -33,8 +33,9 @@ from hub.catalog import Catalog
 from hub.catalog.models import Resource
 from hub.load import live_keys_sql
 from hub.settings import PROJECT_ROOT, Settings
+from hub.storage.interface import Warehouse, open_warehouse
+from hub.storage.sql import quote_ident
 from hub.sync import sync
-from hub.warehouse import Warehouse, open_warehouse, quote_ident
 from simulator import advance_day, simulate
 from simulator.servers import running_systems
 
@@ -113,7 +114,7 @@ def assert_candidates_match_raw(
     for resource in catalog.resources:
         columns = warehouse.table_columns("audit", resource.code)
         assert columns == [f.name for f in resource.fields] + CANDIDATE_EXTRA, resource.code
-        # raw holds the catalog types (hub.warehouse.sql_type); the candidates keep them
+        # raw holds the catalog types (Warehouse.sql_type); the candidates keep them
         audit_types = column_types("audit", resource.code, warehouse)
         raw_types = column_types("raw", resource.raw_table, warehouse)
         for spec in resource.fields:

@@ -1,12 +1,12 @@
 """The dbt on-run-start macro creates ops.gate_runs and ops.publish_log for the catalog
-models; hub.warehouse defines them for the gate and publish. Both must agree."""
+models; hub.storage.interface defines them for the gate and publish. Both must agree."""
 
 from __future__ import annotations
 
 import re
 
 from hub.settings import PROJECT_ROOT
-from hub.warehouse import GATE_RUNS_DDL, PUBLISH_LOG_DDL
+from hub.storage.interface import GATE_RUNS_DDL, PUBLISH_LOG_DDL
 
 TABLE = re.compile(r"create table if not exists ops\.(\w+) \((.*?)\)\s*;", re.S | re.I)
 

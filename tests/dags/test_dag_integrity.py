@@ -255,7 +255,7 @@ def test_a_resource_added_to_the_catalog_becomes_a_new_mapped_input(
 
 
 def raw_counts(settings: Settings, codes: list[str]) -> dict[str, dict[str, int]]:
-    from hub.warehouse import open_warehouse
+    from hub.storage.interface import open_warehouse
 
     with open_warehouse(settings.warehouse_url) as warehouse:
         return {
