@@ -16,11 +16,19 @@
 
     Incremental (the shared models are dbt incremental models with the latest_version
     strategy, macros/incremental_latest_version.sql): once the candidate exists, only the
-    keys with a row in a batch newer than the candidate's newest _batch_id are ranked,
-    every version of those keys is read (so the ranking is the full rebuild's), and a key
-    whose latest row is a delete comes out with _tombstone = true: the strategy deletes
-    the changed keys from the candidate and inserts the live ones. NULL key columns
-    compare equal through latest_version_key_text, as partition by does.
+    rows of batches newer than the candidate's newest _batch_id are read and ranked. That
+    gives the full rebuild's latest version of every key they hold: a newer batch outranks
+    every older one, so the older versions of such a key cannot win, and the rows counted
+    for _source_duplicates are those of the chosen batch. A key whose latest row is a
+    delete comes out with _tombstone = true: the strategy deletes the changed keys from
+    the candidate and inserts the live ones. NULL key columns compare equal through
+    latest_version_key_text, as partition by does.
+
+    The bound is read first and written into the query as a literal, so the warehouse
+    prunes by it when scanning raw (DuckDB's zone maps; raw is appended in batch order)
+    instead of reading all history. When the newest batches held only deletes, the
+    candidate's newest _batch_id is older than them and they are read again: deleting
+    keys already gone changes nothing.
 #}
 {% macro latest_version(relation, primary_key, cursor, fields) %}
     {%- set key_columns = [] -%}
@@ -31,18 +39,9 @@
 
 with
 
-{% if is_incremental() %}
-changed as (
-
-    select distinct
-        {%- for column in primary_key %}
-        {{ latest_version_key_text(adapter.quote(column)) }} as _key_{{ loop.index }}{{ "," if not loop.last }}
-        {%- endfor %}
-    from {{ relation }}
-    where _batch_id > (select coalesce(max(_batch_id), '') from {{ this }})
-
-),
-{% endif %}
+{%- if is_incremental() %}
+    {%- set since = latest_version_since() %}
+{%- endif %}
 
 versions as (
 
@@ -58,15 +57,8 @@ versions as (
         count(*) over (partition by {{ key }}, _batch_id) as _rows_in_batch
     from {{ relation }} as source_rows
     {%- if is_incremental() %}
-    where exists (
-        select 1 from changed
-        where
-            {%- for column in primary_key %}
-            changed._key_{{ loop.index }} = {{ latest_version_key_text('source_rows.' ~ adapter.quote(column)) }}{{ " and" if not loop.last }}
-            {%- endfor %}
-    )
+    where _batch_id > {{ since }}
     {%- endif %}
-
 ),
 
 latest as (
@@ -97,4 +89,16 @@ where _op <> 'delete'
     can equal (clean_identifier removes whitespace; '<null key>' has a space). -#}
 {% macro latest_version_key_text(column) -%}
     coalesce(cast({{ column }} as {{ dbt.type_string() }}), '<null key>')
+{%- endmacro %}
+
+
+{#- The candidate's newest _batch_id as a quoted SQL literal ('' when it is empty): the
+    incremental run's lower bound. -#}
+{% macro latest_version_since() -%}
+    {%- set newest = none -%}
+    {%- if execute -%}
+        {%- set found = run_query("select max(_batch_id) from " ~ this) -%}
+        {%- set newest = found.columns[0].values()[0] -%}
+    {%- endif -%}
+    '{{ (newest or "") | replace("'", "''") }}'
 {%- endmacro %}
