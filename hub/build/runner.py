@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from hub.build.project import project_fingerprint, write_project_files
 from hub.catalog import Catalog, load_catalog
@@ -104,8 +103,10 @@ class BuildResult:
 
 
 def dbt_target(settings: Settings) -> str:
-    """The profiles.yml target for the warehouse: ``duckdb`` or ``postgres``."""
-    return settings.warehouse_engine
+    """The profiles.yml target for the warehouse (its class's ``dbt_target``)."""
+    from hub.storage.interface import warehouse_class  # not at import: DAG parsing reads us
+
+    return warehouse_class(settings.warehouse_url).dbt_target
 
 
 def duckdb_path(warehouse_url: str) -> Path:
@@ -116,32 +117,19 @@ def duckdb_path(warehouse_url: str) -> Path:
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
-    """The environment variables profiles.yml reads, from ``settings.warehouse_url``.
+    """The environment variables profiles.yml reads, from ``settings.warehouse_url``:
+    the target and what the warehouse's class says its output needs (``dbt_profile``;
+    the PostgreSQL password in ``DBT_ENV_SECRET_HUB_PG_PASSWORD``, which dbt scrubs
+    from its logs)."""
+    from hub.storage.interface import warehouse_class  # not at import: DAG parsing reads us
 
-    The PostgreSQL password goes in ``DBT_ENV_SECRET_HUB_PG_PASSWORD``: dbt scrubs
-    ``DBT_ENV_SECRET_*`` values from its logs.
-    """
-    env = {
-        "HUB_DBT_TARGET": dbt_target(settings),
+    warehouse = warehouse_class(settings.warehouse_url)
+    return {
+        "HUB_DBT_TARGET": warehouse.dbt_target,
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        **warehouse.dbt_profile(settings.warehouse_url),
     }
-    if settings.warehouse_engine == "duckdb":
-        env["HUB_DBT_DUCKDB_PATH"] = str(duckdb_path(settings.warehouse_url))
-        return env
-    parts = urlsplit(settings.warehouse_url)
-    query = parse_qs(parts.query)
-    env.update(
-        {
-            "HUB_DBT_PG_HOST": query.get("host", [parts.hostname or "127.0.0.1"])[0],
-            "HUB_DBT_PG_PORT": str(parts.port or 5432),
-            "HUB_DBT_PG_USER": unquote(parts.username or "postgres"),
-            "DBT_ENV_SECRET_HUB_PG_PASSWORD": unquote(parts.password or ""),
-            "HUB_DBT_PG_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
-            "HUB_DBT_PG_SSLMODE": query.get("sslmode", ["prefer"])[0],
-        }
-    )
-    return env
 
 
 def dbt_dir(settings: Settings) -> Path:

@@ -14,7 +14,9 @@ from hub.catalog import Catalog, load_catalog
 from hub.catalog.models import Resource, UpdateCycle
 from hub.orchestration import tasks
 from hub.settings import PROJECT_ROOT, Settings
+from hub.storage.interface import warehouse_class
 
+# one slot: the tasks of a warehouse that admits one writer process (its one_writer)
 DUCKDB_POOL = "hub_duckdb"
 TAGS = ["exchange-hub"]
 DBT_GROUP = "dbt"
@@ -54,7 +56,7 @@ def _default_args(settings: Settings) -> dict[str, Any]:
         "max_retry_delay": timedelta(minutes=30),
         "on_failure_callback": tasks.record_task_failure,
     }
-    if settings.warehouse_engine == "duckdb":  # one read-write process per DuckDB file
+    if warehouse_class(settings.warehouse_url).one_writer:  # one read-write process a file
         args["pool"] = DUCKDB_POOL
     return args
 

@@ -52,6 +52,7 @@ class DuckDBWarehouse(Warehouse):
     one_writer: ClassVar[bool] = True
     holds_ops_store: ClassVar[bool] = False
     readers_block_ddl: ClassVar[bool] = False  # an MVCC catalog: nothing waits
+    dbt_target: ClassVar[str] = "duckdb"
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         import duckdb
@@ -78,6 +79,10 @@ class DuckDBWarehouse(Warehouse):
                     f"the warehouse {path.name} is in use by a sync or publish; retry in a minute"
                 ) from exc
             raise
+
+    @classmethod
+    def dbt_profile(cls, url: str) -> dict[str, str]:
+        return {"HUB_DBT_DUCKDB_PATH": str(parse_store_url(url).file)}
 
     @property
     def dialect(self) -> Dialect:

@@ -92,6 +92,15 @@ class Warehouse(ABC):
     # appended to a SELECT to lock its rows until the transaction ends ("" where the
     # transaction already holds the one write lock)
     for_update: ClassVar[str] = ""
+    # the output of profiles.yml that dbt builds this warehouse with
+    dbt_target: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def dbt_profile(cls, url: str) -> dict[str, str]:
+        """The variables profiles.yml reads for :attr:`dbt_target` (``HUB_DBT_*``), from
+        the warehouse's ``url``; a password goes in ``DBT_ENV_SECRET_*``, which dbt scrubs
+        from its logs."""
 
     @classmethod
     @abstractmethod

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from hub.audit.entries import (
     ANCHOR_COLUMNS,
@@ -85,6 +86,7 @@ class PostgresWarehouse(Warehouse):
     holds_ops_store: ClassVar[bool] = True
     readers_block_ddl: ClassVar[bool] = True
     for_update: ClassVar[str] = " FOR UPDATE"
+    dbt_target: ClassVar[str] = "postgres"
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -101,6 +103,19 @@ class PostgresWarehouse(Warehouse):
         warehouse = cls(url)
         warehouse.ensure_schemas()
         return warehouse
+
+    @classmethod
+    def dbt_profile(cls, url: str) -> dict[str, str]:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        return {
+            "HUB_DBT_PG_HOST": query.get("host", [parts.hostname or "127.0.0.1"])[0],
+            "HUB_DBT_PG_PORT": str(parts.port or 5432),
+            "HUB_DBT_PG_USER": unquote(parts.username or "postgres"),
+            "DBT_ENV_SECRET_HUB_PG_PASSWORD": unquote(parts.password or ""),
+            "HUB_DBT_PG_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+            "HUB_DBT_PG_SSLMODE": query.get("sslmode", ["prefer"])[0],
+        }
 
     @property
     def dialect(self) -> Dialect:

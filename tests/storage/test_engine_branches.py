@@ -14,7 +14,7 @@ BRANCH = re.compile(
     r"""|isinstance\([^)]*\b(DuckDB|Postgres|Sqlite)\w*"""
     r"""|\bin\s*\(\s*["'](duckdb|postgres|sqlite)["']"""
 )
-PINNED = 2
+PINNED = 0
 
 
 def branch_points() -> list[str]:
