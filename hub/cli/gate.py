@@ -18,13 +18,21 @@ def gate_command(
     resources: Annotated[
         list[str] | None, typer.Argument(help="Resource codes (default: every candidate).")
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Check every row with every rule (by default the row rules check only the "
+            "rows changed since the last run; the verdict is the same).",
+        ),
+    ] = False,
 ) -> None:
     """Validate each candidate in `audit` against expectations/<resource>.yml."""
     from hub.gate import GateError, SuiteError, run_gate
 
     settings = settings_or_fail()
     try:
-        runs = run_gate(settings, resources or None, progress=lambda m: console.print(m))
+        runs = run_gate(settings, resources or None, progress=lambda m: console.print(m), full=full)
     except (GateError, SuiteError) as exc:
         raise fail(str(exc)) from exc
     print_gate_summary(runs)

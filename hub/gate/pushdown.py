@@ -9,10 +9,19 @@ resource's distinct keys), check digits join ``ops.gate_cn_regions``. Unexpected
 sample values are then read from the rejects table, which holds only failing rows; one
 cheap aggregate gives the row count and the non-null counts that ``mostly`` divides by.
 No row of the candidate leaves the warehouse.
+
+A daily run checks only what changed (:func:`changed_rejects_sql`): the row-local rules
+(:func:`row_local`: a row passes or fails them on its own values) run on the rows of
+batches newer than the previous gate run saw, their earlier rejects of unchanged rows are
+carried over (:func:`carried_sql`), and the rules that need the whole table (uniqueness,
+references, bounds relative to today) run on every row, as joins and comparisons
+without the costly per-row functions.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -87,6 +96,16 @@ def _bound(value: int | float | str, field_type: str, today: date) -> tuple[str,
     return literal(value), "value"
 
 
+def row_local(item: ExpectationBase) -> bool:
+    """Whether a row passes or fails ``item`` on its own values alone, the same every day:
+    not uniqueness or references (other rows decide) nor a bound relative to today."""
+    if isinstance(item, Unique | ExistsIn):
+        return False
+    if isinstance(item, Between):
+        return "today" not in (item.min, item.max)
+    return True
+
+
 def compile_suite(
     dialect: Dialect,
     suite: Suite,
@@ -95,6 +114,7 @@ def compile_suite(
     reference_tables: dict[str, str | None],
     today: date,
     region_slots: int = 0,
+    select: Callable[[ExpectationBase], bool] | None = None,
 ) -> CompiledSuite:
     """Row-level SQL for every expectation of ``suite`` on ``audit."<code>"`` (alias ``t``).
 
@@ -102,7 +122,8 @@ def compile_suite(
     against (None: none exists). ``region_slots`` comes from
     :func:`checkdigits.ensure_region_table`; citizen-ID checks need it (GateError
     without). Expectations that cannot run (a column missing from the candidate, no
-    reference table) are listed in ``not_run`` with the reason.
+    reference table) are listed in ``not_run`` with the reason. ``select``: compile only
+    the expectations it accepts (their indexes stay those of the suite).
     """
     compiled = CompiledSuite()
     candidate = f"audit.{quote_ident(resource.code)}"
@@ -114,7 +135,7 @@ def compile_suite(
     types = {f.name: f.type for f in resource.fields}
     types["_source_duplicates"] = "integer"
     for index, item in enumerate(suite.expectations):
-        if not item.row_level:
+        if not item.row_level or (select is not None and not select(item)):
             continue
         missing = [c for c in item.columns if c not in candidate_columns]
         if missing:
@@ -212,14 +233,19 @@ def compile_suite(
     return compiled
 
 
-def source_sql(dialect: Dialect, compiled: CompiledSuite, resource: Resource) -> str:
+def source_sql(
+    dialect: Dialect, compiled: CompiledSuite, resource: Resource, since: str | None = None
+) -> str:
     """The FROM clause every rule reads: the candidate as ``t``, derived values, joins.
 
     Values used many times per row (a normalised ID) are computed once in a subquery; on
     PostgreSQL ``OFFSET 0`` keeps the planner from inlining them back into each use.
+    ``since``: only the rows of batches newer than that ``_batch_id``.
     """
     candidate = f"audit.{quote_ident(resource.code)}"
     source = f"{candidate} t"
+    if since is not None:
+        source = f"(SELECT * FROM {candidate} WHERE _batch_id > {literal(since)}) t"
     fence = dialect.subquery_fence
     for level in (compiled.derived, compiled.derived_after):
         if level:
@@ -236,12 +262,41 @@ def rejects_sql(
     gate_run_id: str,
 ) -> str:
     """``CREATE TABLE <target> AS``: every failing (row, rule) of the candidate."""
+    return f"CREATE TABLE {target} AS " + _rejects_select(
+        dialect, compiled, resource, candidate_columns, gate_run_id
+    )
+
+
+def changed_rejects_sql(
+    dialect: Dialect,
+    compiled: CompiledSuite,
+    resource: Resource,
+    candidate_columns: list[str],
+    target: str,
+    gate_run_id: str,
+    since: str,
+) -> str:
+    """``INSERT INTO <target>``: every failing (row, rule) among the candidate's rows of
+    batches newer than ``since``."""
+    return f"INSERT INTO {target} " + _rejects_select(
+        dialect, compiled, resource, candidate_columns, gate_run_id, since
+    )
+
+
+def _rejects_select(
+    dialect: Dialect,
+    compiled: CompiledSuite,
+    resource: Resource,
+    candidate_columns: list[str],
+    gate_run_id: str,
+    since: str | None = None,
+) -> str:
     candidate = f"audit.{quote_ident(resource.code)}"
     columns = ", ".join(f"c.{quote_ident(c)}" for c in candidate_columns)
     tail = f"f._rule, f._column, f._value, f._severity, {literal(gate_run_id)} AS _gate_run_id"
     if not compiled.rules:
         return (
-            f"CREATE TABLE {target} AS SELECT "
+            "SELECT "
             + ", ".join(f"t.{quote_ident(c)}" for c in candidate_columns)
             + ", CAST(NULL AS VARCHAR) AS _rule, CAST(NULL AS VARCHAR) AS _column, "
             "CAST(NULL AS VARCHAR) AS _value, CAST(NULL AS VARCHAR) AS _severity, "
@@ -259,12 +314,69 @@ def rejects_sql(
         for rule in compiled.rules
     )
     return (
-        f"CREATE TABLE {target} AS SELECT {columns}, {tail} FROM ("
-        f"SELECT t.*, {flags} FROM {source_sql(dialect, compiled, resource)} "
+        f"SELECT {columns}, {tail} FROM ("
+        f"SELECT t.*, {flags} FROM {source_sql(dialect, compiled, resource, since)} "
         f"WHERE {any_fails}) c "
         f"CROSS JOIN LATERAL (VALUES {unpivot}) AS f(_rule, _column, _value, _severity, _failed) "
         "WHERE f._failed"
     )
+
+
+def carried_sql(
+    compiled: CompiledSuite,
+    resource: Resource,
+    candidate_columns: list[str],
+    previous: str,
+    target: str,
+    gate_run_id: str,
+    since: str,
+) -> str:
+    """``INSERT INTO <target>``: the rejects of ``compiled``'s rules in ``previous`` (the
+    last run's rejects table) for rows still in the candidate unchanged: same key, same
+    ``_batch_id``, no newer than ``since``, as ``gate_run_id``'s."""
+    candidate = f"audit.{quote_ident(resource.code)}"
+    columns = ", ".join(f"r.{quote_ident(c)}" for c in candidate_columns)
+    labels = " OR ".join(
+        f"(r._rule = {literal(rule.expectation.rule)} AND "
+        f"coalesce(r._column, '') = {literal(rule.expectation.column_label or '')})"
+        for rule in compiled.rules
+    )
+    same_row = " AND ".join([key_match(resource, "c", "r"), "c._batch_id = r._batch_id"])
+    return (
+        f"INSERT INTO {target} SELECT {columns}, r._rule, r._column, r._value, r._severity, "
+        f"{literal(gate_run_id)} AS _gate_run_id FROM {previous} AS r "
+        f"WHERE r._batch_id <= {literal(since)} AND ({labels or 'FALSE'}) "
+        f"AND EXISTS (SELECT 1 FROM {candidate} AS c WHERE {same_row})"
+    )
+
+
+def key_match(resource: Resource, left: str, right: str) -> str:
+    """``left`` and ``right`` (table aliases) hold the same primary key; NULL equals NULL
+    in a nullable key column, still as an equi-join (PostgreSQL does not hash
+    ``IS NOT DISTINCT FROM``)."""
+    matches = []
+    for key in resource.primary_key:
+        column = quote_ident(key)
+        a, b = f"{left}.{column}", f"{right}.{column}"
+        if resource.field(key).nullable:
+            matches.append(
+                f"coalesce(CAST({a} AS VARCHAR), '') = coalesce(CAST({b} AS VARCHAR), '') "
+                f"AND ({a} IS NULL) = ({b} IS NULL)"
+            )
+        else:
+            matches.append(f"{a} = {b}")
+    return " AND ".join(matches)
+
+
+def rules_digest(compiled: CompiledSuite, candidate_columns: list[str]) -> str:
+    """What the row-local rules' rejects depend on besides the rows: their SQL (rules,
+    severities, the region table's size) and the candidate's columns. Equal digests:
+    an earlier run's rejects of an unchanged row still hold."""
+    sql = "\n".join(f"{r.expectation.rule}|{r.expectation.column_label}|{r.expectation.severity}|"
+                     f"{r.fails}|{r.value}" for r in compiled.rules)  # fmt: skip
+    text = "\n".join([sql, *compiled.derived, *compiled.derived_after, *compiled.joins,
+                      ",".join(candidate_columns)])  # fmt: skip
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def stats_sql(compiled: CompiledSuite, resource: Resource, has_batch: bool) -> str:

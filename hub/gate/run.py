@@ -32,6 +32,8 @@ IMPACT_RULE = "consumer_impact"  # hub.quality.impact rows in ops.gate_results
 HOLD_SEVERITY = "hold"  # not an error: the run passes, its publish waits for the provider
 # success must not hinge on float noise: 0.99 * 100 is 98.99999999999999
 _EPSILON = 1e-9
+# the comment a gate run leaves on the candidate it checked: "hub-gate <run id> <digest>"
+GATE_MARK = "hub-gate"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class GateRun:
     docs_path: Path
     results: tuple[ExpectationResult, ...] = field(default=())
     impact: Any = None  # hub.quality.impact.ImpactSummary: decision fields vs published
+    # rows the row-local rules ran on: those of batches newer than the previous run saw
+    # (None: every row, a whole run; see _unchanged_since)
+    changed_rows: int | None = None
 
     @property
     def held(self) -> bool:
@@ -138,6 +143,34 @@ def _impact(warehouse: Warehouse, suite: Suite, resource: Resource, run_id: str)
     return measure(warehouse, resource, suite.impact, run_id, int(current[0][0]))
 
 
+def _unchanged_since(warehouse: Warehouse, code: str, digest: str) -> str | None:
+    """The newest ``_batch_id`` the previous gate run of ``code`` saw, when its rejects of
+    the row-local rules still hold for every row no newer than that; else None (check
+    every row).
+
+    They hold when the candidate is the very table that run checked, changed since only
+    by dbt's incremental runs (which replace a changed key's row with one of a newer
+    batch and delete deleted keys), and the rules are the same (``digest``). The run
+    marks the table with a comment (:data:`GATE_MARK`); a table created again (a full
+    refresh, or by hand) has none. The previous run's rejects must still be in
+    ``rejects."<code>"``.
+    """
+    mark = (warehouse.table_comment("audit", code) or "").split()
+    if len(mark) != 3 or mark[0] != GATE_MARK or mark[2] != digest:
+        return None
+    run_id = mark[1]
+    rows = warehouse.query(
+        "SELECT candidate_max_batch FROM ops.gate_runs WHERE gate_run_id = ? AND resource = ?",
+        (run_id, code),
+    )
+    if not rows or rows[0][0] is None or not _table_exists(warehouse, "rejects", code):
+        return None
+    others = warehouse.query(
+        f"SELECT count(*) FROM rejects.{quote_ident(code)} WHERE _gate_run_id <> ?", (run_id,)
+    )
+    return None if int(others[0][0]) else str(rows[0][0])
+
+
 def _passes(unexpected: int, base: int, mostly: float) -> bool:
     if base == 0:
         return True  # nothing to check, as GX
@@ -152,8 +185,11 @@ def _gate_one(
     *,
     today: date,
     progress: Callable[[str], None],
+    full: bool = False,
 ) -> tuple[GateRun, ValidationResultIdentifier, Callable[[GateRun], None]]:
-    """Validate one candidate.
+    """Validate one candidate: the row-local rules on the rows changed since the previous
+    run (every row when ``full``, or when :func:`_unchanged_since` finds no run to follow
+    on from), the others on every row.
 
     Returns the run (its ``docs_path`` known once Data Docs are built), the GX key of its
     validation result, and the step that records it in the warehouse.
@@ -166,23 +202,53 @@ def _gate_one(
     code = resource.code
     candidate_columns = warehouse.table_columns("audit", code)
     needs_regions = any(isinstance(i, CitizenId | PartyId) for i in suite.expectations)
-    compiled = pushdown.compile_suite(
-        dialect,
-        suite,
-        resource,
-        candidate_columns,
-        _reference_tables(warehouse, suite),
-        today,
-        checkdigits.ensure_region_table(warehouse) if needs_regions else 0,
-    )
+    references = _reference_tables(warehouse, suite)
+    regions = checkdigits.ensure_region_table(warehouse) if needs_regions else 0
+
+    def compile_rules(select: Callable[[Any], bool] | None = None) -> pushdown.CompiledSuite:
+        return pushdown.compile_suite(
+            dialect, suite, resource, candidate_columns, references, today, regions, select
+        )
+
+    compiled = compile_rules()
+    local = compile_rules(pushdown.row_local)
+    digest = pushdown.rules_digest(local, candidate_columns)
+    since = None if full else _unchanged_since(warehouse, code, digest)
 
     staged = f"rejects.{quote_ident(code + '__next')}"
     warehouse.execute(f"DROP TABLE IF EXISTS {staged}")
     clock = time.perf_counter()
-    warehouse.execute(
-        pushdown.rejects_sql(dialect, compiled, resource, candidate_columns, staged, run_id)
-    )
-    progress(f"{code}: rejects computed in {time.perf_counter() - clock:.2f} s")
+    changed: int | None = None
+    if since is None:
+        warehouse.execute(
+            pushdown.rejects_sql(dialect, compiled, resource, candidate_columns, staged, run_id)
+        )
+        what = "every row"
+    else:
+        whole = compile_rules(lambda item: not pushdown.row_local(item))
+        for sql in (
+            pushdown.rejects_sql(dialect, whole, resource, candidate_columns, staged, run_id),
+            pushdown.changed_rejects_sql(
+                dialect, local, resource, candidate_columns, staged, run_id, since
+            ),
+            pushdown.carried_sql(
+                local,
+                resource,
+                candidate_columns,
+                f"rejects.{quote_ident(code)}",
+                staged,
+                run_id,
+                since,
+            ),
+        ):
+            warehouse.execute(sql)
+        changed = int(
+            warehouse.query(
+                f"SELECT count(*) FROM audit.{quote_ident(code)} WHERE _batch_id > ?", (since,)
+            )[0][0]
+        )
+        what = f"row rules on {changed} changed rows, table rules on every row"
+    progress(f"{code}: rejects computed in {time.perf_counter() - clock:.2f} s ({what})")
     stats = warehouse.query(
         pushdown.stats_sql(compiled, resource, "_batch_id" in candidate_columns)
     )[0]
@@ -294,6 +360,7 @@ def _gate_one(
         docs_path=docs.docs_dir,
         results=tuple(results),
         impact=impact,
+        changed_rows=changed,
     )
 
     def record(run: GateRun) -> None:
@@ -301,6 +368,7 @@ def _gate_one(
         with warehouse.transaction():
             warehouse.execute(f"DROP TABLE IF EXISTS rejects.{quote_ident(code)}")
             warehouse.execute(f"ALTER TABLE {staged} RENAME TO {quote_ident(code)}")
+            warehouse.set_table_comment("audit", code, f"{GATE_MARK} {run_id} {digest}")
             warehouse.execute(
                 "INSERT INTO ops.gate_runs (gate_run_id, resource, candidate_rows, "
                 "candidate_max_batch, passed, started_at, finished_at, docs_path) "
@@ -337,8 +405,13 @@ def run_gate(
     suites_dir: Path | None = None,
     catalog: Catalog | None = None,
     progress: Callable[[str], None] | None = None,
+    full: bool = False,
 ) -> list[GateRun]:
     """Validate each candidate ``audit."<code>"`` against ``expectations/<code>.yml``.
+
+    The row-local rules run on the rows changed since the previous run of the same rules
+    on the same candidate table, the rest on every row (``full``: everything on every
+    row); either way the rejects and verdict are those of checking every row.
 
     ``resources`` None: every resource with a suite and a candidate table. For each, the
     failing rows replace ``rejects."<code>"``, the verdict and one row per expectation go
@@ -380,7 +453,13 @@ def run_gate(
         docs = DataDocs(settings.home)
         gated = [
             _gate_one(
-                warehouse, docs, suites[code], catalog.resource(code), today=today, progress=say
+                warehouse,
+                docs,
+                suites[code],
+                catalog.resource(code),
+                today=today,
+                progress=say,
+                full=full,
             )
             for code in chosen
         ]

@@ -184,6 +184,13 @@ class DuckDBWarehouse(Warehouse):
     def can_replace_view(self, view: str, table: str) -> bool:
         return True
 
+    def table_comment(self, schema: str, table: str) -> str | None:
+        rows = self.query(
+            "SELECT comment FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+            (schema, table),
+        )
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
 
 def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     import pyarrow as pa

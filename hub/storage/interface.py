@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from hub.storage.schema import WAREHOUSE_SCHEMAS, table_ddl
-from hub.storage.sql import quote_ident
+from hub.storage.sql import literal, quote_ident
 from hub.storage.urls import parse_store_url
 
 if TYPE_CHECKING:
@@ -188,6 +188,17 @@ class Warehouse(ABC):
         """Let nobody replace or change ``table`` (``schema."name"``) until the transaction
         ends, waiting up to ``timeout`` for the lock; readers go on. Nothing if the table
         does not exist, or where a transaction reads one snapshot throughout."""
+
+    @abstractmethod
+    def table_comment(self, schema: str, table: str) -> str | None:
+        """The comment on ``schema.table`` (None: no comment, or no such table)."""
+
+    def set_table_comment(self, schema: str, table: str, comment: str) -> None:
+        """Replace the comment on ``schema.table``. It lasts as long as the table: a table
+        created again (``CREATE OR REPLACE``, a dbt full refresh) has none."""
+        self.execute(
+            f"COMMENT ON TABLE {quote_ident(schema)}.{quote_ident(table)} IS {literal(comment)}"
+        )
 
     @abstractmethod
     def can_replace_view(self, view: str, table: str) -> bool:

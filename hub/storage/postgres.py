@@ -263,6 +263,15 @@ class PostgresWarehouse(Warehouse):
             self.set_lock_timeout(timeout)
             self.execute(f"LOCK TABLE {table} IN SHARE MODE")
 
+    def table_comment(self, schema: str, table: str) -> str | None:
+        rows = self.query(
+            "SELECT obj_description(c.oid, 'pg_class') FROM pg_class AS c "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ? AND c.relname = ?",
+            (schema, table),
+        )
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def can_replace_view(self, view: str, table: str) -> bool:
         # CREATE OR REPLACE VIEW cannot drop or retype columns: the table's columns must
         # start with the view's, same names and types

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from hub.catalog import Catalog
 from hub.gate import GateError, GateRun, run_gate
 from hub.settings import Settings
 from hub.storage.interface import open_warehouse
+from hub.storage.sql import quote_ident
 
 PERSONS = 300
 
@@ -204,3 +207,88 @@ def test_candidates_to_gate(gate_settings: Settings, catalog: Catalog) -> None:
         run_gate(gate_settings, ["persons"], catalog=catalog)
     runs = run_gate(gate_settings, catalog=catalog)  # every candidate that exists
     assert [run.resource for run in runs] == ["enterprises"] and runs[0].passed
+
+
+def test_a_daily_run_checks_the_changed_rows_and_equals_a_whole_run(
+    gate_settings: Settings, catalog: Catalog, tmp_path: Path
+) -> None:
+    """After dbt's incremental run (changed keys in rows of a newer batch, deleted keys
+    gone) the row rules check only the changed rows and carry the other rejects over;
+    rejects and results are those of checking every row. A candidate made again, or
+    changed rules, are checked whole."""
+    url = gate_settings.warehouse_url
+    resource = catalog.resource("persons")
+    persons = persons_columns(PERSONS)
+    ids = spoil(persons["citizen_id"], [3, 50, 77])
+    persons["citizen_id"] = ids
+    persons["sex"][10] = "9"
+    create_candidate(url, resource, persons)
+    [first] = run_gate(gate_settings, ["persons"], catalog=catalog)
+    assert first.changed_rows is None, "a table the gate never saw is checked whole"
+
+    newer = "20260602T080000000000Z-0001"
+    strange = spoil([persons_columns(1, seed=7)["citizen_id"][0]], [0])[0]
+    with open_warehouse(url) as warehouse:
+        table = 'audit."persons"'
+        warehouse.execute(f"DELETE FROM {table} WHERE citizen_id = ?", (ids[3],))  # rejected
+        for key, sex in ((ids[10], "1"), (ids[20], "7")):  # fixed; spoiled
+            warehouse.execute(
+                f"UPDATE {table} SET sex = ?, _batch_id = ? WHERE citizen_id = ?",
+                (sex, newer, key),
+            )
+        names = warehouse.table_columns("audit", "persons")
+        replaced = {"citizen_id": "CAST(? AS VARCHAR)", "_batch_id": "CAST(? AS VARCHAR)"}
+        copied = ", ".join(replaced.get(n, quote_ident(n)) for n in names)
+        for key, like in ((strange, ids[30]), (ids[41], ids[40])):  # a bad ID; a second 41
+            warehouse.execute(
+                f"INSERT INTO {table} ({', '.join(quote_ident(n) for n in names)}) "
+                f"SELECT {copied} FROM {table} WHERE citizen_id = ?",
+                (key, newer, like),
+            )
+    [daily] = run_gate(gate_settings, ["persons"], catalog=catalog)
+    assert daily.changed_rows == 4
+    daily_rejects = _rejects(url)
+    assert ("citizen_id", strange) in {(r[0], r[1]) for r in daily_rejects}
+    assert ("unique", ids[41]) in {(r[0], r[1]) for r in daily_rejects}
+    assert ("in_set", ids[10]) not in {(r[0], r[1]) for r in daily_rejects}
+    assert ("in_set", ids[20]) in {(r[0], r[1]) for r in daily_rejects}
+    assert not any(r[1] == ids[3] for r in daily_rejects)
+
+    [whole] = run_gate(gate_settings, ["persons"], catalog=catalog, full=True)
+    assert whole.changed_rows is None
+    assert _rejects(url) == daily_rejects
+    assert _outcomes(whole) == _outcomes(daily)
+    assert (whole.passed, whole.rejected_rows) == (daily.passed, daily.rejected_rows)
+
+    [again] = run_gate(gate_settings, ["persons"], catalog=catalog)
+    assert again.changed_rows == 0 and _rejects(url) == daily_rejects
+
+    suites = tmp_path / "expectations"
+    shutil.copytree(gate_settings.catalog_dir.parent / "expectations", suites)
+    suite = suites / "persons.yml"
+    text = suite.read_text(encoding="utf-8")
+    suite.write_text(text.replace('"2"], mostly: 0.99, severity: warning', '"2"], mostly: 0.99'))
+    [changed] = run_gate(gate_settings, ["persons"], catalog=catalog, suites_dir=suites)
+    assert changed.changed_rows is None, "other rules: every row again"
+    assert {r[3] for r in _rejects(url) if r[0] == "in_set" and r[1] == ids[20]} == {"error"}
+
+    create_candidate(url, resource, persons)  # made again: no mark of a gate run
+    [remade] = run_gate(gate_settings, ["persons"], catalog=catalog)
+    assert remade.changed_rows is None
+
+
+def _rejects(url: str) -> list[tuple[Any, ...]]:
+    """rejects."persons" without the run id: (rule, key, value, severity), sorted."""
+    with open_warehouse(url) as warehouse:
+        rows = warehouse.query(
+            "SELECT _rule, citizen_id, _value, _severity, _column, sex, _batch_id "
+            'FROM rejects."persons"'
+        )
+    return sorted(rows, key=repr)
+
+
+def _outcomes(run: GateRun) -> list[tuple[Any, ...]]:
+    return sorted(
+        (r.expectation, r.column or "", r.success, r.unexpected_count, r.sample_values)
+        for r in run.results
+    )
