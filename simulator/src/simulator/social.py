@@ -40,6 +40,7 @@ from simulator.clock import (
 )
 from simulator.faults import Injected, draw_count, inject_faults
 from simulator.identities import party_valid_check, pick
+from simulator.lanes import in_blocks, lane
 from simulator.manifest import DayCounts, Drop, ResourceManifest
 from simulator.rows import Lookup, Rows, is_null, lazy
 from simulator.world import Context
@@ -481,35 +482,56 @@ def build(ctx: Context) -> None:
 
     rng = ctx.rng("social.contributions")
     first_month = today.astype("datetime64[M]") - 4  # 2026-07
-    active = ledger.rows["status"] == "参保缴费"
-    paused = ledger.rows["status"] == "暂停缴费"
-    early = active & (rng.random(n) < 0.4)
-    index_parts = [np.flatnonzero(early)]
-    month_parts = [np.full(int(early.sum()), first_month)]
-    for offset in (1, 2, 3):
-        chosen = active | (paused & (offset == 1))
-        index_parts.append(np.flatnonzero(chosen))
-        month_parts.append(np.full(int(chosen.sum()), first_month + offset))
-    index = np.concatenate(index_parts)
-    month = np.concatenate(month_parts)
-    order = np.lexsort((month, index))
-    index, month = index[order], month[order]
-    paid = month.astype("datetime64[D]") + rng.integers(9, 25, len(index)).astype("timedelta64[D]")
-    stamps = paid.astype("datetime64[s]") + rng.integers(9 * 3600, 17 * 3600, len(index)).astype(
-        "timedelta64[s]"
-    )
-    period = _period_int(month)
-    np.maximum.at(ledger.last_period, index, period)
+    status_now = ledger.rows["status"]
+    active = status_now == "参保缴费"
+    paused = status_now == "暂停缴费"
+    early = active & in_blocks(rng, lambda r, k: r.random(k) < 0.4, n)
+    # the lines are sorted by enrollment, then month: an active enrollment paid months
+    # 1-3 (and month 0 when early), a paused one month 1
+    lines_of = (early.astype(np.int8) + (active | paused) + 2 * active).astype(np.int8)
+    ends = np.cumsum(lines_of, dtype=np.int64)
+    total = int(ends[-1]) if n else 0
+    first_offset = np.where(early, 0, 1).astype(np.int8)
+    ledger.last_period[active] = _period_int(np.array([first_month + 3]))[0]
+    ledger.last_period[paused] = _period_int(np.array([first_month + 1]))[0]
+
+    def paid_days(r: np.random.Generator, k: int) -> npt.NDArray[np.int64]:
+        return r.integers(9, 25, k)
+
+    def paid_seconds(r: np.random.Generator, k: int) -> npt.NDArray[np.int64]:
+        return r.integers(9 * 3600, 17 * 3600, k)
+
+    # each column is drawn whole from the stream, before the faults: a lane each
+    day_lane = lane(rng, paid_days, total)
+    second_lane = lane(rng, paid_seconds, total)
     contribution_faults = Injected()
     contribution_bad = [0]
 
+    def contribution_lines(start: int, stop: int) -> Rows:
+        """The contribution lines ``start`` to ``stop`` (in the file's order)."""
+        first = int(np.searchsorted(ends, start, side="right"))
+        last = int(np.searchsorted(ends, stop - 1, side="right")) + 1
+        owners = np.arange(first, last)
+        before = int(ends[first - 1]) if first else 0
+        index = np.repeat(owners, lines_of[owners])
+        rank = np.arange(len(index)) - np.repeat(
+            ends[owners] - lines_of[owners] - before, lines_of[owners]
+        )
+        cut = slice(start - before, stop - before)
+        index = index[cut]
+        month = first_month + (first_offset[index] + rank[cut]).astype("timedelta64[M]")
+        paid = month.astype("datetime64[D]") + paid_days(day_lane, len(index)).astype(
+            "timedelta64[D]"
+        )
+        stamps = paid.astype("datetime64[s]") + paid_seconds(second_lane, len(index)).astype(
+            "timedelta64[s]"
+        )
+        return contributions_for(rng, ledger, index, _period_int(month), paid, stamps)
+
     def contribution_blocks() -> Iterator[Rows]:
         """Contributions made, spoiled and written a block at a time (bounded memory)."""
-        for start in range(0, len(index), BLOCK_ROWS):
-            block = slice(start, start + BLOCK_ROWS)
-            rows = contributions_for(
-                rng, ledger, index[block], period[block], paid[block], stamps[block]
-            )
+        for start in range(0, total, BLOCK_ROWS):
+            rows = contribution_lines(start, min(start + BLOCK_ROWS, total))
             rows, injected = inject_faults(
                 rng,
                 rows,

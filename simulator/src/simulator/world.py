@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hub.catalog.models import Catalog
@@ -53,24 +54,26 @@ class World:
         return np.flatnonzero((age_days >= low * 365.25) & (age_days < high * 365.25))
 
     def save(self, folder: Path) -> None:
+        """Written from the numpy text straight to Arrow (no Python str a person)."""
         persons = pa.table(
             {
-                "citizen_id": pa.array(self.person_id.tolist(), pa.string()),
-                "name": pa.array(self.person_name.tolist(), pa.string()),
-                "sex": pa.array(self.person_sex.tolist(), pa.string()),
+                "citizen_id": pa.array(self.person_id, pa.string()),
+                "name": pa.array(self.person_name, pa.string()),
+                "sex": pa.array(self.person_sex, pa.string()),
                 "birth_date": pa.array(self.person_birth.astype("datetime64[D]")),
-                "district_code": pa.array(self.person_district.tolist(), pa.string()),
+                "district_code": pa.array(self.person_district, pa.string()),
             }
         )
         firms = pa.table(
             {
-                "credit_code": pa.array(self.firm_code.tolist(), pa.string()),
-                "name": pa.array(self.firm_name.tolist(), pa.string()),
-                "kind": pa.array(self.firm_kind.tolist(), pa.string()),
+                "credit_code": pa.array(self.firm_code, pa.string()),
+                "name": pa.array(self.firm_name, pa.string()),
+                "kind": pa.array(self.firm_kind, pa.string()),
                 "established_date": pa.array(self.firm_established.astype("datetime64[D]")),
             }
         )
         pq.write_table(persons, folder / PERSONS_FILE)
+        del persons
         pq.write_table(firms, folder / FIRMS_FILE)
 
     @classmethod
@@ -79,7 +82,7 @@ class World:
         firms = pq.read_table(folder / FIRMS_FILE)
 
         def text(table: pa.Table, name: str) -> Strings:
-            return np.array(table.column(name).to_pylist(), dtype=str)
+            return numpy_text(table.column(name))
 
         def dates(table: pa.Table, name: str) -> npt.NDArray[np.datetime64]:
             return np.asarray(table.column(name).to_numpy(), dtype="datetime64[D]")
@@ -95,6 +98,17 @@ class World:
             firm_kind=text(firms, "kind"),
             firm_established=dates(firms, "established_date"),
         )
+
+
+def numpy_text(column: pa.ChunkedArray, rows: int = 1 << 20) -> Strings:
+    """A text column without NULLs as numpy text (as ``np.array(column.to_pylist(),
+    dtype=str)``), made ``rows`` at a time: Python str objects for one slice only."""
+    width = max(int(pc.max(pc.utf8_length(column)).as_py() or 0), 1) if len(column) else 1
+    values: Strings = np.empty(len(column), dtype=f"<U{width}")
+    for start in range(0, len(column), rows):
+        part = column.slice(start, rows).to_numpy(zero_copy_only=False)
+        values[start : start + len(part)] = part
+    return values
 
 
 @dataclass
