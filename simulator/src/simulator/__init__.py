@@ -37,6 +37,7 @@ from simulator.world import (
     FIRMS_FILE,
     PERSONS_FILE,
     STATE_FILE,
+    CitizenIds,
     Context,
     World,
     read_state,
@@ -136,7 +137,7 @@ def simulate(
     people = make_people(rng, ctx.size(PERSONS_AT_SCALE_1, 50), DAY0)
     firms = make_firms(rng, ctx.size(ENTERPRISES_AT_SCALE_1, 5), DAY0)
     ctx.world = World(
-        person_id=people.citizen_id,
+        person_id=CitizenIds.of(people.citizen_id),
         person_name=people.name,
         person_sex=people.sex,
         person_birth=people.birth_date,
@@ -195,4 +196,5 @@ def load_manifest(settings: Settings) -> dict[str, Any]:
 def _empty_world() -> World:
     text = np.zeros(0, dtype=str)
     dates = np.zeros(0, dtype="datetime64[D]")
-    return World(text, text, text, dates, text, text, text, text, dates)
+    nobody = CitizenIds(np.zeros(0, dtype=np.int64))
+    return World(nobody, text, text, dates, text, text, text, text, dates)

@@ -346,8 +346,15 @@ def citizen_ids(
         sequence = 2 * rng.integers(0, 499, len(todo)) + np.where(male[todo], 1, 2)
         bodies[todo] = prefix[todo] + sequence
         todo = _repeated(bodies, todo, used)
-    digits = ric_check_digits(bodies)
-    return np.strings.add(bodies.astype("<U17"), digits)
+    return id_text(bodies)
+
+
+def id_text(bodies: Ints) -> Strings:
+    """Citizen IDs of 17-digit bodies: the body and its GB 11643 check digit."""
+    if len(bodies) == 0:
+        return np.zeros(0, dtype="<U18")
+    text: Strings = np.strings.add(bodies.astype("<U17"), ric_check_digits(bodies))
+    return text
 
 
 def addresses(

@@ -409,7 +409,7 @@ def advance(ctx: Context) -> None:
 
         def new_persons(rng: np.random.Generator, n: int) -> Rows:
             born = int(rng.binomial(n, 0.6))
-            taken = id_bodies(world.person_id)
+            taken = world.person_id.bodies
             babies = make_people(
                 rng, born, ctx.today, min_age=0, max_age=0.08, taken=taken, local_births=True
             )
@@ -417,7 +417,7 @@ def advance(ctx: Context) -> None:
             movers = make_people(rng, n - born, ctx.today, min_age=18, max_age=60, taken=taken)
             start = len(world.person_id)
             for people in (babies, movers):
-                world.person_id = np.concatenate([world.person_id, people.citizen_id])
+                world.person_id = world.person_id.extended(people.citizen_id)
                 world.person_name = np.concatenate([world.person_name, people.name])
                 world.person_sex = np.concatenate([world.person_sex, people.sex])
                 world.person_birth = np.concatenate([world.person_birth, people.birth_date])

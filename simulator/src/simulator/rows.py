@@ -8,7 +8,7 @@ databases convert on load; the registry and the CSV drops keep the text.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -156,11 +156,19 @@ class Lazy:
 AnyColumn = Column | Lazy
 
 
+class Indexed(Protocol):
+    """A column that gives its values for an array of positions (the world's IDs)."""
+
+    def __getitem__(self, index: Any) -> npt.NDArray[Any]: ...
+
+    def __len__(self) -> int: ...
+
+
 class Lookup:
     """Renders ``(table, index)`` pairs: the value ``tables[table][index]`` (IDs and names
     taken from the world or from another table, without copying the strings)."""
 
-    def __init__(self, *tables: npt.NDArray[Any]) -> None:
+    def __init__(self, *tables: npt.NDArray[Any] | Indexed) -> None:
         self.tables = tables
 
     def __call__(self, table: npt.NDArray[Any], index: npt.NDArray[Any] | None = None) -> Column:

@@ -39,7 +39,7 @@ from simulator.clock import (
     yuan,
 )
 from simulator.faults import Injected, draw_count, inject_faults
-from simulator.identities import party_valid_check, pick
+from simulator.identities import id_bodies, party_valid_check, pick, ric_valid_check
 from simulator.lanes import in_blocks, lane
 from simulator.manifest import DayCounts, Drop, ResourceManifest
 from simulator.rows import Lookup, Rows, is_null, lazy
@@ -122,18 +122,30 @@ class Ledger:
         self.clean = np.concatenate([self.clean, other.clean])
 
     def save(self, path: Path) -> None:
-        """Written a chunk of text at a time (the ledger's lazy columns stay compact)."""
-        columns: dict[str, pa.Array | pa.ChunkedArray] = {
-            name: pa.chunked_array(
-                [pa.array(chunk[name].tolist(), pa.string()) for chunk in self.rows.chunks()],
-                pa.string(),
-            )
-            for name in LEDGER_TEXT
-        }
-        columns["base"] = pa.array(self.base)
-        columns["last_period"] = pa.array(self.last_period)
-        columns["clean"] = pa.array(self.clean)
-        pq.write_table(pa.table(columns), path)
+        """Written a chunk of rows at a time, a row group each (the ledger's lazy columns
+        stay compact; the text of one chunk is held)."""
+        schema = pa.schema(
+            [
+                *((name, pa.string()) for name in LEDGER_TEXT),
+                ("base", pa.int64()),
+                ("last_period", pa.int64()),
+                ("clean", pa.bool_()),
+            ]
+        )
+        with pq.ParquetWriter(path, schema) as writer:
+            start = 0
+            for chunk in self.rows.chunks():
+                part = slice(start, start + len(chunk))
+                columns: list[pa.Array] = [
+                    pa.array(chunk[name].tolist(), pa.string()) for name in LEDGER_TEXT
+                ]
+                columns += [
+                    pa.array(self.base[part]),
+                    pa.array(self.last_period[part]),
+                    pa.array(self.clean[part]),
+                ]
+                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+                start += len(chunk)
 
     @classmethod
     def load(cls, path: Path) -> Ledger:
@@ -608,7 +620,12 @@ def advance(ctx: Context) -> None:
     changed = ledger.rows.take(updates)
     changed.set(SHAPE, np.full(len(updates), ""))
 
-    insured = np.isin(world.person_id, ledger.rows["citizen_id"].astype(str))
+    # a ledger ID names a person of the world when it is a valid citizen ID (a spoiled
+    # one names nobody); compared by body, as the text would compare
+    ledger_ids = ledger.rows["citizen_id"]
+    insured = np.isin(
+        world.person_id.bodies, id_bodies(ledger_ids[ric_valid_check(ledger_ids)].astype(str))
+    )
     working = world.adults(today, 18, 60)
     candidates = rng.permutation(working[~insured[working]])[: (n_insert + 1) // 2]
     person = np.repeat(candidates, 2)[:n_insert]

@@ -25,7 +25,7 @@ from simulator.clock import (
 )
 from simulator.faults import inject_faults
 from simulator.housing import HousingFacts
-from simulator.identities import digits, party_valid_check, pick
+from simulator.identities import digits, id_bodies, party_valid_check, pick
 from simulator.manifest import DayCounts, ResourceManifest
 from simulator.rows import Lazy, Lookup, Rows, lazy, rank_within
 from simulator.sqlstore import SqlStore
@@ -353,8 +353,12 @@ def advance(ctx: Context) -> None:
             candidates = candidates[np.sort(first)]
             chosen = candidates[~np.isin(candidates, existing)][:n]
             is_firm = np.strings.startswith(chosen, "9")
+            # the names of the chosen persons only (every person of the world chosen is
+            # found by the body of the ID)
+            bodies = id_bodies(chosen[~is_firm])
+            found = np.flatnonzero(np.isin(world.person_id.bodies, bodies))
             person_name = dict(
-                zip(world.person_id.tolist(), world.person_name.tolist(), strict=True)
+                zip(world.person_id[found].tolist(), world.person_name[found].tolist(), strict=True)
             )
             firm_name = dict(zip(world.firm_code.tolist(), world.firm_name.tolist(), strict=True))
             names = [firm_name[c] if c.startswith("9") else person_name[c] for c in chosen.tolist()]
