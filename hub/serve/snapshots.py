@@ -207,30 +207,39 @@ def _write_changes(
     published: PublishedVersion,
     db: Any,
 ) -> int:
-    """Turn the copy of ``base``'s file into ``published``'s: delete the rows of ``base``
-    that ``published`` does not have as they are (gone or changed), insert the rows of
-    ``published`` that ``base`` does not have. Compared as served (the same text), so the
-    file ends exactly as a whole export would be."""
-    served = _select_as_served(resource)
+    """Turn the copy of ``base``'s file into ``published``'s: delete the rows of the keys
+    that are gone or changed, insert the new rows of the keys that are new or changed,
+    from one pass over the change set (:func:`hub.sharing.changes.change_set`: a full
+    outer join on the key, every field compared NULL-safely). The rows are written as
+    served (the same text), so the file ends exactly as a whole export would be."""
+    from hub.sharing.changes import CHANGE_TYPE, DELETE, INSERT, change_set
+
+    changes = change_set(warehouse, resource, base.table, published.table)
     keys = ", ".join(quote_ident(k) for k in resource.primary_key)
-    old, new = base.table, published.table
-    stale = warehouse.iter_batches(
-        f"SELECT {keys} FROM (SELECT {served} FROM {old} EXCEPT SELECT {served} FROM {new}) "
+    rows = warehouse.iter_batches(
+        f"SELECT {CHANGE_TYPE}, {_select_as_served(resource)} FROM ({changes.sql}) AS c "
         f"ORDER BY {keys}",
         BATCH_ROWS,
     )
+    names = [f.name for f in resource.fields]
+    at = [names.index(k) + 1 for k in resource.primary_key]
     match = " AND ".join(f'"{k}" IS ?' for k in resource.primary_key)
-    deleted = 0
-    for batch in stale:
-        rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
-        db.executemany(f"DELETE FROM records WHERE {match}", rows)
-        deleted += batch.num_rows
-    fresh = warehouse.iter_batches(
-        f"SELECT * FROM (SELECT {served} FROM {new} EXCEPT SELECT {served} FROM {old}) "
-        f"ORDER BY {keys}",
-        BATCH_ROWS,
-    )
-    return deleted + _insert_rows(db, resource, fresh)
+    placeholders = ", ".join("?" for _ in resource.fields)
+    written = 0
+    for batch in rows:
+        columns = [column.to_pylist() for column in batch.columns]
+        kinds = columns[0]
+        stale = [n for n, kind in enumerate(kinds) if kind != INSERT]  # updates, deletes
+        fresh = [n for n, kind in enumerate(kinds) if kind != DELETE]  # inserts, updates
+        db.executemany(
+            f"DELETE FROM records WHERE {match}", ([columns[i][n] for i in at] for n in stale)
+        )
+        db.executemany(
+            f"INSERT INTO records VALUES ({placeholders})",
+            ([column[n] for column in columns[1:]] for n in fresh),
+        )
+        written += len(stale) + len(fresh)
+    return written
 
 
 def write_pointer(folder: Path, serving: ServingVersion) -> None:
