@@ -25,11 +25,11 @@ from simulator.clock import (
 )
 from simulator.faults import inject_faults
 from simulator.housing import HousingFacts
-from simulator.identities import digits, id_bodies, party_valid_check, pick
+from simulator.identities import digits, id_bodies, party_valid_check, pick, ric_valid_check
 from simulator.manifest import DayCounts, ResourceManifest
 from simulator.rows import Lazy, Lookup, Rows, lazy, rank_within
 from simulator.sqlstore import SqlStore
-from simulator.world import Context
+from simulator.world import CitizenIds, Context
 
 TAXPAYERS = TableSpec(
     resource="taxpayers",
@@ -327,20 +327,53 @@ def advance(ctx: Context) -> None:
             ["certificate_no", "owner_id"]
         )
 
-        known: list[tuple[npt.NDArray[np.str_], npt.NDArray[np.str_]]] = []
+        known: list[tuple[CitizenIds, npt.NDArray[np.str_]]] = []
 
-        def known_taxpayers() -> tuple[npt.NDArray[np.str_], npt.NDArray[np.str_]]:
-            """Persons and organisations with a valid ID, once today's taxpayers are in."""
+        def known_taxpayers() -> tuple[CitizenIds, npt.NDArray[np.str_]]:
+            """Persons (their ID bodies) and organisations with a valid ID, once today's
+            taxpayers are in; read a chunk at a time."""
             if not known:
-                rows = store.read(TAXPAYERS.table, ["taxpayer_id", "taxpayer_type"])
-                valid = party_valid_check(rows["taxpayer_id"])
-                ids = rows["taxpayer_id"].astype(str)
-                person = rows["taxpayer_type"] == "自然人"
-                known.append((ids[valid & person], ids[valid & ~person]))
+                persons: list[npt.NDArray[np.int64]] = []
+                firms: list[npt.NDArray[np.str_]] = []
+                for rows in store.scan(TAXPAYERS.table, ["taxpayer_id", "taxpayer_type"]):
+                    valid = party_valid_check(rows["taxpayer_id"])
+                    ids = rows["taxpayer_id"].astype(str)
+                    person = rows["taxpayer_type"] == "自然人"
+                    persons.append(id_bodies(ids[valid & person]))
+                    firms.append(ids[valid & ~person])
+                known.append(
+                    (
+                        CitizenIds(np.concatenate([np.zeros(0, dtype=np.int64), *persons])),
+                        np.concatenate([np.zeros(0, dtype="<U18"), *firms]),
+                    )
+                )
             return known[0]
 
+        def is_known(
+            ids: npt.NDArray[np.str_], persons: CitizenIds, others: npt.NDArray[np.str_]
+        ) -> npt.NDArray[np.bool_]:
+            """``np.isin(ids, [*persons, *others])``: a valid citizen ID (not a credit
+            code) equals one of ``persons`` exactly when its body does."""
+            if len(ids) == 0:
+                return np.zeros(0, dtype=bool)
+            person = ric_valid_check(ids) & ~np.strings.startswith(ids, "9")
+            bodies = id_bodies(np.where(person, ids, "0" * 18))
+            found: npt.NDArray[np.bool_] = (person & np.isin(bodies, persons.bodies)) | np.isin(
+                ids, others
+            )
+            return found
+
         def new_taxpayers(rng: np.random.Generator, n: int) -> Rows:
-            existing = store.read(TAXPAYERS.table, ["taxpayer_id"])["taxpayer_id"].astype(str)
+            # every taxpayer ID, read a chunk at a time: valid citizen IDs as their bodies
+            existing_persons: list[npt.NDArray[np.int64]] = []
+            existing_others: list[npt.NDArray[np.str_]] = []
+            for rows in store.scan(TAXPAYERS.table, ["taxpayer_id"]):
+                ids = rows["taxpayer_id"].astype(str)
+                person = ric_valid_check(ids) & ~np.strings.startswith(ids, "9")
+                existing_persons.append(id_bodies(ids[person]))
+                existing_others.append(ids[~person])
+            existing = CitizenIds(np.concatenate([np.zeros(0, dtype=np.int64), *existing_persons]))
+            existing_other = np.concatenate([np.zeros(0, dtype="<U18"), *existing_others])
             adults = world.adults(today, 18, 100)
             candidates = np.concatenate(
                 [
@@ -351,7 +384,7 @@ def advance(ctx: Context) -> None:
             )
             _, first = np.unique(candidates, return_index=True)
             candidates = candidates[np.sort(first)]
-            chosen = candidates[~np.isin(candidates, existing)][:n]
+            chosen = candidates[~is_known(candidates, existing, existing_other)][:n]
             is_firm = np.strings.startswith(chosen, "9")
             # the names of the chosen persons only (every person of the world chosen is
             # found by the body of the ID)
@@ -381,9 +414,7 @@ def advance(ctx: Context) -> None:
 
         def new_payments(rng: np.random.Generator, n: int) -> Rows:
             persons, firms = known_taxpayers()
-            payer_ok = np.isin(
-                certificates["owner_id"].astype(str), np.concatenate([persons, firms])
-            )
+            payer_ok = is_known(certificates["owner_id"].astype(str), persons, firms)
             deeds = np.flatnonzero(payer_ok)[: n // 5]
             rest = n - len(deeds)
             last_month = today.astype("datetime64[M]") - 1
@@ -421,11 +452,16 @@ def advance(ctx: Context) -> None:
 
         def new_clearances(rng: np.random.Generator, n: int) -> Rows:
             persons, firms = known_taxpayers()
-            pool = np.concatenate([persons, firms])
+            # positions in persons, then firms (as in the two one after the other)
+            chosen = rng.integers(0, len(persons) + len(firms), n)
+            is_person = chosen < len(persons)
+            taxpayer_id = np.empty(n, dtype="<U18")
+            taxpayer_id[is_person] = persons[chosen[is_person]]
+            taxpayer_id[~is_person] = firms[chosen[~is_person] - len(persons)]
             return Rows(
                 {
                     "clearance_no": clearance_numbers(ctx, np.full(n, today)),
-                    "taxpayer_id": pool[rng.integers(0, len(pool), n)],
+                    "taxpayer_id": taxpayer_id,
                     "issued_date": np.full(n, str(today)),
                     "valid_until": np.full(n, str(today + 90)),
                     "result": pick(rng, ("无欠税", "有欠税"), n, (0.96, 0.04)),
