@@ -119,8 +119,7 @@ def prepare(engine: str, rows: int) -> dict[str, Any]:
     """Create the warehouse with ``audit.persons`` of ``rows`` rows (server-side)."""
     from hub.catalog import load_catalog
     from hub.gate import checkdigits, ensure_gate_tables
-    from hub.storage.interface import open_warehouse
-    from hub.storage.sql import quote_ident
+    from hub.storage.interface import CANDIDATE_COLUMNS, open_warehouse
 
     if engine == "postgres":
         import psycopg
@@ -134,12 +133,7 @@ def prepare(engine: str, rows: int) -> dict[str, Any]:
     persons = load_catalog(ROOT / "catalogs").resource("persons")
     started = time.perf_counter()
     with open_warehouse(settings.warehouse_url) as warehouse:
-        columns = [f"{quote_ident(f.name)} {warehouse.sql_type(f.type)}" for f in persons.fields]
-        columns += [
-            '"_batch_id" VARCHAR',
-            '"_extracted_at" TIMESTAMP',
-            '"_source_duplicates" INTEGER',
-        ]
+        columns = warehouse.column_definitions(persons, CANDIDATE_COLUMNS)
         warehouse.execute(f"CREATE TABLE audit.persons ({', '.join(columns)})")
         warehouse.execute(_fill_sql(warehouse.engine, rows))
         if warehouse.engine == "postgres":

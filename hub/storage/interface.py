@@ -67,6 +67,20 @@ PUBLISH_LOG_DDL = table_ddl("publish_log")
 FRESHNESS_DDL = table_ddl("freshness")
 
 
+# the columns the flow adds to a resource's fields: in raw (hub.load: the operation, the
+# batch and when it was extracted) and in a candidate (dbt's latest version of each key)
+RAW_COLUMNS = (
+    ("_op", "VARCHAR NOT NULL"),
+    ("_batch_id", "VARCHAR NOT NULL"),
+    ("_extracted_at", "TIMESTAMP NOT NULL"),
+)
+CANDIDATE_COLUMNS = (
+    ("_batch_id", "VARCHAR"),
+    ("_extracted_at", "TIMESTAMP"),
+    ("_source_duplicates", "INTEGER"),
+)
+
+
 # ------------------------------------------------------------------ the warehouse
 
 
@@ -228,6 +242,14 @@ class Warehouse(ABC):
         )
         return [str(row[0]) for row in rows]
 
+    def column_definitions(
+        self, resource: Resource, extra: Sequence[tuple[str, str]] = ()
+    ) -> list[str]:
+        """``"name" TYPE`` for each field of ``resource``, then each of ``extra``
+        (:data:`RAW_COLUMNS`, :data:`CANDIDATE_COLUMNS`)."""
+        columns = [f"{quote_ident(f.name)} {self.sql_type(f.type)}" for f in resource.fields]
+        return columns + [f"{quote_ident(name)} {sql_type}" for name, sql_type in extra]
+
     def ensure_raw_table(self, resource: Resource) -> str:
         """Create ``raw.<department>__<resource>``, or add fields the catalog gained.
 
@@ -237,12 +259,7 @@ class Warehouse(ABC):
         qualified = f"raw.{quote_ident(name)}"
         existing = self.table_columns("raw", name)
         if not existing:
-            columns = [f"{quote_ident(f.name)} {self.sql_type(f.type)}" for f in resource.fields]
-            columns += [
-                '"_op" VARCHAR NOT NULL',
-                '"_batch_id" VARCHAR NOT NULL',
-                '"_extracted_at" TIMESTAMP NOT NULL',
-            ]
+            columns = self.column_definitions(resource, RAW_COLUMNS)
             self.execute(f"CREATE TABLE IF NOT EXISTS {qualified} ({', '.join(columns)})")
         else:
             for spec in resource.fields:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hub.catalog.models import Resource
-from hub.storage.interface import open_warehouse
+from hub.storage.interface import CANDIDATE_COLUMNS, open_warehouse
 from hub.storage.sql import quote_ident
 from simulator import identities
 from simulator.rows import Lazy
@@ -35,15 +35,12 @@ def create_candidate(url: str, resource: Resource, columns: dict[str, Sequence[A
         "_source_duplicates": [1] * count,
     }
     with open_warehouse(url) as warehouse:
-        specs = [(f.name, warehouse.sql_type(f.type)) for f in resource.fields]
-        specs += [("_batch_id", "VARCHAR"), ("_extracted_at", "TIMESTAMP")]
-        specs += [("_source_duplicates", "INTEGER")]
+        specs = [f.name for f in resource.fields] + [n for n, _ in CANDIDATE_COLUMNS]
         table = f"audit.{quote_ident(resource.code)}"
         warehouse.execute(f"DROP TABLE IF EXISTS {table}")
-        warehouse.execute(
-            f"CREATE TABLE {table} ({', '.join(f'{quote_ident(n)} {t}' for n, t in specs)})"
-        )
-        values = [columns.get(name, defaults.get(name, [None] * count)) for name, _ in specs]
+        definitions = warehouse.column_definitions(resource, CANDIDATE_COLUMNS)
+        warehouse.execute(f"CREATE TABLE {table} ({', '.join(definitions)})")
+        values = [columns.get(name, defaults.get(name, [None] * count)) for name in specs]
         rows = list(zip(*values, strict=True))
         placeholders = "(" + ", ".join("?" for _ in specs) + ")"
         for start in range(0, count, 250):

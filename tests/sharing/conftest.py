@@ -35,7 +35,7 @@ from hub.keys import PrincipalKind, create_key
 from hub.publish import PublishResult, publish
 from hub.settings import Settings
 from hub.sharing.arrow_io import arrow_type
-from hub.storage.interface import open_ops, open_warehouse
+from hub.storage.interface import CANDIDATE_COLUMNS, open_ops, open_warehouse
 from hub.storage.sql import quote_ident
 from tests.conftest import IN_CI, free_port, set_deployment_secrets
 from tests.sharing.stock_env import ClientUnavailableError, ensure_client
@@ -159,12 +159,7 @@ def publish_rows(
     pq.write_table(table, file)
     batch = f"20261102T{tag:06d}-batch"
     with open_warehouse(settings.warehouse_url) as warehouse:
-        columns = [f"{quote_ident(f.name)} {warehouse.sql_type(f.type)}" for f in resource.fields]
-        columns += [
-            '"_batch_id" VARCHAR',
-            '"_extracted_at" TIMESTAMP',
-            '"_source_duplicates" INTEGER',
-        ]
+        columns = warehouse.column_definitions(resource, CANDIDATE_COLUMNS)
         warehouse.execute(f"DROP TABLE IF EXISTS audit.{quote_ident(code)}")
         warehouse.execute(f"CREATE TABLE audit.{quote_ident(code)} ({', '.join(columns)})")
         warehouse.append_parquet(
