@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,10 +94,12 @@ def sync(
     catalog: Catalog,
     *,
     department: str | None = None,
+    resources: Collection[str] | None = None,
     full: bool = False,
     progress: ProgressCallback | None = None,
 ) -> list[ResourceSync]:
-    """Sync every resource of the catalog, or of one department; returns one row each.
+    """Sync every resource of the catalog, or of one department, or those of
+    ``resources`` (codes); returns one row each, by department then code.
 
     A resource that fails is reported in its row (``error``) and the others go on.
     Raises KeyError for an unknown department.
@@ -110,17 +112,26 @@ def sync(
     results: list[ResourceSync] = []
     with open_warehouse(settings.warehouse_url) as warehouse:
         for dept in departments:
-            resources = sorted(catalog.resources_of(dept.code), key=lambda r: r.code)
+            chosen = sorted(
+                (
+                    r
+                    for r in catalog.resources_of(dept.code)
+                    if resources is None or r.code in resources
+                ),
+                key=lambda r: r.code,
+            )
+            if not chosen:
+                continue
             try:
                 connector = make_connector(dept, settings)
             except Exception as exc:  # a department that cannot be reached fails its rows only
                 results.extend(
                     ResourceSync(r.code, dept.code, error=f"{type(exc).__name__}: {exc}")
-                    for r in resources
+                    for r in chosen
                 )
                 continue
             try:
-                for resource in resources:
+                for resource in chosen:
                     results.append(
                         sync_resource(
                             warehouse, connector, resource, settings, full=full, progress=progress

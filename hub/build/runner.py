@@ -325,6 +325,7 @@ def build(
     select: str | None = None,
     progress: ProgressCallback | None = None,
     full_refresh: bool = False,
+    prepared: bool | None = None,
 ) -> BuildResult:
     """Run ``dbt build`` on the settings' warehouse; return every node's result.
 
@@ -339,6 +340,8 @@ def build(
     rebuilt whole on ``full_refresh`` and whenever the dbt project (models, macros,
     seeds, dbt's version) or the warehouse changed since they were built
     (:func:`prepare_warehouse`); ``result.full_refresh`` says which it was.
+    ``prepared``: the caller prepared the warehouse already (the pipeline's step before
+    this one) and whether that dropped the candidates; None: prepare it here.
 
     DuckDB admits one read-write process per file, and dbt opens the warehouse file
     itself: no other process may hold a DuckDB warehouse open while this runs, and
@@ -356,7 +359,11 @@ def build(
     started = time.monotonic()
     catalog = load_catalog(settings.catalog_dir)
     generated = write_project_files(catalog)
-    refreshed = prepare_warehouse(settings, catalog, full_refresh=full_refresh)
+    refreshed = (
+        prepare_warehouse(settings, catalog, full_refresh=full_refresh)
+        if prepared is None
+        else prepared
+    )
     command = ["build"] + (["--select", select] if select else [])
     outcome = _invoke(settings, command, progress)
     folder = dbt_dir(settings)

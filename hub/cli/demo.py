@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -28,7 +28,7 @@ from hub.cli.demand import demo_supply_and_demand
 from hub.cli.gate import print_gate_summary
 from hub.cli.publish import print_publish_summary
 from hub.cli.status import print_status
-from hub.cli.sync import print_sync_summary, run_sync
+from hub.cli.sync import print_sync_summary
 from hub.settings import Settings
 
 commands = typer.Typer()
@@ -43,7 +43,7 @@ def demo(
         typer.Option(
             "--airflow/--direct",
             help="Through the Airflow DAGs in-process (dag.test(), no server; the default), "
-            "or calling each step directly (faster, no Airflow).",
+            "or the same pipeline's steps called directly (faster, no Airflow).",
         ),
     ] = True,
 ) -> None:
@@ -142,6 +142,11 @@ class StepDisplay:
         if error:
             errors.print(error, markup=False, highlight=False)
         errors.print(f"  the task logs: {self.log_path}", highlight=False)
+
+    def update(self, name: str, detail: str) -> None:
+        """Show ``detail`` beside running step ``name`` (the rows landed so far...)."""
+        if name in self._running:
+            self._progress.update(self._running[name][0], description=f"{name} {detail}")
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -249,48 +254,55 @@ def _task_failures(settings: Settings, dag_id: str, since: datetime) -> str | No
 
 
 def _demo_day(settings: Settings, catalog: Catalog, steps: StepDisplay) -> bool:
-    """sync -> build -> gate -> publish, then the per-resource summary; False on an error."""
-    from hub.build import BuildError, build
-    from hub.gate import run_gate
-    from hub.publish import publish
+    """The pipeline's steps in this process (``run_direct``: sync, prepare the warehouse,
+    dbt build, gate, publish), each a progress line and its summary, then the
+    per-resource summary; False when a step failed."""
+    from hub.orchestration.pipeline import run_direct
 
-    steps.start("sync")
-    synced = run_sync(settings, catalog, source=None, full=False, with_simulator=True)
-    failed = [r for r in synced if not r.ok]
-    steps.done(
-        "sync",
-        "failed" if failed else "success",
-        _lines(f"{r.resource}: {r.error}" for r in failed),
+    rows = 0
+
+    def on_rows(_resource: Any, landed: int) -> None:
+        nonlocal rows
+        rows += landed
+        steps.update("sync", f"({rows:,} rows)")
+
+    run = run_direct(
+        settings,
+        catalog,
+        systems=simulator_or_fail().running_systems(settings),
+        observer=_StepReporter(steps),
+        on_rows=on_rows,
+        on_node=_log_node,
     )
-    print_sync_summary(synced)
-    if failed:
-        return False
-    steps.start("build (dbt)")
-    try:
-        built = build(settings, progress=_log_node)
-    except BuildError as exc:
-        steps.done("build (dbt)", "failed", str(exc))
-        return False
-    steps.done("build (dbt)", "success")
-    print_build_summary(built)
-    with steps.step("quality gate"):
-        runs = run_gate(settings, catalog=catalog)
-    print_gate_summary(runs)
-    steps.start("publish")
-    published = publish(settings, catalog=catalog)
-    failed_publish = [p for p in published if p.status.value == "failed"]
-    steps.done(
-        "publish",
-        "failed" if failed_publish else "success",
-        _lines(f"{p.resource}: {p.message}" for p in failed_publish),
-    )
-    print_publish_summary(published)
-    print_flow_summary(settings, synced, runs, published)
-    return not failed_publish
+    if "publish" in run.results:
+        results = run.results
+        print_flow_summary(settings, results["sync"], results["gate"], results["publish"])
+    return run.ok
 
 
-def _lines(items: Iterable[str]) -> str | None:
-    return "\n".join(f"  {item}" for item in items) or None
+class _StepReporter:
+    """run_direct's observer: each step a progress line, then its summary table."""
+
+    SUMMARIES: ClassVar[dict[str, Callable[[Any], None]]] = {
+        "sync": print_sync_summary,
+        "dbt": print_build_summary,
+        "gate": print_gate_summary,
+        "publish": print_publish_summary,
+    }
+
+    def __init__(self, steps: StepDisplay) -> None:
+        self.steps = steps
+
+    def start(self, name: str) -> None:
+        self.steps.start(name)
+
+    def done(self, name: str, state: str, error: str | None = None) -> None:
+        self.steps.done(name, state, error)
+
+    def result(self, step: Any, value: Any) -> None:
+        summary = self.SUMMARIES.get(step.name)
+        if summary is not None:
+            summary(value)
 
 
 def _log_node(node: Any) -> None:

@@ -144,16 +144,19 @@ def run_flow(
     systems: AbstractContextManager[Any] | None = None,
     progress: FlowProgress | None = None,
 ) -> dict[str, str]:
-    """Run every sync DAG (inside ``systems``: the department systems that must run for
-    the syncs, e.g. the demo's servers), then ``build_shared``, each with ``dag.test()``
-    in this process, telling ``progress`` as each starts and ends. Returns
-    ``{dag_id: state}`` in run order.
+    """Run the pipeline's DAGs (:func:`hub.orchestration.pipeline.dag_ids`): every sync
+    DAG (inside ``systems``: the department systems that must run for the syncs, e.g. the
+    demo's servers), then ``build_shared``, each with ``dag.test()`` in this process,
+    telling ``progress`` as each starts and ends. Returns ``{dag_id: state}`` in run
+    order. :func:`hub.orchestration.pipeline.run_direct` runs the same steps without
+    Airflow.
 
     Like ``hub build``, first regenerates the catalog-derived dbt files when the catalog
     changed, then the manifest ``build_shared`` is rendered from.
     """
     from hub.build import parse_manifest, write_project_files
     from hub.catalog import load_catalog
+    from hub.orchestration.pipeline import BUILD_DAG, dag_ids
 
     logical_date = logical_date or datetime.now(UTC).replace(microsecond=0)
     catalog = load_catalog(settings.catalog_dir)
@@ -169,9 +172,11 @@ def run_flow(
         if progress is not None:
             progress.done(dag_id, states[dag_id])
 
+    *syncs, build_shared = dag_ids(catalog)
+    assert build_shared == BUILD_DAG
     with systems or nullcontext():
-        for code in sorted(d.code for d in catalog.departments):
-            run(f"sync_{code}")
+        for dag_id in syncs:
+            run(dag_id)
     if with_build:
-        run("build_shared")
+        run(build_shared)
     return states

@@ -1,4 +1,7 @@
-"""DAG factories. Reading ``catalogs/`` and dbt's ``target/manifest.json`` (which
+"""DAG factories: the pipeline's steps (:data:`hub.orchestration.pipeline.STEPS`) as
+Airflow DAGs, one ``sync_<department>`` DAG per department for the sync step and
+``build_shared`` for the steps after it, each task the one its step names; and the
+``maintenance`` DAG. Reading ``catalogs/`` and dbt's ``target/manifest.json`` (which
 ``build_shared`` is rendered from, through Cosmos) is the only I/O at parse time: no
 database, network, dbt run or heavy import (pandas, pyarrow, dbt, GX are imported inside
 the tasks; Cosmos only where ``build_shared`` is built)."""
@@ -13,13 +16,14 @@ from airflow.sdk import DAG, Asset, AssetAny, task
 from hub.catalog import Catalog, load_catalog
 from hub.catalog.models import Resource, UpdateCycle
 from hub.orchestration import tasks
+from hub.orchestration.pipeline import BUILD_DAG, DBT, GATE, PREPARE, PUBLISH, SYNC, sync_dag_id
 from hub.settings import PROJECT_ROOT, Settings
 from hub.storage.interface import warehouse_class
 
 # one slot: the tasks of a warehouse that admits one writer process (its one_writer)
 DUCKDB_POOL = "hub_duckdb"
 TAGS = ["exchange-hub"]
-DBT_GROUP = "dbt"
+DBT_GROUP = DBT.task_id
 # a dbt failure is mostly the data or the SQL (a retry fails the same way); one retry
 # covers a dropped connection without holding the resource's publication for minutes
 DBT_RETRIES = 1
@@ -62,11 +66,12 @@ def _default_args(settings: Settings) -> dict[str, Any]:
 
 
 def sync_dag(settings: Settings, catalog: Catalog, department: str) -> DAG:
-    """``sync_<department>``: one mapped ``sync_resource`` task per resource code, then
-    ``raw_landed`` emitting the raw Assets (when at least one resource landed)."""
+    """``sync_<department>``: the pipeline's sync step, one mapped ``sync_resource`` task
+    per resource code, then ``raw_landed`` emitting the raw Assets (when at least one
+    resource landed), which schedule ``build_shared``."""
     resources = sorted(catalog.resources_of(department), key=lambda r: r.code)
     with DAG(
-        dag_id=f"sync_{department}",
+        dag_id=sync_dag_id(department),
         schedule=schedule_for(resources),
         start_date=tasks.START_DATE,
         catchup=False,
@@ -75,7 +80,7 @@ def sync_dag(settings: Settings, catalog: Catalog, department: str) -> DAG:
         tags=[*TAGS, "sync", department],
         doc_md=f"Extract, land and load every resource of `{department}` into `raw`.",
     ) as dag:
-        synced = task(task_id="sync_resource", map_index_template="{{ task.op_kwargs['code'] }}")(
+        synced = task(task_id=SYNC.task_id, map_index_template="{{ task.op_kwargs['code'] }}")(
             tasks.sync_one
         ).expand(code=[r.code for r in resources])
         landed = task(
@@ -159,9 +164,10 @@ def model_tasks(group: Any, codes: list[str]) -> dict[str, Any]:
 
 
 def build_shared_dag(settings: Settings, catalog: Catalog) -> DAG:
-    """``build_shared``: create missing raw tables, the dbt task group (one task per seed
-    and model, from the manifest), then gate + publish per resource (mapped), scheduled
-    on any raw Asset a sync emits.
+    """``build_shared``: the pipeline's steps after the sync, scheduled on any raw Asset
+    a sync emits: ``prepare_warehouse`` (missing raw tables created), the dbt step as a
+    task group (one task per seed and model, from the manifest), then the gate and
+    publish steps of each resource in one mapped task, ``gate_publish``.
 
     A mapped task cannot depend on one upstream per index, so ``gate_publish`` waits for
     every candidate model (trigger rule all_done) and each index checks its own model's
@@ -171,8 +177,9 @@ def build_shared_dag(settings: Settings, catalog: Catalog) -> DAG:
     """
     resources = sorted(catalog.resources, key=lambda r: r.code)
     codes = [r.code for r in resources]
+    assert GATE.task_id == PUBLISH.task_id  # one task: a resource is published after its gate
     with DAG(
-        dag_id="build_shared",
+        dag_id=BUILD_DAG,
         schedule=AssetAny(*(raw_asset(r) for r in resources)),
         start_date=tasks.START_DATE,
         catchup=False,
@@ -182,13 +189,13 @@ def build_shared_dag(settings: Settings, catalog: Catalog) -> DAG:
         doc_md="Missing raw tables created, then dbt (Cosmos: one task per seed and model, "
         "`dbt build` of the node and its tests), then gate and publish per resource.",
     ) as dag:
-        prepared = task(task_id="prepare_warehouse")(tasks.prepare_warehouse)()
+        prepared = task(task_id=PREPARE.task_id)(tasks.prepare_warehouse)()
         group = dbt_task_group(settings)
         prepared >> group
         candidates = model_tasks(group, codes)
         published = (
             task(
-                task_id="gate_publish",
+                task_id=GATE.task_id,
                 map_index_template="{{ task.op_kwargs['code'] }}",
                 trigger_rule="all_done",
             )(tasks.gate_publish_one)

@@ -1,6 +1,9 @@
 """Task bodies of the hub's DAGs. Each opens what it needs itself (settings from
 ``HUB_*``), so a task runs the same under ``dag.test()``, a scheduler or a worker.
-Heavy libraries (dbt, GX, pyarrow) are imported here, inside the tasks."""
+The pipeline's tasks (sync, prepare_warehouse, gate and publish) run its steps' bodies
+(:mod:`hub.orchestration.pipeline`) and turn their outcome into the task's; the
+maintenance tasks are here whole. Heavy libraries (dbt, GX, pyarrow) are imported
+inside the tasks."""
 
 from __future__ import annotations
 
@@ -26,23 +29,20 @@ class TaskFailedError(RuntimeError):
     """A hub step reported an error for one resource; the message says which and why."""
 
 
-def sync_one(code: str, full: bool = False) -> dict[str, Any]:
-    """Sync one resource (``hub.sync.sync_resource``); raises TaskFailedError on error."""
+def _pipeline_run(**options: Any) -> Any:
+    """A run of the pipeline's steps on this worker's settings (``HUB_*``)."""
     from hub.catalog import load_catalog
-    from hub.storage.interface import open_warehouse
-    from hub.sync import make_connector, sync_resource
+    from hub.orchestration.pipeline import PipelineRun
 
     settings = Settings()
-    catalog = load_catalog(settings.catalog_dir)
-    resource = catalog.resource(code)
-    connector = make_connector(catalog.department(resource.provider), settings)
-    try:
-        with open_warehouse(settings.warehouse_url) as warehouse:
-            result = sync_resource(warehouse, connector, resource, settings, full=full)
-    finally:
-        close = getattr(connector, "close", None)
-        if close is not None:
-            close()
+    return PipelineRun(settings, load_catalog(settings.catalog_dir), **options)
+
+
+def sync_one(code: str, full: bool = False) -> dict[str, Any]:
+    """The pipeline's sync step for one resource; raises TaskFailedError on error."""
+    from hub.orchestration.pipeline import SYNC
+
+    (result,) = SYNC.body(_pipeline_run(full=full), [code])
     if result.error:
         raise TaskFailedError(f"sync of {code} failed: {result.error}")
     log.info("%s: %d rows landed, %d deleted", code, result.rows_landed, result.deleted)
@@ -61,16 +61,14 @@ def raw_landed(results: Any) -> list[str]:
 
 
 def prepare_warehouse() -> list[str]:
-    """Create the schemas, ops tables and any missing raw table before dbt runs, so a
-    resource never synced builds an empty candidate instead of failing its staging view."""
-    from hub.build import prepare_warehouse, release_dbt_connections
-    from hub.catalog import load_catalog
+    """The pipeline's prepare_warehouse step (schemas, ops tables and any missing raw
+    table before dbt runs, so a resource never synced builds an empty candidate instead
+    of failing its staging view); returns every resource code."""
+    from hub.orchestration.pipeline import PREPARE
 
-    settings = Settings()
-    catalog = load_catalog(settings.catalog_dir)
-    release_dbt_connections(settings)  # a previous run's dbt, under dag.test()
-    prepare_warehouse(settings, catalog)
-    return sorted(r.code for r in catalog.resources)
+    run = _pipeline_run()
+    PREPARE.body(run, None)
+    return sorted(r.code for r in run.catalog.resources)
 
 
 def dbt_profile_environment(context: Any, operator: Any) -> None:
@@ -105,26 +103,25 @@ def _require_built(code: str, model_task_id: str | None) -> None:
 
 
 def gate_publish_one(code: str, built_by: dict[str, str] | None = None) -> dict[str, Any]:
-    """Gate then publish one resource; raises TaskFailedError when it is not published.
+    """The pipeline's gate then publish steps for one resource; raises TaskFailedError
+    when it is not published.
 
     ``built_by`` maps resource codes to the dbt task building their candidate: when
     given, the resource is gated only if that task succeeded in this run.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from hub.build import release_dbt_connections
-    from hub.gate import GateError, SuiteError, run_gate
-    from hub.publish import publish
+    from hub.gate import GateError, SuiteError
+    from hub.orchestration.pipeline import GATE, PUBLISH
 
     if built_by is not None:
         _require_built(code, built_by.get(code))
-    settings = Settings()
-    release_dbt_connections(settings)  # dbt ran in this process (dag.test): free the file
+    run = _pipeline_run()
     try:
-        runs = run_gate(settings, [code])
+        runs = GATE.body(run, [code])
     except (GateError, SuiteError) as exc:  # a bad suite or no candidate: retrying won't help
         raise AirflowFailException(f"gate of {code}: {exc}") from exc
-    (result,) = publish(settings, [code])
+    (result,) = PUBLISH.body(run, [code])
     if result.status in _REFUSALS:  # the data decides: a retry would be refused again
         raise AirflowFailException(f"publish of {code}: {result.status}: {result.message}")
     if not result.ok:
