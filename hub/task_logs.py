@@ -62,12 +62,18 @@ class _Redirect(io.TextIOBase):
         return self.target.fileno()
 
 
+# logging's last-resort handler class: its stream is sys.stderr at the time it emits
+_LAST_RESORT_KIND: type[Any] = type(logging.lastResort)
+
+
 def _stream_handlers() -> Iterator[logging.StreamHandler[Any]]:
     loggers: list[Any] = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
     for logger in loggers:
         for handler in getattr(logger, "handlers", ()):
+            # logging's last-resort kind (dill installs one) writes to whatever
+            # sys.stderr is when it emits, which the block redirects: nothing to move
             if isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler, logging.FileHandler
+                handler, (logging.FileHandler, _LAST_RESORT_KIND)
             ):
                 yield handler
 
