@@ -289,6 +289,7 @@ def test_build_keeps_one_row_per_live_key_day_after_day(
 
     check_incremental_equals_full_refresh(settings, catalog)
     check_docs(settings)
+    check_staging_tests_read_the_new_batches(settings)
 
     # a model that fails is named with the warehouse's message
     with open_warehouse(settings.warehouse_url) as warehouse:
@@ -354,6 +355,29 @@ def check_incremental_equals_full_refresh(settings: Settings, catalog: Catalog) 
                 f"audit.{resource.code}: the incremental build differs from a full rebuild"
             )
         assert_candidates_match_raw(warehouse, catalog)
+
+
+def check_staging_tests_read_the_new_batches(settings: Settings) -> None:
+    """A staging test checks the rows of batches newer than its candidate's newest: a
+    NULL key in such a batch fails the build; in an older batch (checked the day it
+    landed) it is not read again."""
+    raw = "raw.registry__persons"
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        newest = warehouse.query("SELECT max(_batch_id) FROM audit.persons")[0][0]
+        warehouse.execute(
+            f"INSERT INTO {raw} (citizen_id, name, updated_at, _op, _batch_id, _extracted_at) "
+            "VALUES (NULL, '无号', '2026-02-01 10:00:00', 'upsert', ?, '2026-02-01')",
+            (f"{newest}~9",),
+        )
+    staging = "stg_registry__persons"
+    with pytest.raises(BuildError, match=r"not_null_stg_registry__persons_citizen_id"):
+        build(settings, select=staging)
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        warehouse.execute(f"UPDATE {raw} SET _batch_id = '0' WHERE citizen_id IS NULL")
+    checked = build(settings, select=staging)
+    assert all(n.status in {"success", "pass"} for n in checked.nodes), checked.failed
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        warehouse.execute(f"DELETE FROM {raw} WHERE citizen_id IS NULL")
 
 
 def check_docs(settings: Settings) -> None:
