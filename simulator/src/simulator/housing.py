@@ -26,7 +26,7 @@ from simulator.clock import (
 from simulator.faults import Injected, inject_faults
 from simulator.identities import BANK_WEIGHTS, BANKS, DISTRICTS, digits, districts, pick
 from simulator.manifest import DayCounts, ResourceManifest
-from simulator.rows import Lazy, Lookup, Rows, lazy, rank_within
+from simulator.rows import Lazy, Lookup, Rows, TextPool, lazy, rank_within
 from simulator.sqlstore import SqlStore
 from simulator.world import Context
 
@@ -520,9 +520,12 @@ def advance(ctx: Context) -> None:
     adults = world.adults(today, 20, 90)
     store = SqlStore(ctx.settings.sim_housing_url)
     try:
-        unit_pool = store.read(UNITS.table, ["unit_id"])["unit_id"]
-        rights_now = store.read(RIGHTS.table, ["certificate_no", "status"])
-        certificate_pool = rights_now["certificate_no"][rights_now["status"] == "现势"]
+        # the pools of the day, read a chunk at a time and kept as bytes
+        unit_pool = TextPool(part["unit_id"] for part in store.scan(UNITS.table, ["unit_id"]))
+        certificate_pool = TextPool(
+            part["certificate_no"][part["status"] == "现势"]
+            for part in store.scan(RIGHTS.table, ["certificate_no", "status"])
+        )
         new_certificates: list[Rows] = []
 
         def new_units(rng: np.random.Generator, n: int) -> Rows:
@@ -565,7 +568,7 @@ def advance(ctx: Context) -> None:
         def new_mortgages(rng: np.random.Generator, n: int) -> Rows:
             years = rng.choice(np.array([10, 15, 20, 25, 30]), n)
             end = today + np.rint(years * 365.25).astype("timedelta64[D]")
-            pool = certificate_pool if len(certificate_pool) else np.array(["-"], dtype=object)
+            pool = certificate_pool if len(certificate_pool) else TextPool([np.array(["-"])])
             return Rows(
                 {
                     "mortgage_no": certificate_numbers(

@@ -193,6 +193,29 @@ def lazy(render: Render, *parts: npt.ArrayLike) -> Lazy:
     return Lazy(tuple(np.asarray(part) for part in parts), render)
 
 
+class TextPool:
+    """Text values (no NULL) kept as UTF-8 bytes in one fixed-width numpy array: a
+    28-character unit id takes 28 bytes, not a Python str and its pointer (about 85);
+    indexing gives the str values back."""
+
+    def __init__(self, parts: Iterable[npt.NDArray[Any]]) -> None:
+        encoded = [
+            np.array([value.encode() for value in part.tolist()], dtype=bytes)
+            for part in parts
+            if len(part)
+        ]
+        self.values = np.concatenate(encoded) if encoded else np.zeros(0, dtype="S1")
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: npt.NDArray[Any]) -> Column:
+        picked = self.values[index]
+        if len(picked) == 0:
+            return np.empty(0, dtype=object)
+        return as_column(np.char.decode(picked, "utf-8"))
+
+
 class Rows:
     """Parallel text columns, one entry per row, in a fixed column order.
 

@@ -21,6 +21,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,7 +43,7 @@ from simulator.faults import Injected, draw_count, inject_faults
 from simulator.identities import id_bodies, party_valid_check, pick, ric_valid_check
 from simulator.lanes import in_blocks, lane
 from simulator.manifest import DayCounts, Drop, ResourceManifest
-from simulator.rows import Lookup, Rows, is_null, lazy
+from simulator.rows import Lazy, Lookup, Rows, is_null, lazy
 from simulator.world import Context
 
 ENROLLMENTS = "social_insurance_enrollments"
@@ -116,7 +117,11 @@ class Ledger:
         return len(self.rows)
 
     def append(self, other: Ledger) -> None:
-        self.rows = Rows.concat([self.rows, other.rows])
+        rows = other.rows
+        if len(self.rows) and all(self.rows.is_lazy(name) for name in LEDGER_TEXT):
+            # a ledger loaded packed stays packed (its columns join as lazy columns)
+            rows = Rows({name: packed(rows[name]) for name in LEDGER_TEXT})
+        self.rows = Rows.concat([self.rows, rows])
         self.base = np.concatenate([self.base, other.base])
         self.last_period = np.concatenate([self.last_period, other.last_period])
         self.clean = np.concatenate([self.clean, other.clean])
@@ -150,13 +155,47 @@ class Ledger:
     @classmethod
     def load(cls, path: Path) -> Ledger:
         table = pq.read_table(path)
-        rows = Rows({name: shared_text(table.column(name)) for name in LEDGER_TEXT})
+        rows = Rows({name: packed_text(table.column(name)) for name in LEDGER_TEXT})
         return cls(
             rows,
             np.asarray(table.column("base").to_numpy(), dtype=np.int64),
             np.asarray(table.column("last_period").to_numpy(), dtype=np.int64),
             np.asarray(table.column("clean").to_numpy(zero_copy_only=False), dtype=bool),
         )
+
+
+def packed_text(column: pa.ChunkedArray, rows: int = 1 << 20) -> Lazy:
+    """A text column kept as UTF-8 bytes and a NULL mask (a 20-character value: 20 bytes
+    and 1, not a Python str), rendered to str when written; read ``rows`` at a time."""
+    values = []
+    nulls = []
+    for start in range(0, len(column), rows):
+        part = column.slice(start, rows)
+        nulls.append(np.asarray(part.is_null().to_numpy(zero_copy_only=False), dtype=bool))
+        values.append(
+            np.array([b"" if v is None else v.encode() for v in part.to_pylist()], dtype=bytes)
+        )
+    if not values:
+        return lazy(_unpack, np.zeros(0, dtype="S1"), np.zeros(0, dtype=bool))
+    return lazy(_unpack, np.concatenate(values), np.concatenate(nulls))
+
+
+def packed(values: npt.NDArray[Any]) -> Lazy:
+    """Text (object array of str / None) in the form of :func:`packed_text`."""
+    nulls = is_null(values)
+    encoded = [
+        b"" if null else str(v).encode() for v, null in zip(values.tolist(), nulls, strict=True)
+    ]
+    return lazy(_unpack, np.array(encoded, dtype=bytes), nulls)
+
+
+def _unpack(values: npt.NDArray[np.bytes_], nulls: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
+    text = np.char.decode(values, "utf-8")
+    if not nulls.any():
+        return text
+    column = text.astype(object)
+    column[nulls] = None
+    return column
 
 
 def shared_text(column: pa.ChunkedArray) -> npt.NDArray[np.object_]:
@@ -421,6 +460,12 @@ def _bad_ids(rows: Rows) -> int:
     return int((~rows.per_chunk("citizen_id", party_valid_check)).sum())
 
 
+def _valid_bodies(ids: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """The bodies of the valid citizen IDs among ``ids``."""
+    valid = ids[ric_valid_check(ids)].astype(str)
+    return id_bodies(valid) if len(valid) else np.zeros(0, dtype=np.int64)
+
+
 def _clean(rows: Rows, injected: Injected, fault_columns: tuple[str, ...]) -> npt.NDArray[np.bool_]:
     clean = rows.per_chunk("citizen_id", party_valid_check) & ~rows.null_rows(fault_columns)
     clean[injected.unparseable_rows] = False
@@ -612,7 +657,9 @@ def advance(ctx: Context) -> None:
     ledger.rows.put(
         "employer_credit_code",
         updates,
-        np.where(moved, new_employer, ledger.rows["employer_credit_code"][updates].astype(str)),
+        np.where(
+            moved, new_employer, ledger.rows.text("employer_credit_code", updates).astype(str)
+        ),
     )
     ledger.rows.put(
         "updated_at", updates, timestamps_text(office_hours(rng, ctx.day, len(updates)))
@@ -622,9 +669,9 @@ def advance(ctx: Context) -> None:
 
     # a ledger ID names a person of the world when it is a valid citizen ID (a spoiled
     # one names nobody); compared by body, as the text would compare
-    ledger_ids = ledger.rows["citizen_id"]
     insured = np.isin(
-        world.person_id.bodies, id_bodies(ledger_ids[ric_valid_check(ledger_ids)].astype(str))
+        world.person_id.bodies,
+        ledger.rows.per_chunk("citizen_id", _valid_bodies),
     )
     working = world.adults(today, 18, 60)
     candidates = rng.permutation(working[~insured[working]])[: (n_insert + 1) // 2]
