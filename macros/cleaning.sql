@@ -34,7 +34,7 @@
 
 {#
     The warehouse type of a catalog field type (string, integer, boolean, date,
-    timestamp, decimal(p,s)), the same names hub.warehouse uses for raw tables.
+    timestamp, decimal(p,s)), the same names hub.storage uses for raw tables.
 #}
 {% macro catalog_type(field_type) -%}
     {{ return(adapter.dispatch('catalog_type')(field_type)) }}

@@ -106,6 +106,32 @@ def row_local(item: ExpectationBase) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Changed:
+    """What a daily run follows on from: the rows of batches newer than ``since`` changed,
+    ``previous`` holds the last run's rejects (of a candidate otherwise unchanged).
+
+    A group of rows sharing a value is either touched by a changed row or made only of
+    unchanged rows, which were all there at the last run and so among its duplicates:
+    counting just those values finds every duplicate, without grouping the whole table.
+    """
+
+    since: str
+    previous: str
+
+    def touches(self, item: ExpectationBase, keys: list[str], candidate: str) -> str:
+        """SQL: ``d``'s values of ``keys`` are a changed row's or a previous duplicate's."""
+        columns = ", ".join(keys)
+        values = (
+            f"SELECT {columns} FROM {candidate} WHERE _batch_id > {literal(self.since)} "
+            f"UNION SELECT {columns} FROM {self.previous} "
+            f"WHERE _rule = {literal(item.rule)} "
+            f"AND coalesce(_column, '') = {literal(item.column_label or '')}"
+        )
+        same = " AND ".join(f"v.{k} = d.{k}" for k in keys)
+        return f"EXISTS (SELECT 1 FROM ({values}) AS v WHERE {same})"
+
+
 def compile_suite(
     dialect: Dialect,
     suite: Suite,
@@ -115,6 +141,7 @@ def compile_suite(
     today: date,
     region_slots: int = 0,
     select: Callable[[ExpectationBase], bool] | None = None,
+    changed: Changed | None = None,
 ) -> CompiledSuite:
     """Row-level SQL for every expectation of ``suite`` on ``audit."<code>"`` (alias ``t``).
 
@@ -123,7 +150,9 @@ def compile_suite(
     :func:`checkdigits.ensure_region_table`; citizen-ID checks need it (GateError
     without). Expectations that cannot run (a column missing from the candidate, no
     reference table) are listed in ``not_run`` with the reason. ``select``: compile only
-    the expectations it accepts (their indexes stay those of the suite).
+    the expectations it accepts (their indexes stay those of the suite). ``changed``: a
+    uniqueness check counts only the values of changed rows and of the previous run's
+    duplicates (see :class:`Changed`).
     """
     compiled = CompiledSuite()
     candidate = f"audit.{quote_ident(resource.code)}"
@@ -150,10 +179,13 @@ def compile_suite(
         elif isinstance(item, Unique):
             alias = f"u{index}"
             keys = [quote_ident(c) for c in item.columns]
+            present = " AND ".join(f"d.{k} IS NOT NULL" for k in keys)
+            if changed is not None:
+                present += " AND " + changed.touches(item, keys, candidate)
             compiled.joins.append(
-                f"LEFT JOIN (SELECT {', '.join(keys)} FROM {candidate} "
-                f"WHERE {' AND '.join(f'{k} IS NOT NULL' for k in keys)} "
-                f"GROUP BY {', '.join(keys)} HAVING count(*) > 1) {alias} ON "
+                f"LEFT JOIN (SELECT {', '.join(f'd.{k}' for k in keys)} FROM {candidate} AS d "
+                f"WHERE {present} "
+                f"GROUP BY {', '.join(f'd.{k}' for k in keys)} HAVING count(*) > 1) {alias} ON "
                 + " AND ".join(f"t.{k} = {alias}.{k}" for k in keys)
             )
             fails = f"{alias}.{keys[0]} IS NOT NULL"
@@ -368,14 +400,17 @@ def key_match(resource: Resource, left: str, right: str) -> str:
     return " AND ".join(matches)
 
 
-def rules_digest(compiled: CompiledSuite, candidate_columns: list[str]) -> str:
-    """What the row-local rules' rejects depend on besides the rows: their SQL (rules,
-    severities, the region table's size) and the candidate's columns. Equal digests:
-    an earlier run's rejects of an unchanged row still hold."""
+def rules_digest(compiled: CompiledSuite, suite: Suite, candidate_columns: list[str]) -> str:
+    """What the rejects an unchanged row keeps depend on besides the rows: the row-local
+    rules' SQL (``compiled``: rules, severities, the region table's size), which rules
+    the suite has (a uniqueness check follows on from its earlier duplicates) and the
+    candidate's columns. Equal digests: an earlier run's rejects of an unchanged row
+    still hold."""
     sql = "\n".join(f"{r.expectation.rule}|{r.expectation.column_label}|{r.expectation.severity}|"
                      f"{r.fails}|{r.value}" for r in compiled.rules)  # fmt: skip
+    rules = [f"{i.rule}|{i.column_label}|{i.severity}" for i in suite.expectations]
     text = "\n".join([sql, *compiled.derived, *compiled.derived_after, *compiled.joins,
-                      ",".join(candidate_columns)])  # fmt: skip
+                      *rules, ",".join(candidate_columns)])  # fmt: skip
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

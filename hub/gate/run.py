@@ -205,14 +205,17 @@ def _gate_one(
     references = _reference_tables(warehouse, suite)
     regions = checkdigits.ensure_region_table(warehouse) if needs_regions else 0
 
-    def compile_rules(select: Callable[[Any], bool] | None = None) -> pushdown.CompiledSuite:
+    def compile_rules(
+        select: Callable[[Any], bool] | None = None, changed: pushdown.Changed | None = None
+    ) -> pushdown.CompiledSuite:
         return pushdown.compile_suite(
-            dialect, suite, resource, candidate_columns, references, today, regions, select
-        )
+            dialect, suite, resource, candidate_columns, references, today, regions, select,
+            changed,
+        )  # fmt: skip
 
     compiled = compile_rules()
     local = compile_rules(pushdown.row_local)
-    digest = pushdown.rules_digest(local, candidate_columns)
+    digest = pushdown.rules_digest(local, suite, candidate_columns)
     since = None if full else _unchanged_since(warehouse, code, digest)
 
     staged = f"rejects.{quote_ident(code + '__next')}"
@@ -225,7 +228,10 @@ def _gate_one(
         )
         what = "every row"
     else:
-        whole = compile_rules(lambda item: not pushdown.row_local(item))
+        whole = compile_rules(
+            lambda item: not pushdown.row_local(item),
+            pushdown.Changed(since, f"rejects.{quote_ident(code)}"),
+        )
         for sql in (
             pushdown.rejects_sql(dialect, whole, resource, candidate_columns, staged, run_id),
             pushdown.changed_rejects_sql(
@@ -247,7 +253,7 @@ def _gate_one(
                 f"SELECT count(*) FROM audit.{quote_ident(code)} WHERE _batch_id > ?", (since,)
             )[0][0]
         )
-        what = f"row rules on {changed} changed rows, table rules on every row"
+        what = f"row rules on {changed} changed rows, the others on every row"
     progress(f"{code}: rejects computed in {time.perf_counter() - clock:.2f} s ({what})")
     stats = warehouse.query(
         pushdown.stats_sql(compiled, resource, "_batch_id" in candidate_columns)

@@ -220,11 +220,13 @@ def test_a_daily_run_checks_the_changed_rows_and_equals_a_whole_run(
     resource = catalog.resource("persons")
     persons = persons_columns(PERSONS)
     ids = spoil(persons["citizen_id"], [3, 50, 77])
+    ids[200] = ids[201]  # a duplicate that no later change touches
     persons["citizen_id"] = ids
     persons["sex"][10] = "9"
     create_candidate(url, resource, persons)
     [first] = run_gate(gate_settings, ["persons"], catalog=catalog)
     assert first.changed_rows is None, "a table the gate never saw is checked whole"
+    assert _result(first, "unique", "citizen_id").unexpected_count == 2
 
     newer = "20260602T080000000000Z-0001"
     strange = spoil([persons_columns(1, seed=7)["citizen_id"][0]], [0])[0]
@@ -250,6 +252,7 @@ def test_a_daily_run_checks_the_changed_rows_and_equals_a_whole_run(
     daily_rejects = _rejects(url)
     assert ("citizen_id", strange) in {(r[0], r[1]) for r in daily_rejects}
     assert ("unique", ids[41]) in {(r[0], r[1]) for r in daily_rejects}
+    assert _result(daily, "unique", "citizen_id").unexpected_count == 4  # 200 and 201 too
     assert ("in_set", ids[10]) not in {(r[0], r[1]) for r in daily_rejects}
     assert ("in_set", ids[20]) in {(r[0], r[1]) for r in daily_rejects}
     assert not any(r[1] == ids[3] for r in daily_rejects)
