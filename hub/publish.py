@@ -47,7 +47,7 @@ from hub.catalog.models import Catalog, Resource
 from hub.hooks import PublishEvent, emit
 from hub.settings import Settings
 from hub.storage.interface import PUBLISH_LOG_DDL, Warehouse, open_warehouse
-from hub.storage.sql import literal, quote_ident
+from hub.storage.sql import key_match, literal, quote_ident
 
 # ops.publish_log.status of a version
 PUBLISHED = "published"  # its table exists; the current one or kept for rollback / as-of
@@ -579,23 +579,12 @@ def _rejected_keys_filter(warehouse: Warehouse, resource: Resource, gate_run: _G
     missing = sorted(needed - columns)
     if missing:
         raise PublishError(f"rejects.{quote_ident(code)} lacks column(s) {', '.join(missing)}")
-    matches = []
-    for key in resource.primary_key:
-        column = quote_ident(key)
-        if resource.field(key).nullable:
-            # null-safe yet still an equi-join (IS NOT DISTINCT FROM is not hashed by PostgreSQL)
-            matches.append(
-                f"coalesce(CAST(r.{column} AS VARCHAR), '') = "
-                f"coalesce(CAST(c.{column} AS VARCHAR), '') "
-                f"AND (r.{column} IS NULL) = (c.{column} IS NULL)"
-            )
-        else:
-            matches.append(f"r.{column} = c.{column}")
+    same_key = key_match([(k, resource.field(k).nullable) for k in resource.primary_key], "r", "c")
     # a literal, not a parameter: PostgreSQL binds no parameters in CREATE TABLE AS
     return (
         f"WHERE NOT EXISTS (SELECT 1 FROM rejects.{quote_ident(code)} AS r "
         f"WHERE r._gate_run_id = {_sql_literal(gate_run.gate_run_id)} "
-        f"AND r._severity = 'error' AND {' AND '.join(matches)})"
+        f"AND r._severity = 'error' AND {same_key})"
     )
 
 

@@ -42,7 +42,7 @@ from hub.gate.suites import (
     Unique,
 )
 from hub.storage.interface import Dialect
-from hub.storage.sql import literal, quote_ident
+from hub.storage.sql import key_match, literal, quote_ident
 
 SAMPLE_VALUES = 5
 
@@ -373,7 +373,7 @@ def carried_sql(
         f"coalesce(r._column, '') = {literal(rule.expectation.column_label or '')})"
         for rule in compiled.rules
     )
-    same_row = " AND ".join([key_match(resource, "c", "r"), "c._batch_id = r._batch_id"])
+    same_row = f"{key_match(_key_columns(resource), 'c', 'r')} AND c._batch_id = r._batch_id"
     return (
         f"INSERT INTO {target} SELECT {columns}, r._rule, r._column, r._value, r._severity, "
         f"{literal(gate_run_id)} AS _gate_run_id FROM {previous} AS r "
@@ -382,22 +382,8 @@ def carried_sql(
     )
 
 
-def key_match(resource: Resource, left: str, right: str) -> str:
-    """``left`` and ``right`` (table aliases) hold the same primary key; NULL equals NULL
-    in a nullable key column, still as an equi-join (PostgreSQL does not hash
-    ``IS NOT DISTINCT FROM``)."""
-    matches = []
-    for key in resource.primary_key:
-        column = quote_ident(key)
-        a, b = f"{left}.{column}", f"{right}.{column}"
-        if resource.field(key).nullable:
-            matches.append(
-                f"coalesce(CAST({a} AS VARCHAR), '') = coalesce(CAST({b} AS VARCHAR), '') "
-                f"AND ({a} IS NULL) = ({b} IS NULL)"
-            )
-        else:
-            matches.append(f"{a} = {b}")
-    return " AND ".join(matches)
+def _key_columns(resource: Resource) -> list[tuple[str, bool]]:
+    return [(k, resource.field(k).nullable) for k in resource.primary_key]
 
 
 def rules_digest(compiled: CompiledSuite, suite: Suite, candidate_columns: list[str]) -> str:

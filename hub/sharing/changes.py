@@ -37,7 +37,7 @@ import pyarrow as pa
 from hub.catalog.models import Resource
 from hub.sharing.arrow_io import arrow_type, stream_query
 from hub.storage.interface import Warehouse
-from hub.storage.sql import quote_ident
+from hub.storage.sql import key_match, quote_ident
 
 CHANGE_TYPE = "_change_type"
 OLD_PREFIX = "_old_"
@@ -152,7 +152,7 @@ def change_set(
                 parts.append(f"CAST(NULL AS {sql_type}) AS {quoted}")
         return f"(SELECT {', '.join(parts)}, 1 AS {_PRESENT} FROM {relation})"
 
-    join = " AND ".join(_key_match(resource, name) for name in key)
+    join = key_match([(name, resource.field(name).nullable) for name in key], "o", "n")
     differs = [f"o.{quote_ident(n)} IS DISTINCT FROM n.{quote_ident(n)}" for n in compared_fields]
     where = " OR ".join([f"o.{_PRESENT} IS NULL", f"n.{_PRESENT} IS NULL", *differs])
     kind = (
@@ -180,18 +180,6 @@ def _fields(resource: Resource, chosen: Sequence[str] | None, default: list[str]
     for name in chosen:
         resource.field(name)  # KeyError for a field the resource does not have
     return [f.name for f in resource.fields if f.name in set(chosen) and f.name in default]
-
-
-def _key_match(resource: Resource, name: str) -> str:
-    """An equi-join on one key field; NULL-safe for a nullable one and still hashable
-    (``IS NOT DISTINCT FROM`` is not hashed by PostgreSQL)."""
-    column = quote_ident(name)
-    if not resource.field(name).nullable:
-        return f"o.{column} = n.{column}"
-    return (
-        f"coalesce(CAST(o.{column} AS VARCHAR), '') = coalesce(CAST(n.{column} AS VARCHAR), '') "
-        f"AND (o.{column} IS NULL) = (n.{column} IS NULL)"
-    )
 
 
 def count_changes(warehouse: Warehouse, changes: ChangeSet) -> ChangeCounts:

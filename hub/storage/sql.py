@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from datetime import date, datetime
 
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
@@ -88,3 +89,21 @@ def numbered_parameters(sql: str) -> tuple[str, int]:
             out.append(c)
             i += 1
     return "".join(out), count
+
+
+def key_match(keys: Iterable[tuple[str, bool]], left: str, right: str) -> str:
+    """``left`` and ``right`` (table aliases) hold the same key: ``keys`` are (column,
+    nullable) pairs. NULL equals NULL in a nullable column, still as an equi-join
+    (PostgreSQL does not hash ``IS NOT DISTINCT FROM``)."""
+    matches = []
+    for name, nullable in keys:
+        column = quote_ident(name)
+        a, b = f"{left}.{column}", f"{right}.{column}"
+        if nullable:
+            matches.append(
+                f"coalesce(CAST({a} AS VARCHAR), '') = coalesce(CAST({b} AS VARCHAR), '') "
+                f"AND ({a} IS NULL) = ({b} IS NULL)"
+            )
+        else:
+            matches.append(f"{a} = {b}")
+    return " AND ".join(matches)
