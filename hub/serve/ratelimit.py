@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from hub.settings import Settings
 from hub.storage.interface import warehouse_class
+from hub.storage.sqlite import use_wal
 
 _REDIS_GCRA = """
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -84,7 +85,7 @@ class SqliteTokens:
         self.connection = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
-        self.connection.execute("PRAGMA journal_mode=WAL")
+        use_wal(self.connection)
         self.connection.execute("PRAGMA synchronous=OFF")  # rate state need not survive
         self.connection.execute(
             "CREATE TABLE IF NOT EXISTS rate_limits (subject TEXT PRIMARY KEY, tat REAL NOT NULL)"

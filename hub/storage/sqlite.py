@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -36,6 +37,26 @@ from hub.audit.entries import (
 )
 
 BUSY_TIMEOUT_MS = 10_000
+
+
+def use_wal(connection: sqlite3.Connection, schema: str = "main", timeout: float = 10.0) -> None:
+    """Put a SQLite file in WAL mode, waiting for other processes that open it at the same
+    moment. The switch needs the file to itself, and SQLite reports "database is locked" at
+    once instead of calling the busy handler, so two processes creating one file together
+    (two API workers, the first time) need the retry. A file already in WAL mode stays so."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            mode = connection.execute(f"PRAGMA {schema}.journal_mode").fetchone()[0]
+            if mode != "wal":
+                connection.execute(f"PRAGMA {schema}.journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def _adapt_datetime(value: datetime) -> str:
@@ -71,7 +92,7 @@ class SqliteOpsStore:
         )
         self.connection.execute("ATTACH DATABASE ? AS ops", (str(path),))
         self.connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.connection.execute("PRAGMA ops.journal_mode = WAL")
+        use_wal(self.connection, "ops", BUSY_TIMEOUT_MS / 1000)
         self.connection.execute("PRAGMA ops.synchronous = FULL")  # an answer is durable
         self._depth = 0
         ensure_ready(StoreRef("access", "sqlite", str(path)))  # hub.storage.migrate
@@ -131,7 +152,7 @@ class SqliteAuditStore:
         self.conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
-        self.conn.execute("PRAGMA journal_mode=WAL")
+        use_wal(self.conn, timeout=30.0)
         # FULL: the WAL is fsynced at every commit, so a committed entry survives power loss
         self.conn.execute("PRAGMA synchronous=FULL")
 
