@@ -44,6 +44,7 @@ from typing import Any
 
 from hub.catalog import load_catalog
 from hub.catalog.models import Catalog, Resource
+from hub.history import drop_relation, prune_rows, version_view, write_version
 from hub.hooks import PublishEvent, emit
 from hub.settings import Settings
 from hub.storage.interface import PUBLISH_LOG_DDL, Warehouse, open_warehouse
@@ -119,6 +120,8 @@ class PublishResult:
     gate_run_id: str | None = None
     rows: int | None = None  # rows of the current version
     rejected_rows: int = 0  # candidate rows left out: keys the gate rejected as errors
+    rows_written: int | None = None  # rows the new version wrote (hub.history): all, or changes
+    keys_ended: int | None = None  # keys whose previous row the new version changed or dropped
     pruned: list[int] = field(default_factory=list)  # version tables dropped by retention
     failures: list[ExpectationFailure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -161,8 +164,8 @@ def shared_view(resource: str) -> str:
 
 
 def version_table(resource: str, version: int) -> str:
-    """``shared."<code>__v<N>"``: the table holding version ``N``."""
-    return f"shared.{quote_ident(f'{resource}__v{version}')}"
+    """``shared."<code>__v<N>"``: the view (hub.history) holding version ``N``."""
+    return version_view(resource, version)
 
 
 # ------------------------------------------------------------------ public API
@@ -528,22 +531,11 @@ def _publish_version(
     code = resource.code
     last = warehouse.query("SELECT max(version) FROM ops.publish_log WHERE resource = ?", (code,))
     number = int(last[0][0] or 0) + 1
-    table = version_table(code, number)
-    candidate = f"audit.{quote_ident(code)}"
-    keys = ", ".join(quote_ident(k) for k in resource.primary_key)
     # a leftover of that name is not in the log, so no view or reader can depend on it
-    warehouse.execute(f"DROP TABLE IF EXISTS {table}")
-    # One CREATE TABLE AS: on DuckDB 2.0.0 a table created empty and then filled with a
-    # row group or more (122,880 rows) in one transaction reads as empty until reopened.
-    # Sorted by key: DuckDB's zone maps then serve point lookups on the key.
+    drop_relation(warehouse, "shared", f"{code}__v{number}")
     exclude = _rejected_keys_filter(warehouse, resource, gate_run)
-    warehouse.execute(
-        f"CREATE TABLE {table} AS SELECT c.* FROM {candidate} AS c {exclude} ORDER BY {keys}"
-    )
-    # the API looks rows up by key; one row per key is dbt's promise, not enforced here
-    warehouse.index_for_lookups(table, quote_ident(f"{code}__v{number}__key"), keys)
-    rows, data_as_of = warehouse.query(f"SELECT count(*), max(_extracted_at) FROM {table}")[0]
-    rows = int(rows)
+    written = write_version(warehouse, resource, number, exclude)
+    rows, data_as_of = written.rows, written.data_as_of
     _switch_view(warehouse, code, number)
     warehouse.execute(
         "UPDATE ops.publish_log SET is_current = FALSE WHERE resource = ? AND is_current", (code,)
@@ -555,15 +547,23 @@ def _publish_version(
     )
     rejected = gate_run.candidate_rows - rows
     left_out = f", {rejected} rejected row(s) left out" if rejected else ""
+    wrote = (
+        "every row written"
+        if written.whole
+        else f"{written.inserted} row(s) new or changed, {written.closed} key(s) ended"
+    )
     return PublishResult(
         code,
         PublishStatus.published,
-        f"{code}: published v{number} ({rows} rows{left_out}) from gate run {gate_run.gate_run_id}",
+        f"{code}: published v{number} ({rows} rows{left_out}; {wrote}) "
+        f"from gate run {gate_run.gate_run_id}",
         version=number,
         previous_version=current.version if current else None,
         gate_run_id=gate_run.gate_run_id,
         rows=rows,
         rejected_rows=rejected,
+        rows_written=written.inserted,
+        keys_ended=written.closed,
     )
 
 
@@ -691,11 +691,12 @@ def _switch_view(warehouse: Warehouse, code: str, version: int) -> None:
 
 
 def _prune(warehouse: Warehouse, code: str, keep: int, result: PublishResult) -> None:
-    """Drop version tables past the newest ``keep`` (never the current one).
+    """Drop the versions past the newest ``keep`` (never the current one), then the
+    history rows and tables only they read (hub.history.prune_rows).
 
     Each drop is its own transaction after the switch; on PostgreSQL one blocked by a
     reader still on that version gives up after PRUNE_LOCK_TIMEOUT and waits for the next
-    publish (a note says so).
+    publish (a note says so), and its rows stay until then.
     """
     versions = [v for v in published_versions(warehouse, code) if v.status != PRUNED]
     newest = sorted((v.version for v in versions), reverse=True)[:keep]
@@ -705,7 +706,7 @@ def _prune(warehouse: Warehouse, code: str, keep: int, result: PublishResult) ->
         try:
             with warehouse.transaction():
                 warehouse.set_lock_timeout(PRUNE_LOCK_TIMEOUT)
-                warehouse.execute(f"DROP TABLE IF EXISTS {old.table}")
+                drop_relation(warehouse, "shared", f"{code}__v{old.version}")
                 warehouse.execute(
                     "UPDATE ops.publish_log SET status = ? WHERE resource = ? AND version = ?",
                     (PRUNED, code, old.version),
@@ -714,6 +715,14 @@ def _prune(warehouse: Warehouse, code: str, keep: int, result: PublishResult) ->
             result.notes.append(f"v{old.version} not dropped yet: {type(exc).__name__}: {exc}")
         else:
             result.pruned.append(old.version)
+    readable = [v.version for v in versions if v.version not in result.pruned]
+    try:
+        with warehouse.transaction():
+            warehouse.set_lock_timeout(PRUNE_LOCK_TIMEOUT)
+            _lock_resource(warehouse, code)  # publish closes rows of the same table
+            prune_rows(warehouse, code, readable)
+    except Exception as exc:  # retried at the next publish
+        result.notes.append(f"old history rows not deleted yet: {type(exc).__name__}: {exc}")
 
 
 # ------------------------------------------------------------------ ops.publish_log rows

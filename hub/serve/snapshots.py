@@ -209,12 +209,13 @@ def _write_changes(
 ) -> int:
     """Turn the copy of ``base``'s file into ``published``'s: delete the rows of the keys
     that are gone or changed, insert the new rows of the keys that are new or changed,
-    from one pass over the change set (:func:`hub.sharing.changes.change_set`: a full
-    outer join on the key, every field compared NULL-safely). The rows are written as
+    from one pass over the change set (:func:`hub.sharing.changes.versions_change_set`:
+    a full outer join on the key of the history rows the two versions do not share,
+    every field compared NULL-safely). The rows are written as
     served (the same text), so the file ends exactly as a whole export would be."""
-    from hub.sharing.changes import CHANGE_TYPE, DELETE, INSERT, change_set
+    from hub.sharing.changes import CHANGE_TYPE, DELETE, INSERT, versions_change_set
 
-    changes = change_set(warehouse, resource, base.table, published.table)
+    changes = versions_change_set(warehouse, resource, base.version, published.version)
     keys = ", ".join(quote_ident(k) for k in resource.primary_key)
     rows = warehouse.iter_batches(
         f"SELECT {CHANGE_TYPE}, {_select_as_served(resource)} FROM ({changes.sql}) AS c "

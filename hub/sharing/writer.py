@@ -3,9 +3,10 @@
 - **At publish** (:func:`share_resource`, called by :mod:`hub.publish` before and after it
   prunes): each kept version gets its ``base`` once, from the warehouse: the whole
   version as Parquet and the change set from its parent
-  (:func:`hub.sharing.changes.change_set`, computed in SQL, streamed to the file); then
-  every shape of an active all-rows grant gets its files from that base; files of
-  versions past retention go, and ``versions.json`` is replaced.
+  (:func:`hub.sharing.changes.versions_change_set`, computed in SQL from the history
+  rows the two do not share, streamed to the file); then every shape of an active
+  all-rows grant gets its files from that base; files of versions past retention go,
+  and ``versions.json`` is replaced.
 - **When a grant is made** (:func:`prepare_grant`, called by the demand workflow once
   an approval, an approval by timeout or an unconditional grant commits): the new
   grant's shape is written for every kept version from the bases alone, with no
@@ -50,8 +51,8 @@ from hub.sharing.changes import (
     OLD_PREFIX,
     UPDATE,
     ChangeCounts,
-    change_set,
     stream_changes,
+    versions_change_set,
 )
 from hub.sharing.layout import (
     CHANGES,
@@ -319,7 +320,7 @@ def _ensure_base(
         )
         counts = None
         if parent is not None and parent.status != PRUNED:
-            changes = change_set(warehouse, resource, parent.table, version.table)
+            changes = versions_change_set(warehouse, resource, parent.version, version.version)
             tally: dict[str, int] = {INSERT: 0, UPDATE: 0, DELETE: 0}
 
             def counted() -> Iterator[pa.RecordBatch]:

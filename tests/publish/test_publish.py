@@ -625,3 +625,173 @@ def test_publish_and_rollback_tell_the_hooks_and_a_failing_hook_is_only_noted(
         # the serving side's own hook (the entry point) wrote the API's files
         pointer = settings.home / "serving" / CODE / "current.json"
         assert '"version": 1' in pointer.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ versions as history
+
+
+def _rows(
+    warehouse: Warehouse, relation: str, columns: Sequence[str] | None = None
+) -> list[tuple[Any, ...]]:
+    """The rows of ``relation`` in key order; ``columns`` default to the candidate's."""
+    names = ", ".join(f'"{c}"' for c in columns or warehouse.table_columns("audit", CODE))
+    return warehouse.query(f"SELECT {names} FROM {relation} ORDER BY certificate_no, owner_id")
+
+
+def _expected(warehouse: Warehouse, run_id: str) -> list[tuple[Any, ...]]:
+    """What a whole copy would publish: the candidate minus the keys rejected as errors."""
+    return _rows(
+        warehouse,
+        f"(SELECT * FROM audit.{CODE} AS c WHERE NOT EXISTS (SELECT 1 FROM rejects.{CODE} AS r "
+        f"WHERE r._gate_run_id = '{run_id}' AND r._severity = 'error' "
+        "AND r.certificate_no = c.certificate_no AND r.owner_id = c.owner_id)) AS expected",
+    )
+
+
+def _same_change_sets(warehouse: Warehouse, resource: Resource, old: int, new: int) -> int:
+    """versions_change_set(old, new) is change_set over the two whole views; returns its size."""
+    from hub.sharing.changes import change_set, versions_change_set
+
+    narrow = versions_change_set(warehouse, resource, old, new)
+    assert ("__h" in narrow.old) == ((old >= 5) == (new >= 5))  # v5 starts a history table
+    whole = change_set(
+        warehouse, resource, read_as_of(warehouse, CODE, old), read_as_of(warehouse, CODE, new)
+    )
+    order = "ORDER BY certificate_no, owner_id"
+    found = warehouse.query(f"SELECT * FROM ({narrow.sql}) AS c {order}")
+    assert found == warehouse.query(f"SELECT * FROM ({whole.sql}) AS c {order}"), (old, new)
+    return len(found)
+
+
+def test_each_version_equals_a_whole_copy_while_only_the_changes_are_written(
+    settings: Settings, warehouse: Warehouse, resource: Resource
+) -> None:
+    """Versions kept in one history table: after updates, deletes, inserts, rows rejected
+    and then let through again, a row sent again unchanged but for its batch, a rollback
+    and a field added to the candidate, every version reads exactly what a whole copy of
+    its candidate would, each write touches only the changed rows, and retention leaves
+    no row that no kept version reads."""
+    seen: dict[int, tuple[list[str], list[tuple[Any, ...]]]] = {}
+
+    def publish_and_check(run_id: str, written: int | None, keep: int = 10) -> Any:
+        result = publish_one(settings, keep=keep)
+        assert result.status is PublishStatus.published, result.message
+        expected = _expected(warehouse, run_id)
+        assert _rows(warehouse, f"shared.{CODE}") == expected
+        assert result.rows == len(expected)
+        seen[result.version] = (warehouse.table_columns("audit", CODE), expected)
+        for version, (columns, rows) in seen.items():  # every kept version reads as it did
+            if version not in result.pruned:
+                relation = read_as_of(warehouse, CODE, version)
+                assert _rows(warehouse, relation, columns) == rows, version
+        if written is not None:
+            assert result.rows_written == written, result.message
+        for version in seen:  # the change sets read from history equal the whole compare
+            if version != result.version and version not in result.pruned:
+                _same_change_sets(warehouse, resource, version, result.version)
+        return result
+
+    make_candidate(warehouse, resource, 1)
+    first = publish_and_check(record_gate_run(warehouse), None)
+    assert (first.rows_written, first.keys_ended) == (rows_for(1), 0)
+    assert "every row written" in first.message
+
+    # v2: 3 rows updated, 2 keys deleted, 2 added, key 10 rejected
+    warehouse.execute(
+        f"UPDATE audit.{CODE} SET owner_name = 'v2', _batch_id = ? "
+        "WHERE certificate_no IN ('C0000001', 'C0000002', 'C0000003')",
+        (batch_id(2),),
+    )
+    warehouse.execute(f"DELETE FROM audit.{CODE} WHERE certificate_no IN ('C0000020', 'C0000021')")
+    warehouse.execute(
+        f"INSERT INTO audit.{CODE} SELECT 'N' || certificate_no, unit_id, owner_id, 'v2', share, "
+        "co_ownership, registered_date, status, updated_at, ?, _extracted_at, 1 "
+        f"FROM audit.{CODE} WHERE certificate_no IN ('C0000030', 'C0000031')",
+        (batch_id(2),),
+    )
+    second = publish_and_check(record_gate_run(warehouse, rejected={10: "error"}), 5)
+    assert second.keys_ended == 3 + 2 + 1  # updated, deleted, rejected
+    assert "5 row(s) new or changed, 6 key(s) ended" in second.message
+
+    # v3: key 10 let through again, key 11 rejected, key 12 sent again (only its batch new),
+    # a NULL made a value and a value made NULL
+    warehouse.execute(
+        f"UPDATE audit.{CODE} SET _batch_id = ? WHERE certificate_no = 'C0000012'", (batch_id(3),)
+    )
+    warehouse.execute(
+        f"UPDATE audit.{CODE} SET co_ownership = NULL WHERE certificate_no = 'C0000013'"
+    )
+    publish_and_check(record_gate_run(warehouse, rejected={11: "error"}), 3)
+
+    back = rollback(settings, CODE)
+    assert back.version == 2 and _rows(warehouse, f"shared.{CODE}") == seen[2][1]
+    assert _same_change_sets(warehouse, resource, 3, 2) == 3  # v3's 3 changes undone
+
+    # v4 after the rollback: written against the newest version (v3), read as its own
+    warehouse.execute(
+        f"UPDATE audit.{CODE} SET owner_name = 'v4' WHERE certificate_no = 'C0000005'"
+    )
+    fourth = publish_and_check(record_gate_run(warehouse), 2)  # key 5, and 11 let through
+    assert fourth.keys_ended == 1
+
+    # v5: the candidate gained a field: a new history table, every row written
+    warehouse.execute(f"ALTER TABLE audit.{CODE} ADD COLUMN remark VARCHAR")
+    warehouse.execute(f"UPDATE audit.{CODE} SET remark = 'r' WHERE certificate_no = 'C0000006'")
+    fifth = publish_and_check(record_gate_run(warehouse), None)
+    assert fifth.rows_written == fifth.rows and "every row written" in fifth.message
+
+    warehouse.execute(f"DELETE FROM audit.{CODE} WHERE certificate_no = 'C0000007'")
+    sixth = publish_and_check(record_gate_run(warehouse), 0, keep=2)
+    assert sixth.keys_ended == 1
+    # retention: v1-v4 dropped; the first history table no kept version reads is gone, and
+    # the second holds only rows v5 or v6 read
+    assert sixth.pruned == [1, 2, 3, 4]
+    tables = {
+        row[0]
+        for row in warehouse.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'shared'"
+        )
+    }
+    assert {t for t in tables if t.startswith(f"{CODE}__")} == {
+        f"{CODE}__h5",
+        f"{CODE}__v5",
+        f"{CODE}__v6",
+    }
+    stale = warehouse.query(
+        f'SELECT count(*) FROM shared."{CODE}__h5" WHERE _hub_to IS NOT NULL '
+        "AND NOT ((_hub_from <= 5 AND _hub_to > 5) OR (_hub_from <= 6 AND _hub_to > 6))"
+    )
+    assert stale == [(0,)]
+    assert warehouse.query(f'SELECT count(*) FROM shared."{CODE}__h5"') == [
+        (len(seen[5][1]),)
+    ]  # v6 only ended one row of v5
+
+
+def test_versions_published_before_history_tables_are_read_and_pruned(
+    settings: Settings, warehouse: Warehouse, resource: Resource
+) -> None:
+    """A hub upgraded from a main where each version was a whole table: its versions stay
+    readable, the next publish starts a history table, and retention drops the old tables."""
+    make_candidate(warehouse, resource, 1)
+    run_id = record_gate_run(warehouse)
+    warehouse.execute(f'CREATE TABLE shared."{CODE}__v1" AS SELECT * FROM audit.{CODE}')
+    warehouse.execute(f'CREATE VIEW shared."{CODE}" AS SELECT * FROM shared."{CODE}__v1"')
+    warehouse.execute(
+        'INSERT INTO ops.publish_log (resource, version, gate_run_id, "rows", data_as_of, '
+        "published_at, is_current, status) VALUES (?, 1, ?, ?, ?, ?, TRUE, 'published')",
+        (CODE, run_id, rows_for(1), extracted_at(1), T0),
+    )
+    old = _rows(warehouse, f"shared.{CODE}")
+
+    new_version(warehouse, resource, 2)
+    result = publish_one(settings, keep=2)
+    assert result.status is PublishStatus.published and result.version == 2
+    assert "every row written" in result.message
+    assert _rows(warehouse, read_as_of(warehouse, CODE, 1)) == old
+    assert shared_tags(warehouse) == (rows_for(2), ["v2"])
+
+    new_version(warehouse, resource, 3)
+    result = publish_one(settings, keep=1)
+    assert result.pruned == [1, 2]
+    assert not warehouse.table_columns("shared", f"{CODE}__v1")
+    assert shared_tags(warehouse) == (rows_for(3), ["v3"])
