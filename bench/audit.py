@@ -115,8 +115,17 @@ def reset(method: str) -> None:
     import psycopg
 
     if "_pg" in method:
+        from hub.audit import AuditLog
+        from hub.evidence import EvidenceKey
+
+        # the audit tables refuse TRUNCATE (append-only): make them again
         with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute("TRUNCATE ops.audit_log, ops.audit_anchor, ops.audit_head")
+            conn.execute("DROP SCHEMA ops CASCADE")  # with its record of the schema's revision
+        AuditLog(PG_URL, EvidenceKey.generate()).start().close()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE ops.audit_head (id int PRIMARY KEY, seq bigint, entry_hash text)"
+            )
             conn.execute("INSERT INTO ops.audit_head VALUES (1, 0, %s)", ("0" * 64,))
             conn.execute("VACUUM ANALYZE ops.audit_log")
     else:
@@ -161,7 +170,7 @@ async def _run_group(
 async def _run_naive(seconds: float, *, durable: bool, pool: int) -> tuple[list[float], float, int]:
     import psycopg
 
-    from hub.audit import COLUMNS, AuditRecord, _entry_values, entry_hash
+    from hub.audit.entries import COLUMNS, AuditRecord, entry_hash, record_row
 
     connections = []
     for _ in range(pool):
@@ -190,7 +199,7 @@ async def _run_naive(seconds: float, *, durable: bool, pool: int) -> tuple[list[
                 seq, prev = await cursor.fetchone()  # type: ignore[misc]
                 seq += 1
                 digest = entry_hash(seq, entry, prev)
-                await conn.execute(insert, _entry_values(AuditRecord(seq, entry, prev, digest)))
+                await conn.execute(insert, record_row(AuditRecord(seq, entry, prev, digest)))
                 await conn.execute(
                     "UPDATE ops.audit_head SET seq = %s, entry_hash = %s WHERE id = 1",
                     (seq, digest),

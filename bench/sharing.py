@@ -176,9 +176,10 @@ def _environment(engine: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env["HUB_HOME"] = str(WORK / engine)
     env["HUB_API_RATE_PER_SECOND"] = "0"
-    if engine == "postgres":  # a deployment: every key set (the embedded default makes its own)
+    # a deployment: every key set (outside the demo profile a missing one is refused)
+    env.update(json.loads((WORK / "secrets.json").read_text()))
+    if engine == "postgres":
         env["HUB_WAREHOUSE_URL"] = PG_URL
-        env.update(json.loads((WORK / "secrets.json").read_text()))
     else:
         env["HUB_WAREHOUSE_URL"] = f"duckdb:///{WORK / engine / 'warehouse.duckdb'}"
     return env
