@@ -51,6 +51,7 @@ CONTRIBUTIONS = "social_insurance_contributions"
 LEDGER_FILE = "social_ledger.parquet"
 MARKER = "_SUCCESS"
 INSURANCE = ("企业职工基本养老保险", "职工基本医疗保险", "失业保险")
+STATUSES = ("参保缴费", "暂停缴费", "终止参保")
 # (personal, employer) contribution rates per insurance type
 RATES = {INSURANCE[0]: (0.08, 0.16), INSURANCE[1]: (0.02, 0.07), INSURANCE[2]: (0.005, 0.005)}
 ENROLLMENT_FAULT_COLUMNS = ("name", "employer_credit_code")
@@ -120,7 +121,7 @@ class Ledger:
         rows = other.rows
         if len(self.rows) and all(self.rows.is_lazy(name) for name in LEDGER_TEXT):
             # a ledger loaded packed stays packed (its columns join as lazy columns)
-            rows = Rows({name: packed(rows[name]) for name in LEDGER_TEXT})
+            rows = Rows({name: _pack(name, rows[name]) for name in LEDGER_TEXT})
         self.rows = Rows.concat([self.rows, rows])
         self.base = np.concatenate([self.base, other.base])
         self.last_period = np.concatenate([self.last_period, other.last_period])
@@ -155,7 +156,7 @@ class Ledger:
     @classmethod
     def load(cls, path: Path) -> Ledger:
         table = pq.read_table(path)
-        rows = Rows({name: packed_text(table.column(name)) for name in LEDGER_TEXT})
+        rows = Rows({name: _pack_arrow(name, table.column(name)) for name in LEDGER_TEXT})
         return cls(
             rows,
             np.asarray(table.column("base").to_numpy(), dtype=np.int64),
@@ -164,7 +165,7 @@ class Ledger:
         )
 
 
-def packed_text(column: pa.ChunkedArray, rows: int = 1 << 20) -> Lazy:
+def packed_text(column: pa.ChunkedArray, rows: int = 1 << 16) -> Lazy:
     """A text column kept as UTF-8 bytes and a NULL mask (a 20-character value: 20 bytes
     and 1, not a Python str), rendered to str when written; read ``rows`` at a time."""
     values = []
@@ -187,6 +188,74 @@ def packed(values: npt.NDArray[Any]) -> Lazy:
         b"" if null else str(v).encode() for v, null in zip(values.tolist(), nulls, strict=True)
     ]
     return lazy(_unpack, np.array(encoded, dtype=bytes), nulls)
+
+
+class Words:
+    """Renders 1-byte codes as one of a few words (one shared str object each; the last
+    code is NULL): a status or an insurance type kept in 1 byte a row, not 12 or 27."""
+
+    def __init__(self, words: tuple[str, ...]) -> None:
+        self.words: npt.NDArray[np.object_] = np.array([*words, None], dtype=object)
+        self.code = {word: position for position, word in enumerate(words)}
+
+    def __call__(self, codes: npt.NDArray[np.int8]) -> npt.NDArray[np.object_]:
+        picked: npt.NDArray[np.object_] = self.words[codes]
+        return picked
+
+    def coded(self, dictionary: list[Any], indices: npt.NDArray[Any]) -> tuple[Any, Any, Any]:
+        """Codes of the values ``dictionary[indices]`` (``-1``: NULL), and the positions
+        and values of those not among the words (kept as values written over)."""
+        known = np.array(
+            [self.code.get(word, -1) if word is not None else -2 for word in dictionary] + [-2],
+            dtype=np.int8,
+        )
+        codes = known[indices]
+        other = np.flatnonzero(codes == -1)
+        values = np.array([dictionary[i] for i in indices[other].tolist()], dtype=object)
+        codes[codes < 0] = len(self.words) - 1
+        return codes, other, values
+
+    def of(self, values: npt.NDArray[Any]) -> Lazy:
+        """Text (object array of str / None) as a coded column."""
+        dictionary, indices = np.unique(values.astype(str), return_inverse=True)
+        words = dictionary.tolist()
+        nulls = is_null(values)
+        codes, other, over = self.coded(words, indices.ravel())
+        codes[nulls] = len(self.words) - 1
+        keep = ~nulls[other]
+        column = Lazy((codes,), self)
+        column.put(other[keep].astype(np.int64), over[keep])
+        return column
+
+    def of_arrow(self, column: pa.ChunkedArray, rows: int = 1 << 16) -> Lazy:
+        parts = []
+        for start in range(0, len(column), rows):
+            encoded = column.slice(start, rows).combine_chunks().dictionary_encode()
+            dictionary = encoded.dictionary.to_pylist()
+            index = pc.fill_null(encoded.indices, len(dictionary))
+            codes, other, over = self.coded(
+                dictionary, np.asarray(index.to_numpy(zero_copy_only=False))
+            )
+            parts.append(Lazy((codes,), self, other.astype(np.int64), over))
+        if not parts:
+            return Lazy((np.zeros(0, dtype=np.int8),), self)
+        return Lazy.concat(parts)
+
+
+STATUS_WORDS = Words(STATUSES)
+INSURANCE_WORDS = Words(INSURANCE)
+CODED = {"status": STATUS_WORDS, "insurance_type": INSURANCE_WORDS}
+
+
+def _pack(name: str, values: npt.NDArray[Any]) -> Lazy:
+    """A ledger column in its compact form (coded words or UTF-8 bytes)."""
+    words = CODED.get(name)
+    return words.of(values) if words is not None else packed(values)
+
+
+def _pack_arrow(name: str, column: pa.ChunkedArray) -> Lazy:
+    words = CODED.get(name)
+    return words.of_arrow(column) if words is not None else packed_text(column)
 
 
 def _unpack(values: npt.NDArray[np.bytes_], nulls: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
@@ -226,7 +295,7 @@ def contributions_for(
     stamps: npt.NDArray[np.datetime64],
 ) -> Rows:
     """One contribution line per (enrollment ``index``, ``period``)."""
-    kind = ledger.rows["insurance_type"][index]
+    kind = ledger.rows.text("insurance_type", index)
     base = ledger.base[index].astype(np.float64)
     personal = np.zeros(len(index))
     employer = np.zeros(len(index))
@@ -645,7 +714,7 @@ def advance(ctx: Context) -> None:
     n_update = draw_count(rng, n, rates.daily_update)
     updates = np.sort(rng.permutation(np.flatnonzero(ledger.clean))[:n_update])
     employers = np.flatnonzero(np.isin(world.firm_kind, ("1", "2")))
-    status = ledger.rows["status"][updates].astype(str)
+    status = ledger.rows.text("status", updates).astype(str)
     moved = rng.random(len(updates)) < 0.2
     new_status = np.where(
         moved | (status != "参保缴费"),
@@ -718,7 +787,8 @@ def advance(ctx: Context) -> None:
     rng = ctx.rng("social.contributions")
     n_paid = draw_count(rng, ctx.resource(CONTRIBUTIONS).source_rows, rates.daily_insert)
     this_month = _period_int(np.array([today.astype("datetime64[M]")]))[0]
-    due = np.flatnonzero((ledger.rows["status"] == "参保缴费") & (ledger.last_period < this_month))
+    paying = ledger.rows.per_chunk("status", lambda status: status == "参保缴费")
+    due = np.flatnonzero(paying & (ledger.last_period < this_month))
     index = np.sort(rng.permutation(due)[:n_paid])
     next_period = np.where(
         ledger.last_period[index] == 0,

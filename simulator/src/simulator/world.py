@@ -129,7 +129,7 @@ class World:
         )
 
 
-def numpy_text(column: pa.ChunkedArray, rows: int = 1 << 20) -> Strings:
+def numpy_text(column: pa.ChunkedArray, rows: int = 1 << 16) -> Strings:
     """A text column without NULLs as numpy text (as ``np.array(column.to_pylist(),
     dtype=str)``), made ``rows`` at a time: Python str objects for one slice only."""
     width = max(int(pc.max(pc.utf8_length(column)).as_py() or 0), 1) if len(column) else 1
