@@ -15,7 +15,7 @@ import numpy as np
 
 from simulator.clock import parse_timestamps, timestamps_text
 from simulator.identities import party_valid_check, spoil_check_chars
-from simulator.rows import Rows
+from simulator.rows import Rows, lazy
 
 __all__ = ["FaultRates", "Injected", "draw_count", "inject_faults"]
 
@@ -136,7 +136,9 @@ def inject_faults(
             earlier = parse_timestamps(copies["updated_at"]) - rng.integers(
                 60, 7200, len(copies)
             ).astype("timedelta64[s]")
-            copies.set("updated_at", timestamps_text(earlier))
+            # kept lazy, as the table's own stamps are: the two join without the
+            # table's stamps rendered whole (their text is the same)
+            copies.set("updated_at", lazy(timestamps_text, earlier))
         rows = Rows.concat([rows, copies])
         result.duplicate_key = len(copies)
     return rows, result
