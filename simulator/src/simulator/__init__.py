@@ -147,6 +147,7 @@ def simulate(
         firm_kind=firms.kind,
         firm_established=firms.established,
     )
+    del people, firms  # their IDs as text (72 bytes a person) and addresses are not needed
     registry.build(ctx)
     facts = housing.build(ctx)
     tax.build(ctx, facts)

@@ -17,7 +17,7 @@ from simulator.clock import parse_timestamps, timestamps_text
 from simulator.identities import party_valid_check, spoil_check_chars
 from simulator.rows import Rows, lazy
 
-__all__ = ["FaultRates", "Injected", "draw_count", "inject_faults"]
+__all__ = ["FaultRates", "Injected", "draw_count", "inject_faults", "inject_faults_apart"]
 
 
 class SimulationError(RuntimeError):
@@ -88,7 +88,34 @@ def inject_faults(
     duplicates: bool = False,
     shift_duplicates: bool = True,
 ) -> tuple[Rows, Injected]:
-    """Put faults into new rows; return the rows (duplicates appended) and the counts.
+    """Put faults into new rows; return the rows (duplicates appended) and the counts
+    (see :func:`inject_faults_apart`)."""
+    rows, copies, result = inject_faults_apart(
+        rng,
+        rows,
+        rates,
+        id_column=id_column,
+        missing_columns=missing_columns,
+        spoil=spoil,
+        duplicates=duplicates,
+        shift_duplicates=shift_duplicates,
+    )
+    return (Rows.concat([rows, copies]) if len(copies) else rows), result
+
+
+def inject_faults_apart(
+    rng: np.random.Generator,
+    rows: Rows,
+    rates: FaultRates,
+    *,
+    id_column: str | None,
+    missing_columns: tuple[str, ...],
+    spoil: Spoiler | None = None,
+    duplicates: bool = False,
+    shift_duplicates: bool = True,
+) -> tuple[Rows, Rows, Injected]:
+    """Put faults into new rows; return the rows, the duplicates (written after them:
+    a big table is not copied to append a few rows) and the counts.
 
     Faults go to disjoint rows. A duplicate is a clean row entered again up to two hours
     earlier (a form submitted twice), so it repeats the key with another ``updated_at``;
@@ -130,6 +157,7 @@ def inject_faults(
     if id_column:
         result.bad_check_digit = int((~rows.per_chunk(id_column, party_valid_check)).sum())
     result.missing_value = int(rows.null_rows(missing_columns).sum())
+    copies = Rows({})
     if len(chosen["duplicate"]):
         copies = rows.take(chosen["duplicate"])
         if shift_duplicates:
@@ -139,6 +167,5 @@ def inject_faults(
             # kept lazy, as the table's own stamps are: the two join without the
             # table's stamps rendered whole (their text is the same)
             copies.set("updated_at", lazy(timestamps_text, earlier))
-        rows = Rows.concat([rows, copies])
         result.duplicate_key = len(copies)
-    return rows, result
+    return rows, copies, result

@@ -23,7 +23,7 @@ from simulator.clock import (
     timestamps_text,
     yuan,
 )
-from simulator.faults import Injected, inject_faults
+from simulator.faults import Injected, inject_faults_apart
 from simulator.identities import BANK_WEIGHTS, BANKS, DISTRICTS, digits, districts, pick
 from simulator.manifest import DayCounts, ResourceManifest
 from simulator.rows import Lazy, Lookup, Rows, TextPool, lazy, rank_within
@@ -436,16 +436,19 @@ def build(ctx: Context) -> HousingFacts:
     )
 
     store = SqlStore(ctx.settings.sim_housing_url)
+    tables = {
+        UNITS.resource: units,
+        RIGHTS.resource: rights,
+        MORTGAGES.resource: mortgages,
+        CONTRACTS.resource: contracts,
+    }
+    del units, rights, mortgages, contracts, current, history
     try:
-        for spec, rows in (
-            (UNITS, units),
-            (RIGHTS, rights),
-            (MORTGAGES, mortgages),
-            (CONTRACTS, contracts),
-        ):
-            rows, injected = inject_faults(
+        for spec in SPECS:
+            # each table is let go once written (memory: the tables not yet written)
+            rows, copies, injected = inject_faults_apart(
                 ctx.rng(f"housing.faults.{spec.resource}"),
-                rows,
+                tables.pop(spec.resource),
                 ctx.rates,
                 id_column=spec.id_column,
                 missing_columns=spec.fault_columns,
@@ -453,7 +456,10 @@ def build(ctx: Context) -> HousingFacts:
             )
             store.create_table(spec.table, ctx.catalog.resource(spec.resource), spec.lengths)
             store.insert(spec.table, rows)
-            _record(ctx, spec, DayCounts(day=0, inserted=len(rows)), injected, store)
+            store.insert(spec.table, copies)
+            inserted = len(rows) + len(copies)
+            del rows, copies
+            _record(ctx, spec, DayCounts(day=0, inserted=inserted), injected, store)
     finally:
         store.close()
 

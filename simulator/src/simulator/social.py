@@ -39,7 +39,7 @@ from simulator.clock import (
     timestamps_text,
     yuan,
 )
-from simulator.faults import Injected, draw_count, inject_faults
+from simulator.faults import Injected, draw_count, inject_faults, inject_faults_apart
 from simulator.identities import id_bodies, party_valid_check, pick, ric_valid_check
 from simulator.lanes import in_blocks, lane
 from simulator.manifest import DayCounts, Drop, ResourceManifest
@@ -658,7 +658,7 @@ def build(ctx: Context) -> None:
         """Contributions made, spoiled and written a block at a time (bounded memory)."""
         for start in range(0, total, BLOCK_ROWS):
             rows = contribution_lines(start, min(start + BLOCK_ROWS, total))
-            rows, injected = inject_faults(
+            rows, copies, injected = inject_faults_apart(
                 rng,
                 rows,
                 ctx.rates,
@@ -671,8 +671,10 @@ def build(ctx: Context) -> None:
             contribution_faults.unparseable += injected.unparseable
             contribution_faults.duplicate_key += injected.duplicate_key
             contribution_faults.missing_value += injected.missing_value
-            contribution_bad[0] += _bad_ids(rows)
+            contribution_bad[0] += _bad_ids(rows) + (_bad_ids(copies) if len(copies) else 0)
             yield rows
+            del rows
+            yield copies  # the block's lines sent twice, after it (the block is not copied)
 
     stamp = day_stamp(0)
     # the snapshot shows both encodings: enrollments exported on the old GBK system

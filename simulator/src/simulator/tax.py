@@ -23,7 +23,7 @@ from simulator.clock import (
     timestamps_text,
     yuan,
 )
-from simulator.faults import inject_faults
+from simulator.faults import inject_faults_apart
 from simulator.housing import HousingFacts
 from simulator.identities import digits, id_bodies, party_valid_check, pick, ric_valid_check
 from simulator.manifest import DayCounts, ResourceManifest
@@ -273,7 +273,7 @@ def _clearances(ctx: Context, taxpayer_ids: Lazy) -> Rows:
 
 def _write(ctx: Context, store: SqlStore, spec: TableSpec, rows: Rows) -> None:
     """Inject day 0's faults into ``rows``, create the table, insert them, record counts."""
-    rows, injected = inject_faults(
+    rows, copies, injected = inject_faults_apart(
         ctx.rng(f"tax.faults.{spec.resource}"),
         rows,
         ctx.rates,
@@ -282,10 +282,12 @@ def _write(ctx: Context, store: SqlStore, spec: TableSpec, rows: Rows) -> None:
         duplicates=True,
     )
     store.create_table(spec.table, ctx.catalog.resource(spec.resource), spec.lengths)
+    # the duplicates after the rows, as one table would be written (not copied to join)
     store.insert(spec.table, rows)
+    store.insert(spec.table, copies)
     manifest = ctx.resource(spec.resource)
     manifest.record(
-        DayCounts(day=0, inserted=len(rows)),
+        DayCounts(day=0, inserted=len(rows) + len(copies)),
         bad=injected.bad_check_digit,
         duplicates=injected.duplicate_key,
         missing=injected.missing_value,
