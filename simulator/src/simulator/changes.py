@@ -136,14 +136,31 @@ def survey(scan: Callable[[], Iterator[Rows]], plan: DayPlan) -> Survey:
     hashed = np.concatenate(hashes)
     del hashes
     clean = np.concatenate(values)
-    _, inverse, counts = np.unique(hashed, return_inverse=True, return_counts=True)
-    shared = np.flatnonzero(counts[inverse] > 1)
-    del hashed, inverse
+    shared = _repeated(hashed)
+    del hashed
     if len(shared):
         texts = key_text(fetch(scan, shared, [*key]), key)
         _, inverse, counts = np.unique(texts, return_inverse=True, return_counts=True)
         clean[shared[counts[inverse] > 1]] = False
     return Survey(len(clean), clean)
+
+
+def _repeated(hashed: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    """Positions of the hashes that occur more than once (``np.unique``'s counts > 1),
+    holding one sorted copy and then a slice at a time (not ``unique``'s inverse)."""
+    ordered = np.sort(hashed)
+    again = ordered[1:] == ordered[:-1]
+    repeated = np.unique(ordered[1:][again])
+    del ordered, again
+    if not len(repeated):
+        return np.zeros(0, dtype=np.int64)
+    found = []
+    step = 1 << 20
+    for start in range(0, len(hashed), step):
+        part = hashed[start : start + step]
+        position = np.minimum(np.searchsorted(repeated, part), len(repeated) - 1)
+        found.append(np.flatnonzero(repeated[position] == part) + start)
+    return np.concatenate(found)
 
 
 def fetch(
@@ -207,9 +224,14 @@ def apply_day(
     n_update = draw_count(rng, n, rates.daily_update)
     n_delete = draw_count(rng, n, rates.daily_delete)
 
-    candidates = rng.permutation(np.flatnonzero(table.clean))
+    # ``rng.permutation`` of the clean rows, shuffled in place (the same values and
+    # stream, without the copy)
+    candidates = np.flatnonzero(table.clean)
+    del table
+    rng.shuffle(candidates)
     updates = np.sort(candidates[:n_update])
     deletions = np.sort(candidates[len(updates) : len(updates) + n_delete])
+    del candidates
     touched = np.union1d(updates, deletions)
     picked = fetch(scan, touched, wanted)
     live_updates = picked.take(np.searchsorted(touched, updates))
