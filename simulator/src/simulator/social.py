@@ -122,7 +122,17 @@ class Ledger:
         if len(self.rows) and all(self.rows.is_lazy(name) for name in LEDGER_TEXT):
             # a ledger loaded packed stays packed (its columns join as lazy columns)
             rows = Rows({name: _pack(name, rows[name]) for name in LEDGER_TEXT})
-        self.rows = Rows.concat([self.rows, rows])
+        if not len(self.rows) or not len(rows):
+            self.rows = Rows.concat([self.rows, rows])
+        else:
+            # a column at a time, each let go once joined: the ledger is held once and
+            # one column twice, not the whole ledger twice
+            joined = {}
+            for name in LEDGER_TEXT:
+                mine = Rows({name: self.rows.columns.pop(name)})
+                joined[name] = Rows.concat([mine, rows.select([name])]).columns[name]
+                del mine
+            self.rows = Rows(joined)
         self.base = np.concatenate([self.base, other.base])
         self.last_period = np.concatenate([self.last_period, other.last_period])
         self.clean = np.concatenate([self.clean, other.clean])
@@ -561,10 +571,9 @@ def build(ctx: Context) -> None:
     unemployment = rng.random(len(people)) < 0.5
     per_person = 2 + unemployment.astype(np.int64)
     person = np.repeat(people, per_person)
-    slot = (
-        np.concatenate([[0, 1, 2][:k] for k in per_person.tolist()])
-        if len(people)
-        else np.zeros(0, dtype=np.int64)
+    # 0, 1 (and 2) for each person's enrollments, without a Python list a person
+    slot = np.arange(int(per_person.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(per_person) - per_person, per_person
     )
     employers = np.flatnonzero(np.isin(world.firm_kind, ("1", "2")))
     employer = employers[rng.integers(0, len(employers), len(people))]
