@@ -44,7 +44,7 @@ from simulator.identities import id_bodies, party_valid_check, pick, ric_valid_c
 from simulator.lanes import in_blocks, lane
 from simulator.manifest import DayCounts, Drop, ResourceManifest
 from simulator.rows import Lazy, Lookup, Rows, is_null, lazy
-from simulator.world import Context
+from simulator.world import Context, read_columns
 
 ENROLLMENTS = "social_insurance_enrollments"
 CONTRIBUTIONS = "social_insurance_contributions"
@@ -165,14 +165,27 @@ class Ledger:
 
     @classmethod
     def load(cls, path: Path) -> Ledger:
-        table = pq.read_table(path)
-        rows = Rows({name: _pack_arrow(name, table.column(name)) for name in LEDGER_TEXT})
-        return cls(
-            rows,
-            np.asarray(table.column("base").to_numpy(), dtype=np.int64),
-            np.asarray(table.column("last_period").to_numpy(), dtype=np.int64),
-            np.asarray(table.column("clean").to_numpy(zero_copy_only=False), dtype=bool),
-        )
+        """Read a batch at a time (Arrow never holds the whole ledger)."""
+
+        def text(name: str) -> Any:
+            return lambda column: _pack_arrow(name, column)
+
+        def numbers(dtype: Any) -> Any:
+            return lambda column: np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
+
+        convert = {
+            **{name: text(name) for name in LEDGER_TEXT},
+            "base": numbers(np.int64),
+            "last_period": numbers(np.int64),
+            "clean": numbers(bool),
+        }
+
+        def join(parts: list[Any]) -> Any:
+            return Lazy.concat(parts) if isinstance(parts[0], Lazy) else np.concatenate(parts)
+
+        columns = read_columns(path, convert, join)
+        rows = Rows({name: columns.pop(name) for name in LEDGER_TEXT})
+        return cls(rows, columns["base"], columns["last_period"], columns["clean"])
 
 
 def packed_text(column: pa.ChunkedArray, rows: int = 1 << 16) -> Lazy:

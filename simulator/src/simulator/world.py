@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,28 +106,68 @@ class World:
 
     @classmethod
     def load(cls, folder: Path) -> World:
-        persons = pq.read_table(folder / PERSONS_FILE)
-        firms = pq.read_table(folder / FIRMS_FILE)
+        def text(column: pa.ChunkedArray) -> Strings:
+            return numpy_text(column)
 
-        def text(table: pa.Table, name: str) -> Strings:
-            return numpy_text(table.column(name))
+        def dates(column: pa.ChunkedArray) -> npt.NDArray[np.datetime64]:
+            return np.asarray(column.to_numpy(), dtype="datetime64[D]")
 
-        def dates(table: pa.Table, name: str) -> npt.NDArray[np.datetime64]:
-            return np.asarray(table.column(name).to_numpy(), dtype="datetime64[D]")
+        def bodies(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
+            return np.asarray(column.to_numpy(), dtype=np.int64)
 
-        return cls(
-            person_id=CitizenIds(
-                np.asarray(persons.column("citizen_id_body").to_numpy(), dtype=np.int64)
-            ),
-            person_name=text(persons, "name"),
-            person_sex=text(persons, "sex"),
-            person_birth=dates(persons, "birth_date"),
-            person_district=text(persons, "district_code"),
-            firm_code=text(firms, "credit_code"),
-            firm_name=text(firms, "name"),
-            firm_kind=text(firms, "kind"),
-            firm_established=dates(firms, "established_date"),
+        persons = read_columns(
+            folder / PERSONS_FILE,
+            {
+                "citizen_id_body": bodies,
+                "name": text,
+                "sex": text,
+                "birth_date": dates,
+                "district_code": text,
+            },
+            np.concatenate,
         )
+        firms = read_columns(
+            folder / FIRMS_FILE,
+            {"credit_code": text, "name": text, "kind": text, "established_date": dates},
+            np.concatenate,
+        )
+        return cls(
+            person_id=CitizenIds(persons["citizen_id_body"]),
+            person_name=persons["name"],
+            person_sex=persons["sex"],
+            person_birth=persons["birth_date"],
+            person_district=persons["district_code"],
+            firm_code=firms["credit_code"],
+            firm_name=firms["name"],
+            firm_kind=firms["kind"],
+            firm_established=firms["established_date"],
+        )
+
+
+def read_columns(
+    path: Path,
+    convert: dict[str, Callable[[pa.ChunkedArray], Any]],
+    join: Callable[[list[Any]], Any],
+    rows: int = 1 << 16,
+) -> dict[str, Any]:
+    """The columns of a Parquet file, each batch of ``rows`` converted by ``convert`` and
+    the pieces joined by ``join`` (a column at a time, its pieces let go once joined):
+    Arrow holds one batch, not the whole file; its unused memory is given back after."""
+    pieces: dict[str, list[Any]] = {name: [] for name in convert}
+    with pq.ParquetFile(path) as file:
+        schema = file.schema_arrow
+        for batch in file.iter_batches(batch_size=rows, columns=list(convert)):
+            for name, make in convert.items():
+                pieces[name].append(make(pa.chunked_array([batch.column(name)])))
+    joined: dict[str, Any] = {}
+    for name, make in convert.items():
+        parts = pieces.pop(name)
+        if not parts:  # an empty file: the conversion of an empty column
+            parts = [make(pa.chunked_array([], schema.field(name).type))]
+        joined[name] = join(parts)
+        del parts
+    pa.default_memory_pool().release_unused()
+    return joined
 
 
 def numpy_text(column: pa.ChunkedArray, rows: int = 1 << 16) -> Strings:
