@@ -42,12 +42,29 @@ def simulate(
     from hub.cli.common import fail, settings_or_fail
 
     settings = settings_or_fail()
+    return_freed_memory()
     if advance_day:
         if not systems_exist(settings):
             raise fail("no simulated systems yet: run `hub simulate` first")
         run_advance_day(settings)
     else:
         build_systems(settings, scale=scale, seed=seed)
+
+
+def return_freed_memory(threshold: int = 1 << 20) -> None:
+    """Large blocks (numpy arrays of 1 MiB and more) get their own pages from glibc,
+    given back when freed (``mallopt(M_MMAP_THRESHOLD)``): glibc otherwise raises the
+    threshold as such blocks are freed and keeps them in its heap, so the process's peak
+    holds the tables of earlier stages that are long gone. A no-op on other C libraries."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError, TypeError):
+        return
 
 
 @simulate_app.command("serve")
