@@ -112,24 +112,9 @@ class RegistryStore:
                 f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows.records()
             )
 
-    def read(self, table: str, names: list[str], order: list[str]) -> Rows:
-        """Live records (``deleted = 0``) in insertion order (``order``: unused, the
-        key is unique)."""
-        columns = ", ".join(f'"{name}"' for name in names)
-        fetched = self.conn.execute(
-            f'SELECT {columns} FROM "{table}" WHERE deleted = 0 ORDER BY rowid'
-        ).fetchall()
-        if not fetched:
-            return Rows.empty(names)
-        return Rows(
-            {
-                name: np.array(values, dtype=object)
-                for name, values in zip(names, zip(*fetched, strict=True), strict=True)
-            }
-        )
-
     def scan(self, table: str, names: list[str], order: list[str]) -> Iterator[Rows]:
-        """The records of :meth:`read`, in the same order, ``CHUNK_ROWS`` at a time."""
+        """Live records (``deleted = 0``) in insertion order (``order``: unused, the key is
+        unique), ``CHUNK_ROWS`` at a time."""
         columns = ", ".join(f'"{name}"' for name in names)
         cursor = self.conn.execute(
             f'SELECT {columns} FROM "{table}" WHERE deleted = 0 ORDER BY rowid'

@@ -168,37 +168,11 @@ class SqlStore:
         finally:
             raw.close()
 
-    def read(self, table: str, names: Sequence[str], order: Sequence[str] = ()) -> Rows:
-        """Every row of ``table``, the columns ``names`` as text, in a repeatable order:
-        SQLite's insertion order (cheap), else by ``order`` (default: all of ``names``)."""
-        columns = ", ".join(self.quote(name) for name in names)
-        ordering = ", ".join(self.quote(name) for name in (order or names))
-        if self.backend == "sqlite":
-            ordering = "rowid"
-        sql = f"SELECT {columns} FROM {self.quote(table)} ORDER BY {ordering}"
-        with self.engine.connect() as conn:
-            # the driver's own cursor: millions of plain tuples, no Row objects
-            cursor = conn.connection.cursor()
-            try:
-                cursor.execute(sql)
-                fetched = cursor.fetchall()
-            finally:
-                cursor.close()
-        if not fetched:
-            return Rows.empty(names)
-        transposed = list(zip(*fetched, strict=True))
-        return Rows(
-            {
-                name: np.array(
-                    [v if v.__class__ is str else _text(v) for v in values], dtype=object
-                )
-                for name, values in zip(names, transposed, strict=True)
-            }
-        )
-
     def scan(self, table: str, names: Sequence[str], order: Sequence[str] = ()) -> Iterator[Rows]:
-        """The rows of :meth:`read`, in the same order, ``CHUNK_ROWS`` at a time (a server-side
-        cursor on PostgreSQL and MySQL/MariaDB: the client never holds the whole table)."""
+        """Every row of ``table``, the columns ``names`` as text, in a repeatable order
+        (SQLite's insertion order, else by ``order``, default all of ``names``),
+        ``CHUNK_ROWS`` at a time (a server-side cursor on PostgreSQL and MySQL/MariaDB:
+        the client never holds the whole table; there is no whole-table read)."""
         columns = ", ".join(self.quote(name) for name in names)
         ordering = ", ".join(self.quote(name) for name in (order or names))
         if self.backend == "sqlite":
