@@ -38,6 +38,7 @@ from simulator.world import (
     PERSONS_FILE,
     STATE_FILE,
     CitizenIds,
+    Coded,
     Context,
     World,
     read_state,
@@ -139,9 +140,9 @@ def simulate(
     ctx.world = World(
         person_id=CitizenIds.of(people.citizen_id),
         person_name=people.name,
-        person_sex=people.sex,
+        person_sex=Coded.of(people.sex),
         person_birth=people.birth_date,
-        person_district=people.district,
+        person_district=Coded.of(people.district),
         firm_code=firms.credit_code,
         firm_name=firms.name,
         firm_kind=firms.kind,
@@ -198,4 +199,4 @@ def _empty_world() -> World:
     text = np.zeros(0, dtype=str)
     dates = np.zeros(0, dtype="datetime64[D]")
     nobody = CitizenIds(np.zeros(0, dtype=np.int64))
-    return World(nobody, text, text, dates, text, text, text, text, dates)
+    return World(nobody, text, Coded.of(text), dates, Coded.of(text), text, text, text, dates)

@@ -308,7 +308,7 @@ def build(ctx: Context) -> None:
             world,
             index,
             moments_between(rng, since, day0_close()),
-            addresses(rng, world.person_district),
+            addresses(rng, world.person_district.text()),
         )
         rows, injected = inject_faults(
             rng,
@@ -404,9 +404,9 @@ def advance(ctx: Context) -> None:
             for people in (babies, movers):
                 world.person_id = world.person_id.extended(people.citizen_id)
                 world.person_name = np.concatenate([world.person_name, people.name])
-                world.person_sex = np.concatenate([world.person_sex, people.sex])
+                world.person_sex = world.person_sex.extended(people.sex)
                 world.person_birth = np.concatenate([world.person_birth, people.birth_date])
-                world.person_district = np.concatenate([world.person_district, people.district])
+                world.person_district = world.person_district.extended(people.district)
             index = np.arange(start, len(world.person_id))
             rows = person_rows(
                 rng,

@@ -62,15 +62,49 @@ class CitizenIds:
         return CitizenIds(np.concatenate([self.bodies, id_bodies(ids)]))
 
 
+class Coded:
+    """A text column of few distinct values (a sex, a district code) kept as 1-byte codes
+    into its words; indexing gives the text, of the dtype the text had."""
+
+    def __init__(self, codes: npt.NDArray[np.int8], words: Strings) -> None:
+        self.codes = codes
+        self.words = words
+
+    @classmethod
+    def of(cls, text: Strings) -> Coded:
+        words, codes = np.unique(np.asarray(text), return_inverse=True)
+        return cls(np.asarray(codes, dtype=np.int8).ravel(), words)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: Any) -> Strings:
+        picked: Strings = self.words[self.codes[index]]
+        return picked
+
+    def text(self) -> Strings:
+        """Every value as text (a whole column)."""
+        return self[slice(None)]
+
+    def extended(self, text: Strings) -> Coded:
+        """These values and ``text`` after them."""
+        words = np.union1d(self.words, np.asarray(text)) if len(text) else self.words
+        if len(words) > 127:
+            raise ValueError(f"Coded: {len(words)} distinct values, at most 127")
+        old = np.searchsorted(words, self.words).astype(np.int8)[self.codes]
+        new = np.searchsorted(words, np.asarray(text)).astype(np.int8)
+        return Coded(np.concatenate([old, new]), words.astype(np.result_type(self.words, text)))
+
+
 @dataclass
 class World:
     """Persons and enterprises of the city (true identifiers)."""
 
     person_id: CitizenIds
     person_name: Strings
-    person_sex: Strings
+    person_sex: Coded
     person_birth: npt.NDArray[np.datetime64]
-    person_district: Strings
+    person_district: Coded
     firm_code: Strings
     firm_name: Strings
     firm_kind: Strings
@@ -87,9 +121,9 @@ class World:
             {
                 "citizen_id_body": pa.array(self.person_id.bodies),
                 "name": pa.array(self.person_name, pa.string()),
-                "sex": pa.array(self.person_sex, pa.string()),
+                "sex": pa.array(self.person_sex.text(), pa.string()),
                 "birth_date": pa.array(self.person_birth.astype("datetime64[D]")),
-                "district_code": pa.array(self.person_district, pa.string()),
+                "district_code": pa.array(self.person_district.text(), pa.string()),
             }
         )
         firms = pa.table(
@@ -134,9 +168,9 @@ class World:
         return cls(
             person_id=CitizenIds(persons["citizen_id_body"]),
             person_name=persons["name"],
-            person_sex=persons["sex"],
+            person_sex=Coded.of(persons["sex"]),
             person_birth=persons["birth_date"],
-            person_district=persons["district_code"],
+            person_district=Coded.of(persons["district_code"]),
             firm_code=firms["credit_code"],
             firm_name=firms["name"],
             firm_kind=firms["kind"],
