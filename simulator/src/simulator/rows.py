@@ -182,10 +182,14 @@ class Lookup:
         return values
 
     def of(self, index: npt.ArrayLike, table: npt.ArrayLike | None = None) -> Lazy:
-        """A column of ``tables[table][index]`` (``table`` omitted: the first table)."""
+        """A column of ``tables[table][index]`` (``table`` omitted: the first table); the
+        indexes kept as int32 when every table is shorter than 2**31 (4 bytes a row)."""
+        positions = np.asarray(index)
+        if max((len(source) for source in self.tables), default=0) < 2**31:
+            positions = positions.astype(np.int32)
         if table is None:
-            return lazy(self, index)
-        return lazy(self, np.asarray(table, dtype=np.int8), index)
+            return lazy(self, positions)
+        return lazy(self, np.asarray(table, dtype=np.int8), positions)
 
 
 def lazy(render: Render, *parts: npt.ArrayLike) -> Lazy:
