@@ -190,7 +190,8 @@ def read_columns(
     pieces: dict[str, list[Any]] = {name: [] for name in convert}
     with pq.ParquetFile(path) as file:
         schema = file.schema_arrow
-        for batch in file.iter_batches(batch_size=rows, columns=list(convert)):
+        # one thread: Arrow's reader threads each keep memory of their own
+        for batch in file.iter_batches(batch_size=rows, columns=list(convert), use_threads=False):
             for name, make in convert.items():
                 pieces[name].append(make(pa.chunked_array([batch.column(name)])))
     joined: dict[str, Any] = {}
