@@ -180,10 +180,7 @@ class Ledger:
             "clean": numbers(bool),
         }
 
-        def join(parts: list[Any]) -> Any:
-            return Lazy.concat(parts) if isinstance(parts[0], Lazy) else np.concatenate(parts)
-
-        columns = read_columns(path, convert, join)
+        columns = read_columns(path, convert)
         rows = Rows({name: columns.pop(name) for name in LEDGER_TEXT})
         return cls(rows, columns["base"], columns["last_period"], columns["clean"])
 

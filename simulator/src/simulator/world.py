@@ -27,6 +27,7 @@ from simulator.clock import day_date
 from simulator.faults import FaultRates
 from simulator.identities import id_bodies, id_text
 from simulator.manifest import Manifest, ResourceManifest, write_json
+from simulator.rows import Lazy
 from simulator.settings import SimulatorSettings
 
 STATE_FILE = "sim_state.json"
@@ -158,12 +159,10 @@ class World:
                 "birth_date": dates,
                 "district_code": text,
             },
-            np.concatenate,
         )
         firms = read_columns(
             folder / FIRMS_FILE,
             {"credit_code": text, "name": text, "kind": text, "established_date": dates},
-            np.concatenate,
         )
         return cls(
             person_id=CitizenIds(persons["citizen_id_body"]),
@@ -181,28 +180,66 @@ class World:
 def read_columns(
     path: Path,
     convert: dict[str, Callable[[pa.ChunkedArray], Any]],
-    join: Callable[[list[Any]], Any],
     rows: int = 1 << 16,
 ) -> dict[str, Any]:
-    """The columns of a Parquet file, each batch of ``rows`` converted by ``convert`` and
-    the pieces joined by ``join`` (a column at a time, its pieces let go once joined):
-    Arrow holds one batch, not the whole file; its unused memory is given back after."""
-    pieces: dict[str, list[Any]] = {name: [] for name in convert}
+    """The columns of a Parquet file, each batch of ``rows`` converted by ``convert`` (to
+    a numpy array or a :class:`Lazy` column) and put in place in the whole column, made
+    once (the values of ``np.concatenate`` / ``Lazy.concat`` of the pieces, without
+    holding the pieces and their join at once): Arrow holds one batch, not the whole
+    file, and gives its unused memory back after."""
+    columns: dict[str, _Placed] = {}
     with pq.ParquetFile(path) as file:
+        total = file.metadata.num_rows
         schema = file.schema_arrow
+        start = 0
         # one thread: Arrow's reader threads each keep memory of their own
         for batch in file.iter_batches(batch_size=rows, columns=list(convert), use_threads=False):
             for name, make in convert.items():
-                pieces[name].append(make(pa.chunked_array([batch.column(name)])))
-    joined: dict[str, Any] = {}
-    for name, make in convert.items():
-        parts = pieces.pop(name)
-        if not parts:  # an empty file: the conversion of an empty column
-            parts = [make(pa.chunked_array([], schema.field(name).type))]
-        joined[name] = join(parts)
-        del parts
+                piece = make(pa.chunked_array([batch.column(name)]))
+                columns.setdefault(name, _Placed(total)).put(piece, start)
+            start += batch.num_rows
     pa.default_memory_pool().release_unused()
-    return joined
+    if not columns:  # an empty file: the conversion of an empty column
+        return {
+            name: make(pa.chunked_array([], schema.field(name).type))
+            for name, make in convert.items()
+        }
+    return {name: columns[name].value() for name in convert}
+
+
+class _Placed:
+    """A column made once, ``total`` long, filled a piece at a time (numpy arrays, or the
+    parts of :class:`Lazy` pieces with their values written over); text widens when a
+    later piece is wider, as ``np.concatenate`` would."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.arrays: list[npt.NDArray[Any]] = []
+        self.render: Any = None
+        self.at: list[npt.NDArray[np.int64]] = []
+        self.over: list[npt.NDArray[Any]] = []
+
+    def put(self, piece: Any, start: int) -> None:
+        parts = piece.parts if isinstance(piece, Lazy) else (piece,)
+        if isinstance(piece, Lazy):
+            self.render = piece.render
+            self.at.append(piece.at + start)
+            self.over.append(piece.over)
+        if not self.arrays:
+            self.arrays = [np.empty(self.total, dtype=part.dtype) for part in parts]
+        for position, part in enumerate(parts):
+            target = self.arrays[position]
+            wider = np.result_type(target, part)
+            if wider != target.dtype:
+                target = self.arrays[position] = target.astype(wider)
+            target[start : start + len(part)] = part
+
+    def value(self) -> Any:
+        if self.render is None:
+            return self.arrays[0]
+        return Lazy(
+            tuple(self.arrays), self.render, np.concatenate(self.at), np.concatenate(self.over)
+        )
 
 
 def numpy_text(column: pa.ChunkedArray, rows: int = 1 << 16) -> Strings:
