@@ -192,12 +192,16 @@ def read_columns(
         total = file.metadata.num_rows
         schema = file.schema_arrow
         start = 0
-        # one thread: Arrow's reader threads each keep memory of their own
-        for batch in file.iter_batches(batch_size=rows, columns=list(convert), use_threads=False):
-            for name, make in convert.items():
-                piece = make(pa.chunked_array([batch.column(name)]))
-                columns.setdefault(name, _Placed(total)).put(piece, start)
-            start += batch.num_rows
+        # a row group at a time (``iter_batches`` reads ahead), on one thread (Arrow's
+        # reader threads each keep memory of their own)
+        for group in range(file.num_row_groups):
+            table = file.read_row_group(group, columns=list(convert), use_threads=False)
+            for batch in table.to_batches(max_chunksize=rows):
+                for name, make in convert.items():
+                    piece = make(pa.chunked_array([batch.column(name)]))
+                    columns.setdefault(name, _Placed(total)).put(piece, start)
+                start += batch.num_rows
+            del table
     pa.default_memory_pool().release_unused()
     if not columns:  # an empty file: the conversion of an empty column
         return {
