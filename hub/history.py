@@ -35,10 +35,12 @@ from typing import Any
 
 from hub.catalog.models import Resource
 from hub.storage.interface import Warehouse
-from hub.storage.sql import key_match, quote_ident
+from hub.storage.sql import key_match, literal, quote_ident
 
 FROM_COLUMN = "_hub_from"  # the first version that has the row
 TO_COLUMN = "_hub_to"  # the first version that no longer has it; NULL: the newest has it
+MARK = "hub-publish"  # the comment that ties the history's open rows to their candidate
+BATCH_COLUMN = "_batch_id"
 _CHANGED = "hub_publish_changed"  # temporary tables of one write (dropped before it ends)
 _GONE = "hub_publish_gone"
 
@@ -53,6 +55,7 @@ class Written:
     whole: bool  # a new generation: every row was written
     inserted: int  # rows written
     closed: int  # keys whose open row was closed (changed, deleted or rejected)
+    by_key: bool = False  # compared by key and batch (_unchanged_up_to), not column by column
 
 
 def history_table(code: str, generation: int) -> str:
@@ -109,13 +112,20 @@ def generation_of(found: Sequence[int], version: int) -> int | None:
     return max(older) if older else None
 
 
-def write_version(warehouse: Warehouse, resource: Resource, number: int, exclude: str) -> Written:
+def write_version(
+    warehouse: Warehouse,
+    resource: Resource,
+    number: int,
+    exclude: str,
+    candidate_max_batch: str | None,
+) -> Written:
     """Write version ``number`` of ``resource``: the candidate ``audit."<code>"`` (alias
-    ``c``) filtered by ``exclude`` (a WHERE clause, or empty), and create its view
-    (:func:`version_view`). Inside the caller's transaction, which also serialises the
-    publishers of the resource."""
+    ``c``) filtered by ``exclude`` (a WHERE clause, or empty), whose newest ``_batch_id``
+    is ``candidate_max_batch``, and create its view (:func:`version_view`). Inside the
+    caller's transaction, which also serialises the publishers of the resource."""
     code = resource.code
     columns = _column_types(warehouse, "audit", code)
+    column_names = [str(column[0]) for column in columns]
     source = f"SELECT c.* FROM audit.{quote_ident(code)} AS c {exclude}"
     found = generations(warehouse, code)
     generation = found[-1] if found else None
@@ -124,21 +134,52 @@ def write_version(warehouse: Warehouse, resource: Resource, number: int, exclude
     ):
         generation = number
         inserted = closed = _write_whole(warehouse, resource, number, source)
-        whole = True
+        whole, by_key = True, False
     else:
-        column_names = [str(column[0]) for column in columns]
+        since = _unchanged_up_to(warehouse, code, generation, column_names)
         inserted, closed = _write_changes(
-            warehouse, resource, number, source, column_names, generation
+            warehouse, resource, number, source, column_names, generation, since
         )
-        whole = False
+        whole, by_key = False, since is not None
     table = history_table(code, generation)
-    names = ", ".join(quote_ident(str(column[0])) for column in columns)
+    names = ", ".join(quote_ident(name) for name in column_names)
     view = version_view(code, number)
     warehouse.execute(f"CREATE VIEW {view} AS SELECT {names} FROM {table} WHERE {reads(number)}")
+    if candidate_max_batch is not None and BATCH_COLUMN in column_names:
+        mark = f"{MARK} v{number} {candidate_max_batch}"
+        warehouse.set_table_comment("shared", f"{code}__h{generation}", mark)
+        warehouse.set_column_comment("audit", code, BATCH_COLUMN, mark)
     rows, data_as_of = warehouse.query(
         f"SELECT count(*), max(_extracted_at) FROM {table} WHERE {TO_COLUMN} IS NULL"
     )[0]
-    return Written(generation, int(rows), data_as_of, whole, inserted, 0 if whole else closed)
+    return Written(
+        generation, int(rows), data_as_of, whole, inserted, 0 if whole else closed, by_key
+    )
+
+
+def _unchanged_up_to(
+    warehouse: Warehouse, code: str, generation: int, columns: Sequence[str]
+) -> str | None:
+    """The newest ``_batch_id`` of the candidate when the history's open rows were written,
+    if the candidate is still that same table; else None.
+
+    Each write marks both the history table and the candidate's ``_batch_id`` column with
+    ``hub-publish v<N> <newest batch>``. A dbt incremental build changes the candidate in
+    place and only through the keys that have a row in a newer batch, deleting them and
+    inserting their latest version (macros/incremental_latest_version.sql): so while the
+    candidate carries the mark the history does, its rows with a batch up to that one are
+    the rows of then, unchanged. A candidate made again (a full refresh, a changed
+    project) is a new table without the mark, and is compared column by column.
+    """
+    if BATCH_COLUMN not in columns:
+        return None
+    history = warehouse.table_comment("shared", f"{code}__h{generation}")
+    if history is None or not history.startswith(f"{MARK} v"):
+        return None
+    if warehouse.column_comment("audit", code, BATCH_COLUMN) != history:
+        return None
+    parts = history.split(" ", 2)
+    return parts[2] if len(parts) == 3 and parts[2] else None
 
 
 def _write_whole(warehouse: Warehouse, resource: Resource, number: int, source: str) -> int:
@@ -165,6 +206,7 @@ def _write_changes(
     source: str,
     columns: Sequence[str],
     generation: int,
+    since: str | None,
 ) -> tuple[int, int]:
     table = history_table(resource.code, generation)
     keys = [(k, resource.field(k).nullable) for k in resource.primary_key]
@@ -175,17 +217,24 @@ def _write_changes(
         [key_match(keys, "h", "c")]
         + [f"h.{quote_ident(name)} IS NOT DISTINCT FROM c.{quote_ident(name)}" for name in others]
     )
-    for temporary in (_CHANGED, _GONE):
-        warehouse.execute(f"DROP TABLE IF EXISTS {temporary}")
-    # 1. the new version's rows that no open row has: new keys and changed rows
-    warehouse.execute(
-        f"CREATE TEMPORARY TABLE {_CHANGED} AS SELECT c.* FROM ({source}) AS c "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS h WHERE h.{TO_COLUMN} IS NULL AND {same})"
-    )
-    # 2. the keys whose open row ends here: changed, or no longer in the version at all
     open_row = (
         f"SELECT 1 FROM {table} AS h WHERE h.{TO_COLUMN} IS NULL AND {key_match(keys, 'h', 'c')}"
     )
+    for temporary in (_CHANGED, _GONE):
+        warehouse.execute(f"DROP TABLE IF EXISTS {temporary}")
+    # 1. the new version's rows that no open row has: new keys and changed rows. Where the
+    # candidate's rows up to batch ``since`` are those the open rows were written from
+    # (_unchanged_up_to), a newer row is new or changed and an older one is new only if
+    # its key has no open row (it was rejected then): the key alone is compared.
+    if since is None:
+        new_rows = f"NOT EXISTS (SELECT 1 FROM {table} AS h WHERE h.{TO_COLUMN} IS NULL AND {same})"
+    else:
+        batch = f"c.{quote_ident(BATCH_COLUMN)}"
+        new_rows = f"({batch} IS NULL OR {batch} > {literal(since)} OR NOT EXISTS ({open_row}))"
+    warehouse.execute(
+        f"CREATE TEMPORARY TABLE {_CHANGED} AS SELECT c.* FROM ({source}) AS c WHERE {new_rows}"
+    )
+    # 2. the keys whose open row ends here: changed, or no longer in the version at all
     warehouse.execute(
         f"CREATE TEMPORARY TABLE {_GONE} AS SELECT {key_names} FROM {_CHANGED} AS c "
         f"WHERE EXISTS ({open_row}) UNION SELECT {open_keys} FROM {table} AS h "

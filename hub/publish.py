@@ -534,7 +534,7 @@ def _publish_version(
     # a leftover of that name is not in the log, so no view or reader can depend on it
     drop_relation(warehouse, "shared", f"{code}__v{number}")
     exclude = _rejected_keys_filter(warehouse, resource, gate_run)
-    written = write_version(warehouse, resource, number, exclude)
+    written = write_version(warehouse, resource, number, exclude, gate_run.candidate_max_batch)
     rows, data_as_of = written.rows, written.data_as_of
     _switch_view(warehouse, code, number)
     warehouse.execute(
@@ -550,7 +550,8 @@ def _publish_version(
     wrote = (
         "every row written"
         if written.whole
-        else f"{written.inserted} row(s) new or changed, {written.closed} key(s) ended"
+        else f"{written.inserted} row(s) new or changed, {written.closed} key(s) ended, "
+        + ("compared by key and batch" if written.by_key else "compared column by column")
     )
     return PublishResult(
         code,

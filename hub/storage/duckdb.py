@@ -191,6 +191,14 @@ class DuckDBWarehouse(Warehouse):
         )
         return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
+    def column_comment(self, schema: str, table: str, column: str) -> str | None:
+        rows = self.query(
+            "SELECT comment FROM duckdb_columns() "
+            "WHERE schema_name = ? AND table_name = ? AND column_name = ?",
+            (schema, table, column),
+        )
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
 
 def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     import pyarrow as pa

@@ -215,6 +215,15 @@ class Warehouse(ABC):
         )
 
     @abstractmethod
+    def column_comment(self, schema: str, table: str, column: str) -> str | None:
+        """The comment on a column of ``schema.table`` (None: none, or no such column)."""
+
+    def set_column_comment(self, schema: str, table: str, column: str, comment: str) -> None:
+        """Replace the comment on a column; like a table's, it goes with the table."""
+        name = f"{quote_ident(schema)}.{quote_ident(table)}.{quote_ident(column)}"
+        self.execute(f"COMMENT ON COLUMN {name} IS {literal(comment)}")
+
+    @abstractmethod
     def can_replace_view(self, view: str, table: str) -> bool:
         """Whether ``CREATE OR REPLACE VIEW view AS SELECT * FROM table`` works in place
         (``view`` and ``table`` qualified names)."""

@@ -272,6 +272,16 @@ class PostgresWarehouse(Warehouse):
         )
         return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
+    def column_comment(self, schema: str, table: str, column: str) -> str | None:
+        rows = self.query(
+            "SELECT col_description(c.oid, a.attnum) FROM pg_class AS c "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute AS a ON a.attrelid = c.oid "
+            "WHERE n.nspname = ? AND c.relname = ? AND a.attname = ? AND NOT a.attisdropped",
+            (schema, table, column),
+        )
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def can_replace_view(self, view: str, table: str) -> bool:
         # CREATE OR REPLACE VIEW cannot drop or retype columns: the table's columns must
         # start with the view's, same names and types

@@ -653,7 +653,7 @@ def _same_change_sets(warehouse: Warehouse, resource: Resource, old: int, new: i
     from hub.sharing.changes import change_set, versions_change_set
 
     narrow = versions_change_set(warehouse, resource, old, new)
-    assert ("__h" in narrow.old) == ((old >= 5) == (new >= 5))  # v5 starts a history table
+    assert ("__h" in narrow.old) == ((old >= 6) == (new >= 6))  # v6 starts a history table
     whole = change_set(
         warehouse, resource, read_as_of(warehouse, CODE, old), read_as_of(warehouse, CODE, new)
     )
@@ -711,17 +711,20 @@ def test_each_version_equals_a_whole_copy_while_only_the_changes_are_written(
     )
     second = publish_and_check(record_gate_run(warehouse, rejected={10: "error"}), 5)
     assert second.keys_ended == 3 + 2 + 1  # updated, deleted, rejected
-    assert "5 row(s) new or changed, 6 key(s) ended" in second.message
+    assert "5 row(s) new or changed, 6 key(s) ended, compared by key and batch" in second.message
 
     # v3: key 10 let through again, key 11 rejected, key 12 sent again (only its batch new),
-    # a NULL made a value and a value made NULL
+    # a value made NULL (a dbt build changes a row only with its key's newer batch)
     warehouse.execute(
         f"UPDATE audit.{CODE} SET _batch_id = ? WHERE certificate_no = 'C0000012'", (batch_id(3),)
     )
     warehouse.execute(
-        f"UPDATE audit.{CODE} SET co_ownership = NULL WHERE certificate_no = 'C0000013'"
+        f"UPDATE audit.{CODE} SET co_ownership = NULL, _batch_id = ? "
+        "WHERE certificate_no = 'C0000013'",
+        (batch_id(3),),
     )
-    publish_and_check(record_gate_run(warehouse, rejected={11: "error"}), 3)
+    third = publish_and_check(record_gate_run(warehouse, rejected={11: "error"}), 3)
+    assert "compared by key and batch" in third.message
 
     back = rollback(settings, CODE)
     assert back.version == 2 and _rows(warehouse, f"shared.{CODE}") == seen[2][1]
@@ -729,23 +732,34 @@ def test_each_version_equals_a_whole_copy_while_only_the_changes_are_written(
 
     # v4 after the rollback: written against the newest version (v3), read as its own
     warehouse.execute(
-        f"UPDATE audit.{CODE} SET owner_name = 'v4' WHERE certificate_no = 'C0000005'"
+        f"UPDATE audit.{CODE} SET owner_name = 'v4', _batch_id = ? "
+        "WHERE certificate_no = 'C0000005'",
+        (batch_id(4),),
     )
     fourth = publish_and_check(record_gate_run(warehouse), 2)  # key 5, and 11 let through
-    assert fourth.keys_ended == 1
+    assert fourth.keys_ended == 1 and "compared by key and batch" in fourth.message
 
-    # v5: the candidate gained a field: a new history table, every row written
+    # v5: the candidate made again (a full refresh after the project changed) with a value
+    # that differs under the same batch: a new table, so compared column by column
+    warehouse.execute(f"CREATE TABLE audit.{CODE}_again AS SELECT * FROM audit.{CODE}")
+    warehouse.execute(f"DROP TABLE audit.{CODE}")
+    warehouse.execute(f"ALTER TABLE audit.{CODE}_again RENAME TO {CODE}")
+    warehouse.execute(f"UPDATE audit.{CODE} SET status = '注销' WHERE certificate_no = 'C0000008'")
+    fifth = publish_and_check(record_gate_run(warehouse), 1)
+    assert "compared column by column" in fifth.message
+
+    # v6: the candidate gained a field: a new history table, every row written
     warehouse.execute(f"ALTER TABLE audit.{CODE} ADD COLUMN remark VARCHAR")
     warehouse.execute(f"UPDATE audit.{CODE} SET remark = 'r' WHERE certificate_no = 'C0000006'")
-    fifth = publish_and_check(record_gate_run(warehouse), None)
-    assert fifth.rows_written == fifth.rows and "every row written" in fifth.message
+    sixth = publish_and_check(record_gate_run(warehouse), None)
+    assert sixth.rows_written == sixth.rows and "every row written" in sixth.message
 
     warehouse.execute(f"DELETE FROM audit.{CODE} WHERE certificate_no = 'C0000007'")
-    sixth = publish_and_check(record_gate_run(warehouse), 0, keep=2)
-    assert sixth.keys_ended == 1
-    # retention: v1-v4 dropped; the first history table no kept version reads is gone, and
-    # the second holds only rows v5 or v6 read
-    assert sixth.pruned == [1, 2, 3, 4]
+    seventh = publish_and_check(record_gate_run(warehouse), 0, keep=2)
+    assert seventh.keys_ended == 1
+    # retention: v1-v5 dropped; the first history table no kept version reads is gone, and
+    # the second holds only rows v6 or v7 read
+    assert seventh.pruned == [1, 2, 3, 4, 5]
     tables = {
         row[0]
         for row in warehouse.query(
@@ -753,18 +767,18 @@ def test_each_version_equals_a_whole_copy_while_only_the_changes_are_written(
         )
     }
     assert {t for t in tables if t.startswith(f"{CODE}__")} == {
-        f"{CODE}__h5",
-        f"{CODE}__v5",
+        f"{CODE}__h6",
         f"{CODE}__v6",
+        f"{CODE}__v7",
     }
     stale = warehouse.query(
-        f'SELECT count(*) FROM shared."{CODE}__h5" WHERE _hub_to IS NOT NULL '
-        "AND NOT ((_hub_from <= 5 AND _hub_to > 5) OR (_hub_from <= 6 AND _hub_to > 6))"
+        f'SELECT count(*) FROM shared."{CODE}__h6" WHERE _hub_to IS NOT NULL '
+        "AND NOT ((_hub_from <= 6 AND _hub_to > 6) OR (_hub_from <= 7 AND _hub_to > 7))"
     )
     assert stale == [(0,)]
-    assert warehouse.query(f'SELECT count(*) FROM shared."{CODE}__h5"') == [
-        (len(seen[5][1]),)
-    ]  # v6 only ended one row of v5
+    assert warehouse.query(f'SELECT count(*) FROM shared."{CODE}__h6"') == [
+        (len(seen[6][1]),)
+    ]  # v7 only ended one row of v6
 
 
 def test_versions_published_before_history_tables_are_read_and_pruned(
