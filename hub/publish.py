@@ -534,6 +534,11 @@ def _publish_version(
     # a leftover of that name is not in the log, so no view or reader can depend on it
     drop_relation(warehouse, "shared", f"{code}__v{number}")
     exclude = _rejected_keys_filter(warehouse, resource, gate_run)
+    # the statistics PostgreSQL plans the comparison's joins from (the gate just made the
+    # rejects with CREATE TABLE AS; without them it guessed one row and chose loops)
+    for schema in ("audit", "rejects"):
+        if _table_exists(warehouse, schema, code):
+            warehouse.analyze(f"{schema}.{quote_ident(code)}")
     written = write_version(warehouse, resource, number, exclude, gate_run.candidate_max_batch)
     rows, data_as_of = written.rows, written.data_as_of
     _switch_view(warehouse, code, number)

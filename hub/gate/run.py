@@ -228,6 +228,11 @@ def _gate_one(
         )
         what = "every row"
     else:
+        # the joins below on the previous rejects: without statistics of that table (made
+        # by CREATE TABLE AS) PostgreSQL guessed one row and scanned the candidate once per
+        # carried reject, 450 s instead of 0.5 s for 1M contributions
+        for table in (f"rejects.{quote_ident(code)}", f"audit.{quote_ident(code)}"):
+            warehouse.analyze(table)
         whole = compile_rules(
             lambda item: not pushdown.row_local(item),
             pushdown.Changed(since, f"rejects.{quote_ident(code)}"),

@@ -169,6 +169,12 @@ class DuckDBWarehouse(Warehouse):
     def index_for_lookups(self, table: str, index: str, columns: str) -> None:
         pass  # a table sorted by the columns: its zone maps serve point lookups
 
+    def analyze(self, table: str) -> None:
+        pass  # the optimizer reads the table's own statistics, always current
+
+    def hash_joins_only(self) -> None:
+        pass  # its planner does not loop over an anti-join's estimate
+
     def lock_until_commit(self, name: str) -> None:
         pass  # one writing process per file; a second writer in it gets a write conflict
 

@@ -184,6 +184,17 @@ class Warehouse(ABC):
         names the index where the engine needs one."""
 
     @abstractmethod
+    def analyze(self, table: str) -> None:
+        """Refresh the planner's statistics of ``table`` (``schema."name"``), where the
+        engine plans joins from them; nothing where it needs none."""
+
+    @abstractmethod
+    def hash_joins_only(self) -> None:
+        """For the rest of the transaction, join large relations by hashing, never by a
+        loop over one of them: where an anti-join's row estimate (near 0 when nearly
+        every key matches) would make the planner loop over what it thinks is one row."""
+
+    @abstractmethod
     def lock_until_commit(self, name: str) -> None:
         """Serialise the transactions that take the lock ``name`` (inside a transaction);
         nothing where one process writes at a time anyway."""

@@ -248,6 +248,12 @@ class PostgresWarehouse(Warehouse):
         self.execute(f"CREATE INDEX {index} ON {table} ({columns})")
         self.execute(f"ANALYZE {table}")
 
+    def analyze(self, table: str) -> None:
+        self.execute(f"ANALYZE {table}")
+
+    def hash_joins_only(self) -> None:
+        self.execute("SET LOCAL enable_nestloop = off")
+
     def lock_until_commit(self, name: str) -> None:
         self.query("SELECT pg_advisory_xact_lock(hashtext(?))", (name,))
 
