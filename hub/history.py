@@ -10,16 +10,20 @@ written, whichever version ``shared."<code>"`` shows after a rollback.
 Writing version N (:func:`write_version`, inside publish's transaction) touches only what
 changed since the newest version written:
 
-1. the new version's rows that the open rows lack, compared on every column, null-safe
-   (new keys, changed rows), go to a temporary table;
+1. the new version's rows that the open rows lack (new keys, changed rows) go to a
+   temporary table. While the candidate is the table the open rows were written from (a
+   mark on both: :func:`_unchanged_up_to`), a row of a newer batch is new or changed and
+   an older one only if its key has no open row: keys are compared. Otherwise (the first
+   write with a new candidate table) every column is, null-safe;
 2. the open rows whose key is among those, or is no longer in the new version (deleted
    at the source, or rejected by this gate run), are closed: ``_hub_to = N``;
 3. the rows of step 1 are inserted with ``_hub_from = N``.
 
-A day with 1% of the rows changed writes 1% of them; the comparison still reads both
-sides once, which is what a day costs now. A new generation (a whole copy, sorted by key,
-as every version was before) starts when there is none yet or when the candidate's
-columns differ from the history table's (a field added, dropped or retyped).
+A day with 1% of the rows changed writes 1% of them; the comparison still reads the keys
+of both sides once, which is most of what a day costs now. A new generation (a whole
+copy, sorted by key, as every version was before) starts when there is none yet or when
+the candidate's columns differ from the history table's (a field added, dropped or
+retyped).
 
 Retention (:func:`prune_rows`) deletes the closed rows that no kept version needs and drops a
 generation no kept version reads. Versions published before history tables existed are
