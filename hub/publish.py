@@ -44,7 +44,7 @@ from typing import Any
 
 from hub.catalog import load_catalog
 from hub.catalog.models import Catalog, Resource
-from hub.history import drop_relation, prune_rows, version_view, write_version
+from hub.history import drop_relation, prune_rows, relation_kind, version_view, write_version
 from hub.hooks import PublishEvent, emit
 from hub.settings import Settings
 from hub.storage.interface import PUBLISH_LOG_DDL, Warehouse, open_warehouse
@@ -661,20 +661,16 @@ def _switch_view(warehouse: Warehouse, code: str, version: int) -> None:
     depend on ``shared."<code>"`` (PostgreSQL).
     """
     view, table = shared_view(code), version_table(code, version)
-    kind = warehouse.query(
-        "SELECT table_type FROM information_schema.tables "
-        "WHERE table_schema = 'shared' AND table_name = ?",
-        (code,),
-    )
-    if kind and kind[0][0] != "VIEW":
-        raise PublishError(f"{view} is a {kind[0][0]}, not the view publish manages; drop it")
+    kind = relation_kind(warehouse, "shared", code)
+    if kind is not None and kind != "VIEW":
+        raise PublishError(f"{view} is a {kind}, not the view publish manages; drop it")
     replace = f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {table}"
     if not warehouse.readers_block_ddl:
         warehouse.execute(replace)  # nothing waits
         return
     # where the view cannot be replaced in place (PostgreSQL: columns dropped or retyped),
     # drop and create; readers waiting on the old view find the new one once this commits
-    recreate = bool(kind) and not warehouse.can_replace_view(view, table)
+    recreate = kind is not None and not warehouse.can_replace_view(view, table)
     deadline = time.monotonic() + SWITCH_WAIT_S
     while True:
         try:

@@ -195,23 +195,12 @@ def versions_change_set(
     code = resource.code
     found = difference(warehouse, code, old, new)
     if found is None:
-        return change_set(
-            warehouse,
-            resource,
-            version_view(code, old),
-            version_view(code, new),
-            compared=compared,
-            carried=carried,
-        )
-    table, old_rows, new_rows = found
+        old_rows, new_rows, where = version_view(code, old), version_view(code, new), None
+    else:
+        table, old_only, new_only = found
+        old_rows, new_rows, where = table, table, (old_only, new_only)
     return change_set(
-        warehouse,
-        resource,
-        table,
-        table,
-        compared=compared,
-        carried=carried,
-        where=(old_rows, new_rows),
+        warehouse, resource, old_rows, new_rows, compared=compared, carried=carried, where=where
     )
 
 
