@@ -199,6 +199,7 @@ def publish(
     from hub.storage.interface import open_ops
 
     with open_warehouse(settings.warehouse_url) as warehouse, open_ops(settings) as store:
+        warehouse.cap_memory(settings.duckdb_memory_limit)
         ensure_publish_log(warehouse)
         for resource in chosen:
             started = time.monotonic()

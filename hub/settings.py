@@ -61,9 +61,13 @@ class Settings(BaseSettings):
     landing_dir: Path | None = Field(default=None, description="Default: HUB_HOME/landing.")
 
     duckdb_memory_limit: str = Field(
-        default="512MB",
+        default="1GB",
         pattern=r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
-        description="DuckDB memory cap for the gate: past it DuckDB spills to disk.",
+        description=(
+            "DuckDB's memory cap in every step on the embedded warehouse (sync, the dbt "
+            "build, gate, publish): past it DuckDB spills to disk, so a step's memory does "
+            "not grow with the tables (DuckDB's own default is 80% of the machine)."
+        ),
     )
 
     # extraction

@@ -111,6 +111,7 @@ def sync(
     )
     results: list[ResourceSync] = []
     with open_warehouse(settings.warehouse_url) as warehouse:
+        warehouse.cap_memory(settings.duckdb_memory_limit)
         for dept in departments:
             chosen = sorted(
                 (

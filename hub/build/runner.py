@@ -128,6 +128,8 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "HUB_DBT_TARGET": warehouse.dbt_target,
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        # profiles.yml gives it to dbt-duckdb as DuckDB's memory_limit
+        "HUB_DBT_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
         **warehouse.dbt_profile(settings.warehouse_url),
     }
 

@@ -26,7 +26,7 @@ How the work is pushed down (the design, chosen for speed and flat memory):
    goes to ``ops.gate_runs`` and ``ops.gate_results``.
 
 Per session the gate turns PostgreSQL's JIT off (it costs more than it saves on these
-long expressions) and caps DuckDB at ``HUB_DUCKDB_MEMORY_LIMIT`` (default 512MB; it
+long expressions) and caps DuckDB at ``HUB_DUCKDB_MEMORY_LIMIT`` (default 1GB, as every step; it
 spills beyond), so memory stays flat with table size. Measured by ``bench/gate.py``
 against the same checks as plain SQL aggregates: 1.2 times that floor on PostgreSQL and
 about 2 times on DuckDB at 1M rows (where half a second of fixed cost counts), 1.25 times

@@ -161,10 +161,13 @@ class DuckDBWarehouse(Warehouse):
         for batch in self.iter_batches(sql, batch_rows):
             yield _cast(batch, schema)
 
+    def cap_memory(self, memory_limit: str) -> None:
+        # DuckDB runs in this process: cap its hash tables, sorts and buffers so memory
+        # stays flat with table size; beyond, it spills to <database>.tmp/
+        self.execute("SET memory_limit = ?", [memory_limit])
+
     def tune_for_scans(self, memory_limit: str) -> None:
-        # DuckDB runs in this process: cap its hash tables (duplicate keys, references) so
-        # memory stays flat with table size; beyond, it spills to disk
-        self.execute(f"SET memory_limit = '{memory_limit}'")
+        self.cap_memory(memory_limit)
 
     def index_for_lookups(self, table: str, index: str, columns: str) -> None:
         pass  # a table sorted by the columns: its zone maps serve point lookups

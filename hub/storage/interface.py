@@ -174,6 +174,11 @@ class Warehouse(ABC):
         of ``schema``, read in bulk; raises the driver's error for bad SQL."""
 
     @abstractmethod
+    def cap_memory(self, memory_limit: str) -> None:
+        """Hold an in-process engine to ``memory_limit`` for this connection (past it, it
+        spills to disk); a no-op for a server, whose memory is its own configuration."""
+
+    @abstractmethod
     def tune_for_scans(self, memory_limit: str) -> None:
         """Session settings for long scans with long expressions (the gate's checks).
         ``memory_limit``: what an in-process engine may hold before spilling to disk."""

@@ -239,6 +239,9 @@ class PostgresWarehouse(Warehouse):
             if pending:
                 yield from _rebatch(pending, schema)
 
+    def cap_memory(self, memory_limit: str) -> None:
+        pass  # the server's memory is its own configuration (work_mem, shared_buffers)
+
     def tune_for_scans(self, memory_limit: str) -> None:
         # JIT-compiling the long check-digit expressions costs more than it saves
         # (4.6 s against 3.3 s for 1M citizen IDs); this session only

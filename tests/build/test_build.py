@@ -409,8 +409,14 @@ def test_profile_variables_come_from_the_warehouse_url(hub_home: Path) -> None:
     assert (env["HUB_DBT_PG_USER"], env["HUB_DBT_PG_DBNAME"]) == ("hub", "warehouse")
     assert env["DBT_ENV_SECRET_HUB_PG_PASSWORD"] == "s@cret"  # dbt scrubs it from logs
     assert env["HUB_DBT_PG_SSLMODE"] == "require"
-    duck = dbt_environment(Settings(warehouse_url=f"duckdb:///{hub_home / 'w.duckdb'}"))
+    duck = dbt_environment(
+        Settings(warehouse_url=f"duckdb:///{hub_home / 'w.duckdb'}", duckdb_memory_limit="300MB")
+    )
     assert (duck["HUB_DBT_TARGET"], duck["HUB_DBT_DUCKDB_PATH"]) == (
         "duckdb",
         str(hub_home / "w.duckdb"),
     )
+    # profiles.yml hands it to dbt-duckdb as DuckDB's memory_limit
+    assert duck["HUB_DBT_DUCKDB_MEMORY_LIMIT"] == "300MB"
+    profile = (PROJECT_ROOT / "profiles.yml").read_text()
+    assert "memory_limit: \"{{ env_var('HUB_DBT_DUCKDB_MEMORY_LIMIT'" in profile

@@ -83,6 +83,20 @@ def test_a_transaction_commits_together_or_not_at_all(warehouse: Warehouse) -> N
     assert [r[0] for r in warehouse.query("SELECT id FROM staging.t ORDER BY id")] == [1, 2]
 
 
+def test_an_embedded_warehouse_holds_to_the_memory_cap(warehouse: Warehouse) -> None:
+    warehouse.cap_memory("300MB")  # every step does this with HUB_DUCKDB_MEMORY_LIMIT
+    if warehouse.engine == "duckdb":
+        # DuckDB reports the cap in MiB: 300 MB is 286.1 MiB
+        [(limit,)] = warehouse.query("SELECT current_setting('memory_limit')")
+        assert limit == "286.1 MiB"
+        warehouse.execute("CREATE TABLE staging.big AS SELECT range AS n FROM range(10_000_000)")
+        # a hash aggregate of 10M groups (more than it may hold) spills instead of failing
+        # (DuckDB needs about 64 MB a thread at the least)
+        warehouse.cap_memory("150MB")
+        [(groups,)] = warehouse.query("SELECT count(*) FROM (SELECT DISTINCT n FROM staging.big)")
+        assert groups == 10_000_000
+
+
 def _parquet(path: Path, rows: int = 3) -> Path:
     table = pa.table(
         {
