@@ -129,8 +129,9 @@ class _SourceTable:
 class SqlConnector:
     """Reads tables of one database. ``url`` is any SQLAlchemy URL (secrets injected).
 
-    Nothing connects until the first read; PostgreSQL reads never create the SQLAlchemy
-    engine.
+    Nothing connects until the first read, except PostgreSQL's one libpq connection, which
+    starts opening in a thread at once (the work before the first read overlaps it);
+    PostgreSQL reads never create the SQLAlchemy engine.
     """
 
     def __init__(self, url: str, *, batch_rows: int = 100_000, overlap_minutes: int = 60) -> None:
@@ -147,6 +148,7 @@ class SqlConnector:
 
             libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
             self._postgres = PostgresReader(libpq)
+            self._postgres.open_ahead()
 
     @property
     def engine(self) -> sa.Engine:
@@ -254,10 +256,12 @@ class SqlConnector:
             wanted = schema.field(name).type
             have = types.get(column)
             # numeric and non-text columns wanted as text or decimal: the server's own text
-            # (exact); ADBC would hand numeric over as an opaque string, decoded slowly
-            if (pa.types.is_decimal(wanted) or pa.types.is_string(wanted)) and not (
-                have is not None and pa.types.is_string(have)
-            ):
+            # (exact); ADBC would hand numeric over as an opaque string, decoded slowly; a
+            # type outside the driver's built-in table (an enum) comes as opaque bytes
+            if (
+                (pa.types.is_decimal(wanted) or pa.types.is_string(wanted))
+                and not (have is not None and pa.types.is_string(have))
+            ) or isinstance(have, pa.BaseExtensionType):
                 expression += "::text"
             selected.append(f"{expression} AS {quote_identifier(name)}")
         sql = f"SELECT {', '.join(selected)} FROM {quote_table(read.table)}"

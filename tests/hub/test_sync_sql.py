@@ -262,3 +262,35 @@ def test_landing_manifest_describes_the_batch(
     assert all(len(f["sha256"]) == 64 for f in manifest["files"])
     assert "password" not in manifest["source"]
     assert manifest["state_after"]["watermark"] == manifest["watermark_to"]
+
+
+def test_postgres_columns_of_types_outside_the_drivers_table_read_as_their_text(
+    postgres_url: str, units: Resource
+) -> None:
+    """The reader skips ADBC's catalog of server types (built-in table only): an enum
+    wanted as text, an enum of year labels wanted as an integer and a domain still arrive
+    as their values."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TYPE unit_usage AS ENUM ('住宅', '商业')")
+        conn.execute("CREATE TYPE built_year AS ENUM ('1998', '2005')")
+        conn.execute("CREATE DOMAIN district AS text CHECK (VALUE ~ '^[0-9]{6}$')")
+        conn.execute(
+            "CREATE TABLE property_units (unit_id text, district_code district, address text, "
+            "floor_area numeric(10,2), usage unit_usage, built_year built_year, "
+            "updated_at timestamp)"
+        )
+        conn.execute(
+            "INSERT INTO property_units VALUES ('U1', '360203', '珠山中路1号', 88.50, '商业', "
+            "'1998', '2026-10-01 08:00:00')"
+        )
+    connector = SqlConnector(postgres_url)
+    try:
+        extraction = connector.extract(units, SyncState(), full=True)
+        (batch,) = list(extraction.batches())
+    finally:
+        connector.close()
+    row = batch.to_pylist()[0]
+    assert (row["usage"], row["built_year"], row["district_code"]) == ("商业", 1998, "360203")
+    assert row["floor_area"] == Decimal("88.50")
