@@ -102,7 +102,9 @@ class SyncState:
     land the same row twice: their identities (key values and cursor) as an Arrow IPC
     stream (zstd, base64), for a timestamp cursor. ``boundary``: the same as text tuples,
     for other cursors and in states written before ``window``.
-    ``files``: processed files (sftp).
+    ``files``: processed files (sftp). ``delete_log_mark``: the latest deletion time read
+    from the source's delete log (ISO text; ``""``: the log was read and empty; None: never
+    read, so the next reconcile compares every key).
     """
 
     watermark: str | None = None
@@ -111,6 +113,7 @@ class SyncState:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: int = 0
     last_reconcile_run: int = 0
+    delete_log_mark: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True, ensure_ascii=False)
@@ -281,6 +284,7 @@ class IncrementalCursor:
                 files=previous.files,
                 runs=previous.runs + 1,
                 last_reconcile_run=previous.last_reconcile_run,
+                delete_log_mark=previous.delete_log_mark,
             )
         if self.hashed:
             kept = self.window.union(*self.new_window).since(_micros(watermark - self.overlap))
@@ -290,6 +294,7 @@ class IncrementalCursor:
                 files=previous.files,
                 runs=previous.runs + 1,
                 last_reconcile_run=previous.last_reconcile_run,
+                delete_log_mark=previous.delete_log_mark,
             )
         window_start = _text(watermark - self.overlap)
         text_kept = {b for b in (self.seen | self.new_boundary) if b[-1] >= window_start}
@@ -299,6 +304,7 @@ class IncrementalCursor:
             files=previous.files,
             runs=previous.runs + 1,
             last_reconcile_run=previous.last_reconcile_run,
+            delete_log_mark=previous.delete_log_mark,
         )
 
     def watermark_range(self) -> tuple[str | None, str | None]:

@@ -110,7 +110,9 @@ class SqlExtraction:
     def next_state(self) -> SyncState:
         if self.cursor is None:  # no cursor: every read is a full read
             return SyncState(
-                runs=self.previous.runs + 1, last_reconcile_run=self.previous.last_reconcile_run
+                runs=self.previous.runs + 1,
+                last_reconcile_run=self.previous.last_reconcile_run,
+                delete_log_mark=self.previous.delete_log_mark,
             )
         return self.cursor.next_state(self.previous)
 
@@ -335,6 +337,106 @@ class SqlConnector:
                 [batch.column(i).cast(f.type) for i, f in enumerate(schema)], schema=schema
             )
 
+    def delete_log_latest(self, resource: Resource) -> datetime | None:
+        """The latest deletion time in the source's delete log (None: the log is empty).
+
+        Raises ConnectorError (no such log table or column)."""
+        log, cursor = _delete_log(resource)
+        if self._postgres is not None:
+            from connectors.postgres import quote_identifier, quote_table
+
+            sql = f"SELECT max({quote_identifier(cursor)}) AS latest FROM {quote_table(log)}"
+            value = self._postgres_small(sql, log).column(0)[0].as_py()
+        else:
+            table = _sa_table(log, [])
+            column = sa.column(cursor, sa.DateTime())
+            value = self._scalar(sa.select(sa.func.max(column)).select_from(table), log)
+        return value if isinstance(value, datetime) else None
+
+    def logged_deletes(self, resource: Resource, since: datetime | None) -> pa.Table:
+        """The keys the source's delete log names at or after ``since`` (every key it names
+        when None) that the table no longer holds: the keys deleted since then and not
+        inserted again. Only the log's rows since then are read, and the table is probed by
+        key. A logged key with a NULL part is left to the next full comparison.
+
+        Raises ConnectorError (no such log table or column)."""
+        log, cursor = _delete_log(resource)
+        column_map = self.column_map(resource, [])
+        keys = {k: column_map[k] for k in resource.primary_key}
+        full = arrow_schema(resource, with_op=False)
+        schema = pa.schema([full.field(k) for k in resource.primary_key])
+        table = self.table_name(resource)
+        if self._postgres is not None:
+            from connectors.postgres import quote_identifier, quote_table
+
+            selected = ", ".join(
+                f"l.{quote_identifier(c)}"
+                + ("::text" if pa.types.is_string(schema.field(k).type) else "")
+                + f" AS {quote_identifier(k)}"
+                for k, c in keys.items()
+            )
+            conditions = [f"l.{quote_identifier(c)} IS NOT NULL" for c in keys.values()]
+            if since is not None:
+                literal = since.isoformat(sep=" ", timespec="microseconds")
+                conditions.append(f"l.{quote_identifier(cursor)} >= '{literal}'")
+            same = " AND ".join(
+                f"t.{quote_identifier(c)} = l.{quote_identifier(c)}" for c in keys.values()
+            )
+            conditions.append(f"NOT EXISTS (SELECT 1 FROM {quote_table(table)} t WHERE {same})")
+            sql = (
+                f"SELECT DISTINCT {selected} FROM {quote_table(log)} l "
+                f"WHERE {' AND '.join(conditions)}"
+            )
+            found = self._postgres_small(sql, log)
+        else:
+            log_schema, _, log_name = log.rpartition(".")
+            logged = sa.table(
+                log_name,
+                *(sa.column(c) for c in keys.values()),
+                sa.column(cursor, sa.DateTime()),
+                schema=log_schema or None,
+            ).alias("l")
+            current = _sa_table(table, [*keys.values()]).alias("t")
+            query = (
+                sa.select(*(logged.c[c].label(k) for k, c in keys.items()))
+                .distinct()
+                .where(*(logged.c[c].is_not(None) for c in keys.values()))
+                .where(~sa.exists().where(*(current.c[c] == logged.c[c] for c in keys.values())))
+            )
+            if since is not None:
+                query = query.where(logged.c[cursor] >= since)
+            found = self._rows_table(query, log, schema)
+        return pa.Table.from_arrays(
+            [found.column(k).cast(schema.field(k).type) for k in resource.primary_key],
+            schema=schema,
+        )
+
+    def _postgres_small(self, sql: str, table: str) -> pa.Table:
+        from connectors.postgres import PostgresError
+
+        assert self._postgres is not None
+        try:
+            return self._postgres.table(sql)
+        except PostgresError as exc:
+            raise ConnectorError(f"{redact(self.url)} table {table}: {exc}") from exc
+
+    def _scalar(self, query: sa.Select[Any], table: str) -> Any:
+        try:
+            with self.engine.connect() as connection:
+                return connection.execute(query).scalar()
+        except sa.exc.DBAPIError as exc:
+            raise ConnectorError(f"{redact(self.url)} table {table}: {exc.orig}") from exc
+
+    def _rows_table(self, query: sa.Select[Any], table: str, schema: pa.Schema) -> pa.Table:
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(query).all()
+        except sa.exc.DBAPIError as exc:
+            raise ConnectorError(f"{redact(self.url)} table {table}: {exc.orig}") from exc
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+        arrays = [pa.array(list(v), type=f.type) for v, f in zip(columns, schema, strict=True)]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
     def key_digests(self, resource: Resource, bucket_count: int) -> KeyDigests:
         """Per digest bucket, how many key rows the table holds and the sum of their key
         hashes, computed by the database: ``bucket_count`` rows travel, not the keys.
@@ -367,6 +469,12 @@ class SqlConnector:
 
 
 _DIGEST_SETTINGS = {"jit": "off", "work_mem": "256MB"}
+
+
+def _delete_log(resource: Resource) -> tuple[str, str]:
+    if resource.source.delete_log is None:
+        raise ConnectorError(f"{resource.code}: no source.delete_log in the catalog")
+    return resource.source.delete_log, resource.source.delete_log_cursor
 
 
 def _sa_table(table: str, columns: Any = ()) -> sa.TableClause:

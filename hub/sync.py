@@ -17,7 +17,9 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
 
 import duckdb
 import pyarrow as pa
@@ -26,6 +28,7 @@ from connectors.base import (
     OP_COLUMN,
     OP_DELETE,
     Connector,
+    ConnectorError,
     SyncState,
     arrow_schema,
     constant_strings,
@@ -43,8 +46,18 @@ from hub.demand.calendar import utc_now
 from hub.load import LIVE, live_keys_sql, load_batch, loaded_batch_ids, read_state, write_state
 from hub.settings import Settings
 from hub.storage.interface import Warehouse, open_warehouse
+from hub.storage.sql import literal, quote_ident
 
 ProgressCallback = Callable[[Resource, int], None]
+
+
+@runtime_checkable
+class DeleteLogSource(Protocol):
+    """A connector that reads a source's delete log (``connectors.sql``)."""
+
+    def delete_log_latest(self, resource: Resource) -> datetime | None: ...
+
+    def logged_deletes(self, resource: Resource, since: datetime | None) -> pa.Table: ...
 
 
 @dataclass
@@ -62,6 +75,8 @@ class ResourceSync:
     watermark: str | None = None
     batches: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # what the last delete reconcile read: "changed keys" (a delete log) or "every key"
+    reconcile_read: str | None = None
     error: str | None = None
     seconds: float = 0.0
 
@@ -189,7 +204,7 @@ def sync_resource(
             with warehouse.transaction():
                 write_state(warehouse, resource, next_state)
         if _reconcile_due(resource, next_state, settings, full=full):
-            _reconcile(warehouse, connector, resource, settings, result)
+            _reconcile(warehouse, connector, resource, settings, result, full=full)
         result.watermark = read_state(warehouse, resource).watermark
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -238,11 +253,15 @@ def _reconcile(
     resource: Resource,
     settings: Settings,
     result: ResourceSync,
+    *,
+    full: bool = False,
 ) -> None:
     """Land a delete row for every key that is live in raw but gone from the source."""
-    gone, how = _gone_keys(warehouse, connector, resource)
-    result.notes.append(f"reconcile: {how}")
     state = read_state(warehouse, resource)
+    gone, how, state.delete_log_mark, result.reconcile_read = _gone_keys_logged_or_all(
+        warehouse, connector, resource, state, settings, full=full
+    )
+    result.notes.append(f"reconcile: {how}")
     state.last_reconcile_run = state.runs
     writer = BatchWriter(settings.landing, resource, kind="reconcile")
     try:
@@ -267,6 +286,84 @@ def _reconcile(
 
 # more differing buckets than this: reading every key is as cheap as reading theirs
 MAX_DIFFERING_BUCKETS = 10_000
+# logged keys asked of the warehouse per query (a literal IN list)
+LIVE_KEYS_PER_QUERY = 1_000
+
+
+def _gone_keys_logged_or_all(
+    warehouse: Warehouse,
+    connector: Connector,
+    resource: Resource,
+    state: SyncState,
+    settings: Settings,
+    *,
+    full: bool = False,
+) -> tuple[pa.Table, str, str | None, str]:
+    """Keys live in raw that the source no longer has; how they were found; the delete
+    log's mark to keep; and what was read ("changed keys" or "every key").
+
+    With a delete log (``source.delete_log``) that was read before, only the keys it logged
+    since its last mark (minus the overlap window, for deletions committed late) are read,
+    and only those the table no longer holds come back. Otherwise every key is compared
+    (``_gone_keys``), and a log is marked first, so the next reconcile reads from there; a
+    ``full`` sync always compares every key (a deletion that bypassed the log shows there).
+    """
+    mark = None if full else state.delete_log_mark
+    log = resource.source.delete_log
+    if log is None or not isinstance(connector, DeleteLogSource):
+        gone, how = _gone_keys(warehouse, connector, resource)
+        return gone, f"{how}; the source keeps no delete log: every key compared", None, "every key"
+    try:
+        if mark is not None:
+            overlap = timedelta(minutes=settings.overlap_minutes)
+            since = datetime.fromisoformat(mark) - overlap if mark else None
+            latest = connector.delete_log_latest(resource)  # first: a later deletion is reread
+            logged = connector.logged_deletes(resource, since)
+            gone = _live_among(warehouse, resource, logged)
+            how = (
+                f"delete log {log}: {logged.num_rows:,} keys deleted since "
+                f"{since.isoformat(sep=' ') if since else 'it began'} and absent from the "
+                f"source; {gone.num_rows:,} of them live in raw; no other key read"
+            )
+            kept = _iso(latest) if latest is not None else mark
+            return gone, how, kept, "changed keys"
+        latest = connector.delete_log_latest(resource)
+    except ConnectorError as exc:
+        gone, how = _gone_keys(warehouse, connector, resource)
+        how = f"{how}; delete log {log} not read ({exc})"
+        return gone, how, state.delete_log_mark, "every key"
+    gone, how = _gone_keys(warehouse, connector, resource)
+    how = f"{how}; delete log {log} marked: the next reconcile reads only what it logs"
+    return gone, how, _iso(latest) if latest is not None else "", "every key"
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(sep=" ", timespec="microseconds")
+
+
+def _live_among(warehouse: Warehouse, resource: Resource, keys: pa.Table) -> pa.Table:
+    """The rows of ``keys`` that are live in raw (a literal IN list, a chunk at a time)."""
+    names = list(resource.primary_key)
+    columns = ", ".join(quote_ident(k) for k in names)
+    target = columns if len(names) == 1 else f"({columns})"
+    found: list[pa.Table] = []
+    rows = keys.to_pylist()
+    for start in range(0, len(rows), LIVE_KEYS_PER_QUERY):
+        chunk = rows[start : start + LIVE_KEYS_PER_QUERY]
+        values = [[_key_literal(row[k]) for k in names] for row in chunk]
+        listed = ", ".join(v[0] if len(names) == 1 else f"({', '.join(v)})" for v in values)
+        found.append(
+            warehouse.query_arrow(live_keys_sql(resource, where=f"{target} IN ({listed})"))
+        )
+    if not found:
+        return pa.Table.from_batches([], schema=keys.schema)
+    return pa.concat_tables([t.cast(keys.schema) for t in found])
+
+
+def _key_literal(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    return literal(value)
 
 
 def _gone_keys(

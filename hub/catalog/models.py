@@ -204,6 +204,15 @@ class Source(Strict):
     tombstone_field: str | None = Field(
         default=None, description="tombstone: the source column that is true for deleted rows."
     )
+    delete_log: str | None = Field(
+        default=None,
+        description="sql, deletes: reconcile: a table (or schema.table) of the source where "
+        "each deletion is recorded with the key's columns and `delete_log_cursor`; a reconcile "
+        "then reads only the keys logged since the last one instead of hashing every key.",
+    )
+    delete_log_cursor: str = Field(
+        default="deleted_at", description="delete_log: its column holding when a key was deleted."
+    )
 
     @model_validator(mode="after")
     def _where_to_read(self) -> Source:
@@ -212,6 +221,10 @@ class Source(Strict):
             raise ValueError(f"a {self.connector.value} source needs `{needed}`")
         if self.deletes == "tombstone" and self.tombstone_field is None:
             raise ValueError("deletes: tombstone needs `tombstone_field`")
+        if self.delete_log is not None and (
+            self.connector.value != "sql" or self.deletes != "reconcile"
+        ):
+            raise ValueError("`delete_log` is for a sql source with deletes: reconcile")
         return self
 
 

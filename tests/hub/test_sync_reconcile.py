@@ -76,11 +76,13 @@ def source(source_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def run(settings: Settings, source_url: str, resource: Resource) -> sync_module.ResourceSync:
+def run(
+    settings: Settings, source_url: str, resource: Resource, *, full: bool = False
+) -> sync_module.ResourceSync:
     connector = SqlConnector(source_url, batch_rows=500)
     try:
         with open_warehouse(settings.warehouse_url) as warehouse:
-            return sync_module.sync_resource(warehouse, connector, resource, settings)
+            return sync_module.sync_resource(warehouse, connector, resource, settings, full=full)
     finally:
         connector.close()
 
@@ -91,7 +93,7 @@ def reconcile_note(result: sync_module.ResourceSync) -> str:
 
 
 def keys_read(note: str) -> int:
-    return int(note.split("; ")[-1].split(" source keys")[0].replace(",", ""))
+    return int(note.split("; ")[-2].split(" source keys")[0].replace(",", ""))
 
 
 def test_deletes_found_by_reading_only_the_differing_buckets(
@@ -104,7 +106,7 @@ def test_deletes_found_by_reading_only_the_differing_buckets(
     assert first.rows_landed == ROWS and first.deleted == 0
     buckets = bucket_count_for(ROWS)
     assert f"key digests in {buckets:,} buckets" in reconcile_note(first)
-    assert reconcile_note(first).endswith("0 differ; no key read")
+    assert "0 differ; no key read;" in reconcile_note(first)
 
     table = units_table()
     gone = [unit(i, 0)["unit_id"] for i in (3, 500, 1999)]
@@ -333,3 +335,93 @@ def test_a_state_written_with_text_boundaries_still_skips_landed_rows(catalog: C
     assert state.boundary == [] and state.window
     again = IncrementalCursor(units, state, timedelta(minutes=60), full=False)
     assert again.filter(conform(rows, units)).num_rows == 0
+
+
+# ---------------------------------------------------------------- a source with a delete log
+
+
+def deletions_table() -> sa.Table:
+    return sa.Table(
+        "property_units_deleted",
+        sa.MetaData(),
+        sa.Column("unit_id", sa.String(40)),
+        sa.Column("deleted_at", sa.DateTime, index=True),
+    )
+
+
+def test_a_delete_log_is_read_from_its_mark_only(
+    warehouse_url: str, source: sa.Engine, source_url: str, catalog: Catalog
+) -> None:
+    units = catalog.resource("property_units")
+    logged = units.model_copy(
+        update={"source": units.source.model_copy(update={"delete_log": "property_units_deleted"})}
+    )
+    log = deletions_table()
+    log.metadata.create_all(source)
+    settings = Settings()
+
+    first = run(settings, source_url, logged)
+    assert first.ok, first.error
+    assert first.reconcile_read == "every key"
+    assert "delete log property_units_deleted marked" in reconcile_note(first)
+
+    table = units_table()
+    gone = [str(unit(i, 0)["unit_id"]) for i in (3, 500, 1999)]
+    back = str(unit(7, 0)["unit_id"])  # deleted, then inserted again: stays
+    when = T0 + timedelta(minutes=1000)
+    with source.begin() as connection:
+        connection.execute(table.delete().where(table.c.unit_id.in_([*gone, back])))
+        connection.execute(table.insert(), [unit(7, 1001)])
+        connection.execute(
+            log.insert(), [{"unit_id": k, "deleted_at": when} for k in [*gone, back]]
+        )
+    second = run(settings, source_url, logged)
+    assert second.ok, second.error
+    assert (second.rows_landed, second.deleted) == (1, 3)
+    assert second.reconcile_read == "changed keys"
+    assert reconcile_note(second) == (
+        "reconcile: delete log property_units_deleted: 3 keys deleted since it began and "
+        "absent from the source; 3 of them live in raw; no other key read"
+    )
+
+    # from the mark minus the overlap window: the same deletions again, none live now
+    third = run(settings, source_url, logged)
+    assert third.ok and third.deleted == 0
+    since = (when - timedelta(minutes=settings.overlap_minutes)).isoformat(sep=" ")
+    assert f"3 keys deleted since {since} and absent from the source; 0 of them" in (
+        reconcile_note(third)
+    )
+
+    # a deletion logged later is found; one logged before the window is left to --full
+    with source.begin() as connection:
+        connection.execute(
+            table.delete().where(table.c.unit_id.in_([unit(i, 0)["unit_id"] for i in (20, 21)]))
+        )
+        connection.execute(
+            log.insert(),
+            [
+                {"unit_id": unit(20, 0)["unit_id"], "deleted_at": when + timedelta(hours=5)},
+                {"unit_id": unit(21, 0)["unit_id"], "deleted_at": T0},
+            ],
+        )
+    fourth = run(settings, source_url, logged)
+    assert fourth.ok and fourth.deleted == 1 and fourth.reconcile_read == "changed keys"
+    full = run(settings, source_url, logged, full=True)
+    assert full.ok and full.deleted == 1 and full.reconcile_read == "every key"
+
+    # without its log table the reconcile compares every key, and says why
+    log.metadata.drop_all(source)
+    with source.begin() as connection:
+        connection.execute(table.delete().where(table.c.unit_id == unit(30, 0)["unit_id"]))
+    fifth = run(settings, source_url, logged)
+    assert fifth.ok, fifth.error
+    assert fifth.deleted == 1 and fifth.reconcile_read == "every key"
+    assert "delete log property_units_deleted not read" in reconcile_note(fifth)
+
+
+def test_a_source_without_a_delete_log_says_every_key_was_compared(
+    warehouse_url: str, source: sa.Engine, source_url: str, catalog: Catalog
+) -> None:
+    result = run(Settings(), source_url, catalog.resource("property_units"))
+    assert result.ok and result.reconcile_read == "every key"
+    assert reconcile_note(result).endswith("the source keeps no delete log: every key compared")
