@@ -295,6 +295,34 @@ def _of_age(
 
 def build(ctx: Context) -> HousingFacts:
     """Create the housing tables with day 0's records; return what the tax bureau needs."""
+    # the tables are made by a function of their own: its working arrays (owners, dates,
+    # shares: 100-200 bytes a right) are gone before the tables are written
+    tables, facts = _day0_tables(ctx)
+    store = SqlStore(ctx.settings.sim_housing_url)
+    try:
+        for spec in SPECS:
+            # each table is let go once written (memory: the tables not yet written)
+            rows, copies, injected = inject_faults_apart(
+                ctx.rng(f"housing.faults.{spec.resource}"),
+                tables.pop(spec.resource),
+                ctx.rates,
+                id_column=spec.id_column,
+                missing_columns=spec.fault_columns,
+                duplicates=True,
+            )
+            store.create_table(spec.table, ctx.catalog.resource(spec.resource), spec.lengths)
+            store.insert(spec.table, rows)
+            store.insert(spec.table, copies)
+            inserted = len(rows) + len(copies)
+            del rows, copies
+            _record(ctx, spec, DayCounts(day=0, inserted=inserted), injected, store)
+    finally:
+        store.close()
+    return facts
+
+
+def _day0_tables(ctx: Context) -> tuple[dict[str, Rows], HousingFacts]:
+    """Day 0's four tables before faults (by resource), and what the tax bureau needs."""
     world = ctx.world
     today = ctx.today
     rng = ctx.rng("housing.units")
@@ -435,37 +463,15 @@ def build(ctx: Context) -> HousingFacts:
         }
     )
 
-    store = SqlStore(ctx.settings.sim_housing_url)
     tables = {
         UNITS.resource: units,
         RIGHTS.resource: rights,
         MORTGAGES.resource: mortgages,
         CONTRACTS.resource: contracts,
     }
-    del units, rights, mortgages, contracts, current, history
-    try:
-        for spec in SPECS:
-            # each table is let go once written (memory: the tables not yet written)
-            rows, copies, injected = inject_faults_apart(
-                ctx.rng(f"housing.faults.{spec.resource}"),
-                tables.pop(spec.resource),
-                ctx.rates,
-                id_column=spec.id_column,
-                missing_columns=spec.fault_columns,
-                duplicates=True,
-            )
-            store.create_table(spec.table, ctx.catalog.resource(spec.resource), spec.lengths)
-            store.insert(spec.table, rows)
-            store.insert(spec.table, copies)
-            inserted = len(rows) + len(copies)
-            del rows, copies
-            _record(ctx, spec, DayCounts(day=0, inserted=inserted), injected, store)
-    finally:
-        store.close()
-
     deeds = status == "已备案"
     firm_rows = np.flatnonzero(is_firm)
-    return HousingFacts(
+    return tables, HousingFacts(
         deed_buyer=buyer_id[deeds],
         deed_certificate=current_no.text(sold[deeds]),
         deed_price=price[deeds],

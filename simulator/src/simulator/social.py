@@ -566,64 +566,14 @@ def _clean(rows: Rows, injected: Injected, fault_columns: tuple[str, ...]) -> np
 
 def build(ctx: Context) -> None:
     """Day 0: the snapshot drop with every enrollment and recent contributions."""
-    world = ctx.world
     today = ctx.today
     root = drops_dir(ctx)
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
 
-    rng = ctx.rng("social.enrollments")
-    working = world.adults(today, 18, 60)
-    people = np.sort(
-        rng.choice(working, size=min(len(working), ctx.size(12000 / 2.5)), replace=False)
-    )
-    unemployment = rng.random(len(people)) < 0.5
-    per_person = 2 + unemployment.astype(np.int64)
-    person = np.repeat(people, per_person)
-    # 0, 1 (and 2) for each person's enrollments, without a Python list a person
-    slot = np.arange(int(per_person.sum()), dtype=np.int64) - np.repeat(
-        np.cumsum(per_person) - per_person, per_person
-    )
-    employers = np.flatnonzero(np.isin(world.firm_kind, ("1", "2")))
-    employer = employers[rng.integers(0, len(employers), len(people))]
-    since = np.maximum(
-        world.person_birth[people] + np.timedelta64(18 * 365 + 5, "D"), np.datetime64("1995-01-01")
-    )
-    span = np.maximum((today - 30 - since).astype(np.int64), 1)
-    start = since + (rng.random(len(people)) * span).astype("timedelta64[D]")
-    status = pick(rng, ("参保缴费", "暂停缴费", "终止参保"), len(people), (0.85, 0.1, 0.05))
-    base = np.clip(
-        np.round(np.exp(rng.normal(np.log(5600), 0.45, len(people)))), 3500, 25000
-    ).astype(np.int64)
-    owner = np.repeat(np.arange(len(people)), per_person)
-    n = len(person)
-    enrollments = Rows(
-        {
-            "citizen_id": Lookup(world.person_id).of(person),
-            "name": Lookup(world.person_name).of(person),
-            "insurance_type": np.array(INSURANCE)[slot],
-            "employer_credit_code": Lookup(world.firm_code).of(employer[owner]),
-            "start_date": lazy(dates_text, start[owner]),
-            "status": status[owner],
-            "updated_at": lazy(timestamps_text, moments_between(rng, start[owner], day0_close())),
-            SHAPE: np.full(n, ""),
-        }
-    )
-    enrollments, injected = inject_faults(
-        rng,
-        enrollments,
-        ctx.rates,
-        id_column="citizen_id",
-        missing_columns=ENROLLMENT_FAULT_COLUMNS,
-        spoil=_spoil_enrollments,
-    )
-    ledger = Ledger(
-        enrollments,
-        base[owner],
-        np.zeros(n, dtype=np.int64),
-        _clean(enrollments, injected, ENROLLMENT_FAULT_COLUMNS),
-    )
+    enrollments, injected, ledger = _day0_enrollments(ctx)
+    n = len(ledger)
 
     rng = ctx.rng("social.contributions")
     first_month = today.astype("datetime64[M]") - 4  # 2026-07
@@ -639,6 +589,7 @@ def build(ctx: Context) -> None:
     first_offset = np.where(early, 0, 1).astype(np.int8)
     ledger.last_period[active] = _period_int(np.array([first_month + 3]))[0]
     ledger.last_period[paused] = _period_int(np.array([first_month + 1]))[0]
+    del status_now, active, paused, early  # a row each: not held while the lines are written
 
     def paid_days(r: np.random.Generator, k: int) -> npt.NDArray[np.int64]:
         return r.integers(9, 25, k)
@@ -720,6 +671,66 @@ def build(ctx: Context) -> None:
     )
     _record_drop(ctx, drop, write_incomplete(ctx, ledger))
     ledger.save(ctx.settings.systems_dir / LEDGER_FILE)
+
+
+def _day0_enrollments(ctx: Context) -> tuple[Rows, Injected, Ledger]:
+    """Day 0's enrollments with their faults, their counts and the department's ledger
+    (a function of its own: its working arrays, a few a row, are gone before the drop
+    is written)."""
+    world = ctx.world
+    today = ctx.today
+    rng = ctx.rng("social.enrollments")
+    working = world.adults(today, 18, 60)
+    people = np.sort(
+        rng.choice(working, size=min(len(working), ctx.size(12000 / 2.5)), replace=False)
+    )
+    unemployment = rng.random(len(people)) < 0.5
+    per_person = 2 + unemployment.astype(np.int64)
+    person = np.repeat(people, per_person)
+    # 0, 1 (and 2) for each person's enrollments, without a Python list a person
+    slot = np.arange(int(per_person.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(per_person) - per_person, per_person
+    )
+    employers = np.flatnonzero(np.isin(world.firm_kind, ("1", "2")))
+    employer = employers[rng.integers(0, len(employers), len(people))]
+    since = np.maximum(
+        world.person_birth[people] + np.timedelta64(18 * 365 + 5, "D"), np.datetime64("1995-01-01")
+    )
+    span = np.maximum((today - 30 - since).astype(np.int64), 1)
+    start = since + (rng.random(len(people)) * span).astype("timedelta64[D]")
+    status = pick(rng, ("参保缴费", "暂停缴费", "终止参保"), len(people), (0.85, 0.1, 0.05))
+    base = np.clip(
+        np.round(np.exp(rng.normal(np.log(5600), 0.45, len(people)))), 3500, 25000
+    ).astype(np.int64)
+    owner = np.repeat(np.arange(len(people)), per_person)
+    n = len(person)
+    enrollments = Rows(
+        {
+            "citizen_id": Lookup(world.person_id).of(person),
+            "name": Lookup(world.person_name).of(person),
+            "insurance_type": np.array(INSURANCE)[slot],
+            "employer_credit_code": Lookup(world.firm_code).of(employer[owner]),
+            "start_date": lazy(dates_text, start[owner]),
+            "status": status[owner],
+            "updated_at": lazy(timestamps_text, moments_between(rng, start[owner], day0_close())),
+            SHAPE: np.full(n, ""),
+        }
+    )
+    enrollments, injected = inject_faults(
+        rng,
+        enrollments,
+        ctx.rates,
+        id_column="citizen_id",
+        missing_columns=ENROLLMENT_FAULT_COLUMNS,
+        spoil=_spoil_enrollments,
+    )
+    ledger = Ledger(
+        enrollments,
+        base[owner],
+        np.zeros(n, dtype=np.int64),
+        _clean(enrollments, injected, ENROLLMENT_FAULT_COLUMNS),
+    )
+    return enrollments, injected, ledger
 
 
 def advance(ctx: Context) -> None:
