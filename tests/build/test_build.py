@@ -290,6 +290,7 @@ def test_build_keeps_one_row_per_live_key_day_after_day(
     check_incremental_equals_full_refresh(settings, catalog)
     check_docs(settings)
     check_staging_tests_read_the_new_batches(settings)
+    check_candidate_tests_read_the_keys_changed_since_publish(settings)
 
     # a model that fails is named with the warehouse's message
     with open_warehouse(settings.warehouse_url) as warehouse:
@@ -378,6 +379,38 @@ def check_staging_tests_read_the_new_batches(settings: Settings) -> None:
     assert all(n.status in {"success", "pass"} for n in checked.nodes), checked.failed
     with open_warehouse(settings.warehouse_url) as warehouse:
         warehouse.execute(f"DELETE FROM {raw} WHERE citizen_id IS NULL")
+
+
+def check_candidate_tests_read_the_keys_changed_since_publish(settings: Settings) -> None:
+    """Once publish has marked a candidate (``hub-publish v<N> <newest batch>`` on its
+    _batch_id column, set by hand here), its tests read the rows of newer batches and the
+    rows sharing a key with them: a duplicate key made by a newer row fails the build,
+    the same duplicate in rows older than the mark is not read again; without the mark
+    every row is read."""
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        newest = warehouse.query("SELECT max(_batch_id) FROM audit.persons")[0][0]
+        warehouse.set_column_comment("audit", "persons", "_batch_id", f"hub-publish v1 {newest}")
+        [(key,)] = warehouse.query("SELECT min(citizen_id) FROM audit.persons")
+        warehouse.execute(
+            "CREATE TEMPORARY TABLE again AS SELECT * FROM audit.persons WHERE citizen_id = ?",
+            (key,),
+        )
+        warehouse.execute("UPDATE again SET _batch_id = ?", (f"{newest}~9",))
+        warehouse.execute("INSERT INTO audit.persons SELECT * FROM again")
+    with pytest.raises(BuildError, match=r"unique_persons_citizen_id"):
+        build(settings, select="persons")
+    with open_warehouse(settings.warehouse_url) as warehouse:  # the same rows, both older
+        warehouse.execute(
+            "UPDATE audit.persons SET _batch_id = '0' WHERE _batch_id = ?", (f"{newest}~9",)
+        )
+    checked = build(settings, select="persons")
+    assert all(n.status in {"success", "pass"} for n in checked.nodes), checked.failed
+    with open_warehouse(settings.warehouse_url) as warehouse:  # no mark: every row is read
+        warehouse.set_column_comment("audit", "persons", "_batch_id", "")
+    with pytest.raises(BuildError, match=r"unique_persons_citizen_id"):
+        build(settings, select="persons")
+    with open_warehouse(settings.warehouse_url) as warehouse:
+        warehouse.execute("DELETE FROM audit.persons WHERE _batch_id = '0'")
 
 
 def check_docs(settings: Settings) -> None:
