@@ -124,6 +124,25 @@ def _income_and_vat(
 
 def build(ctx: Context, facts: HousingFacts) -> None:
     """Create the tax tables with day 0's records."""
+    # each table is made by a function of its own (its working arrays are gone once it
+    # is made), written as soon as it is made and then let go (memory: one table at a
+    # time); its own random streams keep the values those of any order
+    taxpayers, person_index = _taxpayers(ctx, facts)
+    taxpayer_ids = taxpayers.columns["taxpayer_id"]
+    assert isinstance(taxpayer_ids, Lazy)
+    taxpayer_ids = taxpayer_ids.copy()  # the clearances name them before faults
+    store = SqlStore(ctx.settings.sim_tax_url)
+    try:
+        _write(ctx, store, TAXPAYERS, taxpayers)
+        del taxpayers
+        _write(ctx, store, PAYMENTS, _payments(ctx, facts, person_index))
+        _write(ctx, store, CLEARANCES, _clearances(ctx, taxpayer_ids))
+    finally:
+        store.close()
+
+
+def _taxpayers(ctx: Context, facts: HousingFacts) -> tuple[Rows, npt.NDArray[np.int64]]:
+    """Day 0's taxpayers, and the world indexes of the persons among them."""
     world = ctx.world
     today = ctx.today
     rng = ctx.rng("tax.taxpayers")
@@ -165,20 +184,7 @@ def build(ctx: Context, facts: HousingFacts) -> None:
             "updated_at": lazy(timestamps_text, moments_between(rng, registered, day0_close())),
         }
     )
-
-    # each table is written as soon as it is made and then let go (memory: one table at a
-    # time); its own random streams keep the values those of any order
-    taxpayer_ids = taxpayers.columns["taxpayer_id"]
-    assert isinstance(taxpayer_ids, Lazy)
-    taxpayer_ids = taxpayer_ids.copy()  # the clearances name them before faults
-    store = SqlStore(ctx.settings.sim_tax_url)
-    try:
-        _write(ctx, store, TAXPAYERS, taxpayers)
-        del taxpayers
-        _write(ctx, store, PAYMENTS, _payments(ctx, facts, person_index))
-        _write(ctx, store, CLEARANCES, _clearances(ctx, taxpayer_ids))
-    finally:
-        store.close()
+    return taxpayers, person_index
 
 
 def _payments(ctx: Context, facts: HousingFacts, person_index: npt.NDArray[np.int64]) -> Rows:
