@@ -31,6 +31,7 @@ per-application rate limit is switched off (``HUB_API_RATE_PER_SECOND=0``): its 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -200,13 +201,13 @@ def prepare(engine: str, rows: int) -> dict[str, Any]:
         )
         filled = time.perf_counter() - started
         if isinstance(warehouse, DuckDBWarehouse):
-            from hub.serve.snapshots import serving_dir, sync_serving
+            from hub.serve.snapshots import sync_serving
 
             sync_serving(warehouse, settings, persons)
             ids = warehouse.query(
                 f"SELECT citizen_id FROM {table} USING SAMPLE reservoir(20000 ROWS) REPEATABLE (7)"
             )
-            _datasette_copy(serving_dir(settings) / "persons" / "v1.sqlite")
+            _datasette_copy(serving_file())
         else:
             ids = warehouse.query(f"SELECT citizen_id FROM {table} TABLESAMPLE SYSTEM (3)")
     (WORK / f"ids-{engine}.txt").write_text("\n".join(r[0] for r in ids) + "\n")
@@ -232,8 +233,15 @@ def prepare(engine: str, rows: int) -> dict[str, Any]:
     }
 
 
+def serving_file() -> Path:
+    """The embedded warehouse's serving file of persons (the one current.json names)."""
+    folder = WORK / "duckdb" / "serving" / "persons"
+    return folder / json.loads((folder / "current.json").read_text())["file"]
+
+
 def _datasette_copy(serving_file: Path) -> None:
-    """The peer's database: the serving file's rows in ``persons`` keyed by citizen_id."""
+    """The peer's database: the serving file's rows of v1 in ``persons`` keyed by
+    citizen_id (the hub's own columns ``_hub_from`` / ``_hub_to`` left out)."""
     target = WORK / "persons.db"
     target.unlink(missing_ok=True)
     db = sqlite3.connect(target)
@@ -243,8 +251,12 @@ def _datasette_copy(serving_file: Path) -> None:
         db.execute(f"ATTACH DATABASE 'file:{serving_file}?mode=ro' AS serving")
         source = db.execute("SELECT sql FROM serving.sqlite_master WHERE name = 'records'")
         ddl = source.fetchone()[0].replace("CREATE TABLE records (", "CREATE TABLE persons (")
+        ddl = ddl.split(", _hub_from", 1)[0] + ")" if ", _hub_from" in ddl else ddl
         db.execute(ddl.replace('"citizen_id" TEXT', '"citizen_id" TEXT PRIMARY KEY', 1))
-        db.execute("INSERT INTO persons SELECT * FROM serving.records")
+        names = ", ".join(
+            f'"{row[1]}"' for row in db.execute("PRAGMA main.table_info(persons)").fetchall()
+        )
+        db.execute(f"INSERT INTO persons SELECT {names} FROM serving.records")
         db.commit()
         db.execute("DETACH DATABASE serving")
         db.execute("ANALYZE")
@@ -278,16 +290,18 @@ def floor(engine: str, seconds: float, clients: int, warmup: float) -> dict[str,
         def connect() -> Any:
             return psycopg.connect(PG_URL, autocommit=True)
     else:
+        from hub.serve.snapshots import is_history_file, open_served, rows_of
+
+        path = serving_file()
+        with contextlib.closing(open_served(path)) as probe:
+            rows = rows_of(1, is_history_file(probe))
         sql = (
             f"SELECT {columns} FROM records "
-            'WHERE "citizen_id" = ? AND TRUE ORDER BY "citizen_id" LIMIT ?'
+            f'WHERE "citizen_id" = ? AND TRUE AND {rows} ORDER BY "citizen_id" LIMIT ?'
         )
-        path = WORK / "duckdb" / "serving" / "persons" / "v1.sqlite"
 
         def connect() -> Any:
-            return sqlite3.connect(
-                f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False
-            )
+            return open_served(path)  # as the API opens it
 
     barrier = threading.Barrier(clients + 1)
     timings: list[list[float]] = [[] for _ in range(clients)]

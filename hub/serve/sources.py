@@ -1,7 +1,9 @@
 """Where the API reads published records: one interface, two places.
 
-- :class:`SnapshotSource`, beside the embedded DuckDB warehouse: the read-only SQLite
-  files of :mod:`hub.serve.snapshots` (``current.json`` re-read when it changes).
+- :class:`SnapshotSource`, beside the embedded DuckDB warehouse: the SQLite serving
+  files of :mod:`hub.serve.snapshots`, opened read-only (``current.json`` re-read when it
+  changes; a file holds the kept versions of a generation, each query filters by the
+  pinned one).
 - :class:`PostgresSource`: the version tables ``shared."<code>__v<N>"`` of a PostgreSQL
   warehouse through a connection pool, the current version from ``ops.publish_log``.
 
@@ -22,7 +24,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -30,10 +31,12 @@ import pyarrow as pa
 from hub.catalog.models import Resource
 from hub.serve.snapshots import (
     ServingVersion,
-    open_version,
+    find_version,
+    is_history_file,
+    open_served,
     read_pointer,
+    rows_of,
     serving_dir,
-    version_file,
 )
 from hub.settings import Settings
 from hub.storage.interface import warehouse_class
@@ -52,6 +55,7 @@ class VersionInfo:
     data_as_of: datetime | None
     gate_run_id: str
     published_at: datetime | None
+    file: str | None = None  # the serving file holding it (beside an embedded warehouse)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ class RecordSource(Protocol):
     ``batches`` is a plain iterator a streaming response drains in a worker thread."""
 
     async def current(self, resource: Resource) -> VersionInfo | None: ...
+
+    async def as_of(self, resource: Resource, version: int) -> VersionInfo | None:
+        """A kept version (current or not), for as-of reads; None when not kept."""
 
     async def lookup(
         self,
@@ -164,6 +171,7 @@ def _version_info(serving: ServingVersion | None) -> VersionInfo | None:
         data_as_of=datetime.fromisoformat(serving.data_as_of) if serving.data_as_of else None,
         gate_run_id=serving.gate_run_id,
         published_at=datetime.fromisoformat(serving.published_at) if serving.published_at else None,
+        file=serving.file,
     )
 
 
@@ -189,19 +197,30 @@ class SnapshotSource:
             self._pointers[resource.code] = cached
         return cached[2]
 
-    def _connection(self, resource: Resource, version: VersionInfo) -> sqlite3.Connection:
-        """One read-only connection per thread and version file."""
-        connections: dict[tuple[str, int], sqlite3.Connection] = self._local.__dict__.setdefault(
-            "c", {}
-        )
-        found = connections.get((resource.code, version.version))
-        if found is None:
-            found = open_version(self._path(resource, version))
-            connections[(resource.code, version.version)] = found
-        return found
+    async def as_of(self, resource: Resource, version: int) -> VersionInfo | None:
+        current = await self.current(resource)
+        if current is not None and current.version == version:
+            return current
+        return _version_info(find_version(self.root / resource.code, version))
 
-    def _path(self, resource: Resource, version: VersionInfo) -> Path:
-        return self.root / resource.code / version_file(version.version)
+    def _connection(
+        self, resource: Resource, version: VersionInfo
+    ) -> tuple[sqlite3.Connection, str]:
+        """One read-only connection per thread and file, and the condition on its rows
+        that ``version`` has; a thread's connections to a resource's other files close
+        when it opens a new one (the pointer moved on; retention may delete them)."""
+        connections: dict[tuple[str, str], tuple[sqlite3.Connection, bool]] = (
+            self._local.__dict__.setdefault("c", {})
+        )
+        file = version.file or ""
+        found = connections.get((resource.code, file))
+        if found is None:
+            for key in [k for k in connections if k[0] == resource.code]:
+                connections.pop(key)[0].close()
+            connection = open_served(self.root / resource.code / file)
+            found = (connection, is_history_file(connection))
+            connections[(resource.code, file)] = found
+        return found[0], rows_of(version.version, found[1])
 
     async def lookup(
         self,
@@ -213,13 +232,14 @@ class SnapshotSource:
         after: Sequence[Any] | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        # an indexed read of an immutable file: well under a millisecond, run inline
+        # an indexed read of a local file: well under a millisecond, run inline
         where, params = _where(conditions, any_of, "?")
         page, more = _after(resource, after, "?")
         keys = ", ".join(quote_ident(k) for k in resource.primary_key)
-        cursor = self._connection(resource, version).execute(
+        connection, rows = self._connection(resource, version)
+        cursor = connection.execute(
             f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM records "
-            f"WHERE {where} AND {page} ORDER BY {keys} LIMIT ?",
+            f"WHERE {where} AND {page} AND {rows} ORDER BY {keys} LIMIT ?",
             [*params, *more, limit],
         )
         names = [d[0] for d in cursor.description]
@@ -234,24 +254,24 @@ class SnapshotSource:
     ) -> int:
         where, params = _where(conditions, (), "?")
         what = f"DISTINCT {quote_ident(distinct)}" if distinct else "*"
-        row = (
-            self._connection(resource, version)
-            .execute(
-                f"SELECT count({what}) FROM records WHERE {where}",
-                [served_value(p) for p in params],
-            )
-            .fetchone()
-        )
+        connection, rows = self._connection(resource, version)
+        row = connection.execute(
+            f"SELECT count({what}) FROM records WHERE {where} AND {rows}",
+            [served_value(p) for p in params],
+        ).fetchone()
         return int(row[0]) if row else 0
 
     def batches(
         self, resource: Resource, version: VersionInfo, columns: Sequence[str], rows: int
     ) -> Iterator[pa.RecordBatch]:
-        connection = open_version(self._path(resource, version))
+        # a connection of its own: one statement, so one snapshot of the file throughout
+        connection = open_served(self.root / resource.code / (version.file or ""))
         try:
+            rows_filter = rows_of(version.version, is_history_file(connection))
             keys = ", ".join(quote_ident(k) for k in resource.primary_key)
             cursor = connection.execute(
-                f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM records ORDER BY {keys}"
+                f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM records "
+                f"WHERE {rows_filter} ORDER BY {keys}"
             )
             while chunk := cursor.fetchmany(rows):
                 yield pa.RecordBatch.from_pylist(
@@ -265,7 +285,7 @@ class SnapshotSource:
         self.close()
 
     def close(self) -> None:
-        for connection in self._local.__dict__.get("c", {}).values():
+        for connection, _ in self._local.__dict__.get("c", {}).values():
             connection.close()
 
 
@@ -325,6 +345,17 @@ class PostgresSource:
         info = VersionInfo(*row) if row else None
         self._versions[resource.code] = (time.monotonic(), info)
         return info
+
+    async def as_of(self, resource: Resource, version: int) -> VersionInfo | None:
+        pool = await self._pool()
+        async with pool.connection() as connection:
+            cursor = await connection.execute(
+                'SELECT resource, version, "rows", data_as_of, gate_run_id, published_at '
+                "FROM ops.publish_log WHERE resource = %s AND version = %s AND status <> 'pruned'",
+                (resource.code, version),
+            )
+            row = await cursor.fetchone()
+        return VersionInfo(*row) if row else None
 
     @staticmethod
     def _table(resource: Resource, version: VersionInfo) -> str:
