@@ -53,8 +53,11 @@ apply are a range scan there, exact, with no comparison), and the version filter
 lookup the two integer columns of rows it already reads.
 
 Readers open a file with ``mode=ro`` (:func:`open_served`; not ``immutable``: the file
-changes) and filter by the version ``current.json`` names (:func:`rows_of`). With a
-PostgreSQL warehouse none of this is needed: the API reads version tables there.
+changes) and filter by the version ``current.json`` names (:func:`rows_of`). A WAL reader
+maps the ``-shm`` file beside the database: the API's user needs write access to the
+serving folder (it has it when it runs as the publisher's user, as in the embedded demo).
+With a PostgreSQL warehouse none of this is needed: the API reads version
+tables there.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ POINTER = "current.json"
 BATCH_ROWS = 50_000
 LAYOUT = "2"  # meta ``layout`` of generation files; the former v<N>.sqlite files have none
 BUSY_TIMEOUT_MS = 30_000  # a second publisher of the same resource waits for the first
+WAL_LIMIT_BYTES = 64 << 20
 
 
 class ServingError(RuntimeError):
@@ -241,6 +245,7 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
         db.close()
         raise ServingError(f"{path}: cannot be switched to WAL")
     db.execute("PRAGMA synchronous = FULL")  # the WAL fsync'd at each commit
+    db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")  # WAL cut back after a big day
     return db
 
 
