@@ -307,16 +307,23 @@ class HttpExtraction:
             self.notes.append(text)
 
     def _parse(self, page: Page) -> pa.RecordBatch:
+        """A page's records as a typed batch, a column at a time: each field is read under
+        the one name it carries in the page (per record only when a page mixes a field's
+        names), so no Python call is made per record and field."""
         resource = self.resource
+        records = page.records
         cursor_spec = resource.field(self.cursor.cursor)
         tombstone = resource.source.tombstone_field
         delete_keeps = {*resource.primary_key, cursor_spec.name}
-        self._check_names(page)
-        columns: dict[str, list[str | None]] = {spec.name: [] for spec in resource.fields}
-        ops: list[str] = []
+        present = self._check_names(page)
+        texts = {spec.name: _texts(records, spec, present) for spec in resource.fields}
+        deleted = (
+            [_is_true(record.get(tombstone)) for record in records]
+            if tombstone is not None
+            else [False] * len(records)
+        )
         indexes: list[int] = []
-        for index, record in enumerate(page.records):
-            cursor_value = _as_text(_lookup(record, cursor_spec)[0])
+        for index, cursor_value in enumerate(texts[cursor_spec.name]):
             if cursor_value is None or not cursor_value.strip():
                 # without a cursor value the row cannot be placed; quarantine, not abort
                 self.quarantined.append(
@@ -324,18 +331,22 @@ class HttpExtraction:
                         page.url,
                         index,
                         f"field {cursor_spec.name}: expected {cursor_spec.type}, got no value",
-                        json.dumps(record, ensure_ascii=False, default=str),
+                        json.dumps(records[index], ensure_ascii=False, default=str),
                     )
                 )
                 continue
-            deleted = tombstone is not None and _is_true(record.get(tombstone))
-            for spec in resource.fields:
-                if deleted and spec.name not in delete_keeps:
-                    columns[spec.name].append(None)  # a delete needs only its key and cursor
-                else:
-                    columns[spec.name].append(_as_text(_lookup(record, spec)[0]))
-            ops.append(OP_DELETE if deleted else OP_UPSERT)
             indexes.append(index)
+        columns: dict[str, list[str | None]] = {}
+        if len(indexes) == len(records) and not any(deleted):
+            columns = texts
+        else:
+            for spec in resource.fields:
+                values = texts[spec.name]
+                if spec.name in delete_keeps:
+                    columns[spec.name] = [values[i] for i in indexes]
+                else:  # a delete needs only its key and cursor
+                    columns[spec.name] = [None if deleted[i] else values[i] for i in indexes]
+        ops = [OP_DELETE if deleted[i] else OP_UPSERT for i in indexes]
         parsed = parse_text_columns(
             resource,
             {name: pa.array(values, type=pa.string()) for name, values in columns.items()},
@@ -343,18 +354,19 @@ class HttpExtraction:
             num_rows=len(indexes),
             locate=lambda i: (
                 indexes[i],
-                json.dumps(page.records[indexes[i]], ensure_ascii=False, default=str),
+                json.dumps(records[indexes[i]], ensure_ascii=False, default=str),
             ),
             ops=pa.array(ops, type=pa.string()),
         )
         self.quarantined.extend(parsed.quarantined)
         return parsed.batch
 
-    def _check_names(self, page: Page) -> None:
-        """Note (once) fields found under an alias, missing fields and unknown fields."""
-        if not page.records:
-            return
+    def _check_names(self, page: Page) -> set[str]:
+        """Note (once) fields found under an alias, missing fields and unknown fields;
+        returns every name the page's records carry."""
         present: set[str] = set()
+        if not page.records:
+            return present
         for record in page.records:
             present.update(record)
         known = {self.resource.source.tombstone_field}
@@ -375,6 +387,7 @@ class HttpExtraction:
                 )
         for name in sorted(present - {n for n in known if n is not None}):
             self._note_once(f"unknown:{name}", f"{self.source}: unknown field {name!r} ignored")
+        return present
 
 
 # ---------------------------------------------------------------- helpers
@@ -392,6 +405,21 @@ def _lookup(record: dict[str, Any], spec: ResourceField) -> tuple[Any, str | Non
         if name in record:
             return record[name], name
     return None, None
+
+
+def _texts(
+    records: list[dict[str, Any]], spec: ResourceField, present: set[str]
+) -> list[str | None]:
+    """The field's value in each record as text (None: absent), as ``_lookup`` finds it."""
+    names = [name for name in spec.source_names if name in present]
+    if not names:
+        return [None] * len(records)
+    if len(names) == 1:
+        name = names[0]
+        values = [record.get(name) for record in records]
+    else:  # the page mixes the field's names: the first each record carries
+        values = [_lookup(record, spec)[0] for record in records]
+    return [v if v is None or type(v) is str else _as_text(v) for v in values]
 
 
 def _as_text(value: Any) -> str | None:

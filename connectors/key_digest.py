@@ -230,10 +230,17 @@ def key_hash60(parts: Sequence[Any]) -> int:
     """The first 15 hex digits of the key text's MD5 as an integer (what every dialect's
     SQL computes): bucket = (h >> 40) % bucket_count, value = h & (2^40 - 1)."""
     text = KEY_SEPARATOR.join(NULL_PART if p is None else str(p) for p in parts)
-    return int(hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:15], 16)
+    # the top 60 bits of the digest: its first 15 hex digits
+    return (
+        int.from_bytes(hashlib.md5(text.encode(), usedforsecurity=False).digest()[:8], "big") >> 4
+    )
 
 
 def _sqlite_key_hash(*parts: Any) -> int:
+    # SQLite calls this once per key row: a one-part text key skips the join
+    if len(parts) == 1 and type(parts[0]) is str:
+        digest = hashlib.md5(parts[0].encode(), usedforsecurity=False).digest()
+        return int.from_bytes(digest[:8], "big") >> 4
     return key_hash60(parts)
 
 

@@ -295,21 +295,39 @@ class SqlConnector:
             bucket = key_digest_sql(self.dialect, read.key_columns, read.bucket_count).bucket
             query = query.where(sa.literal_column(bucket).in_(read.buckets))
         with self.engine.connect() as connection:
+            if self.dialect == "sqlite":
+                yield from self._sqlite_batches(connection, query, schema)
+                return
             result = connection.execution_options(
                 stream_results=True, yield_per=self.batch_rows
             ).execute(query)
             # pass the size: without it SQLAlchemy 2.1 returns one partition of all rows
             for rows in result.partitions(self.batch_rows):
-                values: list[tuple[Any, ...]] = list(zip(*rows, strict=True))
-                arrays = []
-                for spec, column in zip(schema, values, strict=True):
-                    try:
-                        arrays.append(pa.array(column, type=spec.type))
-                    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-                        raise ConnectorError(
-                            f"column {spec.name}: a value does not fit {spec.type}: {exc}"
-                        ) from exc
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+                yield _record_batch(list(zip(*rows, strict=True)), schema)
+
+    def _sqlite_batches(
+        self, connection: sa.Connection, query: sa.Select[Any], schema: pa.Schema
+    ) -> Iterator[pa.RecordBatch]:
+        """SQLite's rows straight from the driver's cursor, each column converted by the
+        result processor SQLAlchemy would apply to it (its own functions, so the values
+        are the same), a column at a time: no SQLAlchemy row object per row (about a
+        third of the read's time on the simulated tax tables)."""
+        dialect = self.engine.dialect
+        processors = [
+            _sa_type(spec.type).dialect_impl(dialect).result_processor(dialect, None)
+            for spec in schema
+        ]
+        result = connection.execute(query)
+        try:
+            cursor = result.cursor
+            while rows := cursor.fetchmany(self.batch_rows):
+                columns: list[Any] = list(zip(*rows, strict=True))
+                for index, process in enumerate(processors):
+                    if process is not None:
+                        columns[index] = [process(value) for value in columns[index]]
+                yield _record_batch(columns, schema)
+        finally:
+            result.close()
 
     # ------------------------------------------------------------ delete reconciliation
 
@@ -481,6 +499,20 @@ def _sa_table(table: str, columns: Any = ()) -> sa.TableClause:
     """A lightweight table construct (no reflection) for ``schema.table`` or ``table``."""
     schema, _, name = table.rpartition(".")
     return sa.table(name, *(sa.column(c) for c in columns), schema=schema or None)
+
+
+def _record_batch(columns: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch:
+    """Python values, a sequence per column, as a batch of ``schema``. Raises
+    ConnectorError naming the column whose value does not fit its type."""
+    arrays = []
+    for spec, column in zip(schema, columns, strict=True):
+        try:
+            arrays.append(pa.array(column, type=spec.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise ConnectorError(
+                f"column {spec.name}: a value does not fit {spec.type}: {exc}"
+            ) from exc
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _sa_type(arrow: pa.DataType) -> sa.types.TypeEngine[Any]:
