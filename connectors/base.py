@@ -551,7 +551,7 @@ def _parse_field(spec: ResourceField, text: pa.Array) -> tuple[pa.Array, list[in
     ok = pc.fill_null(ok, False)
     if pc.all(ok).as_py():
         return values, None
-    failed = [i for i, good in enumerate(ok.to_pylist()) if not good]
+    failed = pc.indices_nonzero(pc.invert(ok)).to_pylist()  # no Python bool per row
     return pc.if_else(ok, values, pa.scalar(None, target)), failed
 
 

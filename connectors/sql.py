@@ -321,10 +321,13 @@ class SqlConnector:
         try:
             cursor = result.cursor
             while rows := cursor.fetchmany(self.batch_rows):
-                columns: list[Any] = list(zip(*rows, strict=True))
-                for index, process in enumerate(processors):
-                    if process is not None:
-                        columns[index] = [process(value) for value in columns[index]]
+                # a list per column: cheaper than zip(*rows), which makes an iterator a row
+                columns = [
+                    [row[index] for row in rows]
+                    if process is None
+                    else [process(row[index]) for row in rows]
+                    for index, process in enumerate(processors)
+                ]
                 yield _record_batch(columns, schema)
         finally:
             result.close()

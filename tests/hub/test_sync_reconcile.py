@@ -425,3 +425,37 @@ def test_a_source_without_a_delete_log_says_every_key_was_compared(
     result = run(Settings(), source_url, catalog.resource("property_units"))
     assert result.ok and result.reconcile_read == "every key"
     assert reconcile_note(result).endswith("the source keeps no delete log: every key compared")
+
+
+def test_sqlite_keys_are_hashed_by_duckdb_a_batch_at_a_time_as_the_reference(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    rights = catalog.resource("property_rights")  # two-part key
+    keys = [(f"赣(2025)第{i:07d}号", None if i % 97 == 0 else f"3602{i:014d}") for i in range(2500)]
+    keys.append(keys[5])  # a repeated key counts twice, as in SQL
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE property_rights (certificate_no TEXT, unit_id TEXT, owner_id TEXT, "
+            "owner_name TEXT, share NUMERIC, co_ownership TEXT, registered_date DATE, "
+            "status TEXT, updated_at DATETIME)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO property_rights (certificate_no, owner_id) VALUES (?, ?)", keys
+        )
+    engine.dispose()
+    buckets = 128
+    connector = SqlConnector(f"sqlite:///{tmp_path / 'h.db'}", batch_rows=300)
+    try:
+        assert connector.key_digests(rights, buckets) == KeyDigests.of_keys(buckets, keys)
+        wanted = sorted({key_hash(k, buckets)[0] for k in keys[:40]})
+        found = [
+            (row["certificate_no"], row["owner_id"])
+            for batch in connector.keys_in_buckets(rights, wanted, buckets)
+            for row in batch.to_pylist()
+        ]
+    finally:
+        connector.close()
+    assert sorted(found, key=str) == sorted(
+        (k for k in keys if key_hash(k, buckets)[0] in wanted), key=str
+    )
