@@ -51,7 +51,8 @@ class PublishHook:
     """A named listener; ``failure`` begins the note publish adds when it raises.
 
     ``before_prune`` runs first, while the versions past ``HUB_KEEP_VERSIONS`` are still
-    in the warehouse (the sharing files' change set reads the parent version's table);
+    in the warehouse (the sharing files' change set reads the parent version's table; the
+    serving file applies what the history gained since the version it was synced to);
     ``run`` after publish dropped them.
     """
 

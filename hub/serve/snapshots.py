@@ -525,8 +525,9 @@ def _bring_up_to_date(
             usable.append((synced, path))
     if usable:
         synced, path = max(usable)
+        entries = served_versions(path)  # those of pruned versions: retention's to delete
         wanted = {v.version: ServingVersion.of(v, path.name) for v in members}
-        if synced == newest and served_versions(path) == wanted:
+        if synced == newest and all(entries.get(n) == w for n, w in wanted.items()):
             return SyncReport(path.name, None, 0)
         try:
             written = apply_changes(warehouse, resource, origin, members, path, synced)

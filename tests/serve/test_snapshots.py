@@ -336,9 +336,47 @@ def test_a_failure_mid_write_leaves_the_last_good_version_served(
     assert file_rows(path) == before  # the rows closed and inserted were rolled back
 
     monkeypatch.setattr(snapshots, "_insert_rows", original)
-    with warehouse_of(settings) as warehouse:
-        assert sync_serving(warehouse, settings, catalog.resource(CODE)).version == 2  # type: ignore[union-attr]
+    # the next publish brings the file from v1 to v3: the missed v2 is in it too
+    assert publish_version(settings, catalog, suites, "300.00") == 3
+    assert read_pointer(folder).version == 3  # type: ignore[union-attr]
+    assert [p.name for p in folder.glob("*.sqlite")] == ["g1.v1.sqlite"]  # not written anew
     assert [r[3] for r in served(folder, 2)] == ["200.00"] * 3
+    assert [r[3] for r in served(folder, 3)] == ["300.00"] * 3
+
+
+def test_with_one_version_kept_each_publish_still_applies_only_the_changes(
+    settings: Settings,
+    catalog: Catalog,
+    suites: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HUB_KEEP_VERSIONS", "1")
+    reset_settings()
+    settings = Settings()
+    folder = serving_dir(settings) / CODE
+    reports: list[snapshots.SyncReport] = []
+    original = snapshots.sync_serving
+
+    def recording(*args: object, **kwargs: object) -> object:
+        return original(*args, **kwargs, report=reports)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(snapshots, "sync_serving", recording)
+    for version in (1, 2, 3):  # P1 changes each day, P0 and P2 never
+        assert publish_version(settings, catalog, suites, "1.00", amounts={1: f"{version}.00"}) == (
+            version
+        )
+        whole = whole_export(settings, catalog, version, tmp_path / f"w{version}.sqlite")
+        assert served(folder, version) == served_whole(whole, version)
+    # the version synced to was still in the warehouse before publish's retention: the
+    # file was written once, then brought up by the changes (P1 closed and inserted)
+    assert [(r.file, r.whole, r.rows) for r in reports if r.whole is not None] == [
+        ("g1.v1.sqlite", True, 3),
+        ("g1.v1.sqlite", False, 2),
+        ("g1.v1.sqlite", False, 2),
+    ]
+    with closing(open_served(folder / "g1.v1.sqlite")) as db:
+        assert db.execute("SELECT count(*) FROM records").fetchone() == (3,)  # v3's only
 
 
 def test_a_failed_whole_export_leaves_no_file_and_the_next_sync_writes_it(
