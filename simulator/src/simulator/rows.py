@@ -46,6 +46,49 @@ def as_column(values: npt.ArrayLike) -> Column:
 Render = Callable[..., npt.NDArray[Any]]
 
 
+class FewWords:
+    """Renders 1-byte codes as one of a few words, one shared str object each: a text
+    column of few distinct values (a status, a type, a year) in 1 byte a row, not 8."""
+
+    def __init__(self, words: Column) -> None:
+        self.words = words
+
+    def __call__(self, codes: npt.NDArray[np.uint8]) -> Column:
+        picked: Column = self.words[codes]
+        return picked
+
+
+def few_words(values: npt.NDArray[Any]) -> Lazy | None:
+    """A numpy text column of at most 256 distinct values as a coded :class:`Lazy`
+    column (the same text), or None when it is short or has more distinct values."""
+    if values.dtype.kind != "U" or len(values) < SHARE_MIN_ROWS:
+        return None
+    sample = values[:: len(values) // SHARE_SAMPLE]
+    if len(np.unique(sample)) * 4 > len(sample):
+        return None
+    words, codes = np.unique(values, return_inverse=True)
+    if len(words) > 256:
+        return None
+    return Lazy((codes.astype(np.uint8).ravel(),), FewWords(words.astype(object)))
+
+
+def _join_few_words(columns: list[Lazy]) -> Lazy | None:
+    """Coded columns one after the other, their words joined and their codes mapped to
+    the joined words; None when the words joined are more than 256."""
+    vocabularies = [c.render.words.astype(str) for c in columns if isinstance(c.render, FewWords)]
+    if len(vocabularies) < len(columns):
+        return None
+    words = np.unique(np.concatenate(vocabularies))
+    if len(words) > 256:
+        return None
+    parts = []
+    for column, vocabulary in zip(columns, vocabularies, strict=True):
+        mapped = np.searchsorted(words, vocabulary).astype(np.uint8)
+        parts.append(Lazy((mapped[column.parts[0]],), column.render, column.at, column.over))
+    joined = Lazy.concat(parts)
+    return Lazy(joined.parts, FewWords(words.astype(object)), joined.at, joined.over)
+
+
 class Lazy:
     """A text column kept as compact values (numbers, dates, indexes into the world) and
     rendered to text a slice at a time, so a table never holds all its strings at once.
@@ -228,9 +271,7 @@ class Rows:
     """
 
     def __init__(self, columns: Mapping[str, npt.ArrayLike | Lazy]) -> None:
-        self.columns: dict[str, AnyColumn] = {
-            name: v if isinstance(v, Lazy) else as_column(v) for name, v in columns.items()
-        }
+        self.columns: dict[str, AnyColumn] = {name: _compact(v) for name, v in columns.items()}
         lengths = {len(v) for v in self.columns.values()}
         if len(lengths) > 1:
             sizes = {name: len(v) for name, v in self.columns.items()}
@@ -278,7 +319,7 @@ class Rows:
 
     def set(self, name: str, values: npt.ArrayLike | Lazy) -> None:
         """Replace (or add) a whole column."""
-        column = values if isinstance(values, Lazy) else as_column(values)
+        column = _compact(values)
         if self.columns and len(column) != len(self):
             raise ValueError(f"column {name}: {len(column)} values for {len(self)} rows")
         self.columns[name] = column
@@ -340,10 +381,14 @@ class Rows:
         for name in names:
             columns = [part.columns[name] for part in parts]
             first = columns[0]
-            if isinstance(first, Lazy) and all(
+            lazies = [c for c in columns if isinstance(c, Lazy)]
+            coded = _join_few_words(lazies) if len(lazies) == len(columns) else None
+            if coded is not None:
+                joined[name] = coded
+            elif isinstance(first, Lazy) and all(
                 isinstance(c, Lazy) and first.joinable(c) for c in columns
             ):
-                joined[name] = Lazy.concat([c for c in columns if isinstance(c, Lazy)])
+                joined[name] = Lazy.concat(lazies)
             else:
                 joined[name] = np.concatenate([part[name] for part in parts])
         return Rows(joined)
@@ -351,6 +396,16 @@ class Rows:
     @staticmethod
     def empty(names: Iterable[str]) -> Rows:
         return Rows({name: np.empty(0, dtype=object) for name in names})
+
+
+def _compact(values: npt.ArrayLike | Lazy) -> AnyColumn:
+    """A column in its compact form: lazy as it is, coded when it is numpy text of few
+    distinct values, else an object array (see :func:`as_column`)."""
+    if isinstance(values, Lazy):
+        return values
+    array = np.asarray(values)
+    coded = few_words(array)
+    return coded if coded is not None else as_column(array)
 
 
 def rank_within(groups: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
