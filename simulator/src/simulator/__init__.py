@@ -138,7 +138,7 @@ def simulate(
     people = make_people(rng, ctx.size(PERSONS_AT_SCALE_1, 50), DAY0)
     firms = make_firms(rng, ctx.size(ENTERPRISES_AT_SCALE_1, 5), DAY0)
     ctx.world = World(
-        person_id=CitizenIds.of(people.citizen_id),
+        person_id=CitizenIds(people.citizen_id_body),
         person_name=people.name,
         person_sex=Coded.of(people.sex),
         person_birth=people.birth_date,
@@ -148,7 +148,7 @@ def simulate(
         firm_kind=firms.kind,
         firm_established=firms.established,
     )
-    del people, firms  # their IDs as text (72 bytes a person) and addresses are not needed
+    del people, firms  # their addresses are not needed
     registry.build(ctx)
     facts = housing.build(ctx)
     tax.build(ctx, facts)

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from simulator.clock import replace
 from simulator.rows import Lazy, is_null, lazy
 
 Strings = npt.NDArray[np.str_]
@@ -260,12 +259,17 @@ def spoil_check_chars(values: Strings, rng: np.random.Generator) -> Strings:
 class People:
     """Persons as parallel arrays (one index per person)."""
 
-    citizen_id: Strings
+    citizen_id_body: Ints  # 17-digit bodies (8 bytes a person; the text is 72)
     name: Strings
     sex: Strings  # '1' male, '2' female (GB/T 2261.1)
     birth_date: npt.NDArray[np.datetime64]
     district: Strings  # current household district code
     address: Lazy
+
+    @property
+    def citizen_id(self) -> Strings:
+        """The citizen IDs as text, check digit included."""
+        return id_text(self.citizen_id_body)
 
 
 def digits(values: npt.NDArray[np.integer[Any]], width: int = 0) -> Strings:
@@ -322,22 +326,39 @@ def citizen_ids(
     region: Strings | None = None,
     taken: Ints | None = None,
 ) -> Strings:
-    """Unique 18-character citizen IDs (GB 11643): region, birth date, sequence, check digit.
+    """Unique 18-character citizen IDs (GB 11643): region, birth date, sequence, check digit
+    (the text of :func:`citizen_id_bodies`)."""
+    return id_text(citizen_id_bodies(rng, birth, male, region=region, taken=taken))
+
+
+def citizen_id_bodies(
+    rng: np.random.Generator,
+    birth: npt.NDArray[np.datetime64],
+    male: Bools,
+    *,
+    region: Strings | None = None,
+    taken: Ints | None = None,
+) -> Ints:
+    """The 17-digit bodies of unique citizen IDs (GB 11643): region, birth date, sequence.
 
     The sequence is odd for men and even for women. ``taken`` holds 17-digit bodies
-    already in use (earlier persons), which are never produced again.
+    already in use (earlier persons), which are never produced again. Made as numbers
+    (8 bytes a person), not as the text of dates and region codes.
     """
     n = len(birth)
     years = birth.astype("datetime64[Y]").astype(np.int64) + 1970
     if region is None:
-        codes = np.array([r[0] for r in BIRTH_REGIONS])
+        codes = np.array([int(r[0]) for r in BIRTH_REGIONS], dtype=np.int64)
         first_year = np.array([r[1] for r in BIRTH_REGIONS])
-        fallback = np.array([r[2] for r in BIRTH_REGIONS])
+        fallback = np.array([int(r[2]) for r in BIRTH_REGIONS], dtype=np.int64)
         weights = np.array([r[3] for r in BIRTH_REGIONS])
         choice = rng.choice(len(codes), size=n, p=weights / weights.sum())
-        region = np.where(years >= first_year[choice], codes[choice], fallback[choice])
-    ymd = replace(np.datetime_as_string(birth, unit="D"), "-", "").astype(np.int64)
-    prefix = region.astype(np.int64) * 10**11 + ymd * 1000
+        region_code = np.where(years >= first_year[choice], codes[choice], fallback[choice])
+        del choice
+    else:
+        region_code = region.astype(np.int64)
+    prefix = region_code * 10**11 + ymd_numbers(birth) * 1000
+    del years, region_code
     bodies = np.zeros(n, dtype=np.int64)
     used = np.zeros(0, dtype=np.int64) if taken is None else np.asarray(taken, dtype=np.int64)
     todo = np.arange(n)
@@ -346,7 +367,18 @@ def citizen_ids(
         sequence = 2 * rng.integers(0, 499, len(todo)) + np.where(male[todo], 1, 2)
         bodies[todo] = prefix[todo] + sequence
         todo = _repeated(bodies, todo, used)
-    return id_text(bodies)
+    return bodies
+
+
+def ymd_numbers(dates: npt.NDArray[np.datetime64]) -> Ints:
+    """Dates as the numbers YYYYMMDD (as ``int(str(date).replace("-", ""))``)."""
+    day = dates.astype("datetime64[D]")
+    month = day.astype("datetime64[M]")
+    years = month.astype("datetime64[Y]").astype(np.int64) + 1970
+    months = month.astype(np.int64) % 12 + 1
+    days = (day - month.astype("datetime64[D]")).astype(np.int64) + 1
+    ymd: Ints = years * 10_000 + months * 100 + days
+    return ymd
 
 
 def id_text(bodies: Ints) -> Strings:
@@ -438,9 +470,11 @@ def make_people(
     male = rng.random(n) < 0.508
     birth = birth_dates(rng, n, today, min_age=min_age, max_age=max_age)
     district = districts(rng, n)
-    ids = citizen_ids(rng, birth, male, region=district if local_births else None, taken=taken)
+    ids = citizen_id_bodies(
+        rng, birth, male, region=district if local_births else None, taken=taken
+    )
     return People(
-        citizen_id=ids,
+        citizen_id_body=ids,
         name=person_names(rng, male),
         sex=np.where(male, "1", "2"),
         birth_date=birth,
