@@ -26,6 +26,7 @@ SERVER = "postgresql://postgres@127.0.0.1:5432"
 DATABASE = "hub_bench"
 URL = f"{SERVER}/{DATABASE}"
 TABLE = "property_rights"
+DELETE_LOG = f"{TABLE}_deleted"  # the deletions, as a source that keeps a delete log records them
 PYCACHE = os.path.join(tempfile.gettempdir(), "hub-bench-pycache")
 # exactly the catalog's fields (catalogs/resources/property_rights.yml), in its order
 COLUMNS = (
@@ -101,6 +102,11 @@ def create_database(rows: int) -> float:
     _admin(f"CREATE DATABASE {DATABASE}")
     with psycopg.connect(URL, autocommit=True) as conn:
         conn.execute(_CREATE_TABLE)
+        conn.execute(
+            f"CREATE TABLE {DELETE_LOG} (certificate_no text NOT NULL, owner_id text NOT NULL, "
+            f"deleted_at timestamp NOT NULL)"
+        )
+        conn.execute(f"CREATE INDEX {DELETE_LOG}_deleted_at ON {DELETE_LOG} (deleted_at)")
     fill(rows)
     return time.perf_counter() - started
 
@@ -113,7 +119,8 @@ def fill(rows: int) -> None:
     """Empty the table and generate ``rows`` rows (in slices, so each INSERT stays short)."""
     with psycopg.connect(URL, autocommit=True) as conn:
         conn.execute(f"DROP INDEX IF EXISTS {TABLE}_updated_at")
-        conn.execute(f"TRUNCATE {TABLE}")
+        conn.execute(f"DROP INDEX IF EXISTS {TABLE}_key")
+        conn.execute(f"TRUNCATE {TABLE}, {DELETE_LOG}")
         conn.execute("SET synchronous_commit = off")
         step = 1_000_000
         for first in range(1, rows + 1, step):
@@ -121,6 +128,8 @@ def fill(rows: int) -> None:
             # no parameters, so psycopg leaves "%" (modulo) alone
             conn.execute(_FILL.format(first=first, last=last))
         conn.execute(f"CREATE INDEX {TABLE}_updated_at ON {TABLE} (updated_at)")
+        # the key's index a department's table has (the delete log's NOT EXISTS probes it)
+        conn.execute(f"CREATE INDEX {TABLE}_key ON {TABLE} (certificate_no, owner_id)")
         conn.execute(f"VACUUM ANALYZE {TABLE}")
 
 
@@ -142,6 +151,26 @@ def change_rows(fraction: float) -> int:
         changed = cur.rowcount
         conn.execute(f"VACUUM ANALYZE {TABLE}")
     return changed
+
+
+def delete_rows(count: int) -> int:
+    """DELETE ``count`` random rows and record each in the delete log, in one transaction
+    (as a source's trigger or application would)."""
+    with psycopg.connect(URL, autocommit=True) as conn:
+        cur = conn.execute(
+            f"""
+            WITH gone AS (
+                DELETE FROM {TABLE} WHERE ctid IN (
+                    SELECT ctid FROM {TABLE} TABLESAMPLE SYSTEM (1) LIMIT %(count)s
+                ) RETURNING certificate_no, owner_id
+            )
+            INSERT INTO {DELETE_LOG} SELECT certificate_no, owner_id, localtimestamp FROM gone
+            """,
+            {"count": count},
+        )
+        deleted = cur.rowcount
+        conn.execute(f"VACUUM ANALYZE {TABLE}")
+    return deleted
 
 
 def table_facts() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import COLUMNS, ROOT, TABLE, URL
+from _common import COLUMNS, DELETE_LOG, ROOT, TABLE, URL
 
 Result = dict[str, Any]
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
@@ -91,7 +91,7 @@ def hub_sync(out: Path, state_file: Path | None) -> Result:
     if state_file is not None:
         shutil.copytree(state_file, home)
     for name in [n for n in os.environ if n.startswith("HUB_")]:
-        if name not in ("HUB_RECONCILE_EVERY", "HUB_BENCH_SYNC_TEMPLATE"):
+        if name not in ("HUB_RECONCILE_EVERY", "HUB_BENCH_SYNC_TEMPLATE", "HUB_BENCH_DELETE_LOG"):
             del os.environ[name]  # the embedded default under this run's HUB_HOME
     os.environ["HUB_HOME"] = str(home)
     from connectors.sql import SqlConnector
@@ -101,6 +101,10 @@ def hub_sync(out: Path, state_file: Path | None) -> Result:
     from hub.sync import sync_resource
 
     resource = load_catalog(ROOT / "catalogs").resource(TABLE)
+    if os.environ.get("HUB_BENCH_DELETE_LOG", "1") == "1":
+        # the source's delete log named, as a catalog entry would: a full run marks it
+        source = resource.source.model_copy(update={"delete_log": DELETE_LOG})
+        resource = resource.model_copy(update={"source": source})
     settings = Settings()
     started = time.perf_counter()
     connector = SqlConnector(
@@ -121,6 +125,7 @@ def hub_sync(out: Path, state_file: Path | None) -> Result:
         "work_s": work,
         "rows_read": result.rows_read,
         "deleted": result.deleted,
+        "reconcile_read": getattr(result, "reconcile_read", None),
         "notes": result.notes,
     }
 

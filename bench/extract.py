@@ -52,6 +52,7 @@ METHODS = {  # name -> label, in the order they run within a round
 }
 DLT_METHODS = ("dlt_default", "dlt_connectorx", "dlt_pyarrow")
 CHANGED_FRACTION = 0.01
+DELETED_ROWS = 200  # after the change, each recorded in the source's delete log
 WARM_UP_ROWS = 10_000
 
 # the targets
@@ -148,7 +149,11 @@ def benchmark(args: argparse.Namespace) -> None:
         state = Path(tempfile.mkstemp(prefix="hub-bench-state-", suffix=".json")[1])
         state.write_text(full_hub[-1].extra["state_after"])
         changed = c.change_rows(CHANGED_FRACTION)
-        say(f"updated {changed:,} rows ({CHANGED_FRACTION:.0%}); incremental sync:")
+        deleted = c.delete_rows(DELETED_ROWS)
+        say(
+            f"updated {changed:,} rows ({CHANGED_FRACTION:.0%}), deleted {deleted:,} (each "
+            f"recorded in {c.DELETE_LOG}); incremental sync:"
+        )
         inc_runs = [
             measured("hub", f"incremental {i}/{args.repeat}", state=state)
             for i in range(1, args.repeat + 1)
@@ -156,23 +161,28 @@ def benchmark(args: argparse.Namespace) -> None:
         state.unlink()
         inc = c.summarise("hub_incremental", "exchange-hub incremental sync", inc_runs)
         if "hub_sync" in methods and SYNC_TEMPLATE.is_dir():
-            for every, label in (("1", "reconcile every run"), ("0", "no reconcile")):
+            for every, log, label in (
+                ("1", "0", "reconcile every run"),
+                ("1", "1", "reconcile every run, from the delete log"),
+                ("0", "0", "no reconcile"),
+            ):
                 e2e_runs = [
                     measured(
                         "hub_sync",
                         f"incremental {i}/{args.repeat}, {label}",
                         state=SYNC_TEMPLATE,
-                        env={"HUB_RECONCILE_EVERY": every},
+                        env={"HUB_RECONCILE_EVERY": every, "HUB_BENCH_DELETE_LOG": log},
                     )
                     for i in range(1, args.repeat + 1)
                 ]
-                name = f"hub_sync_incremental_reconcile_{every}"
+                name = f"hub_sync_incremental_reconcile_{every}" + ("_delete_log" * (log == "1"))
                 e2e = c.summarise(name, f"hub sync after the change ({label})", e2e_runs)
                 if e2e is not None:
                     incremental_e2e[name] = e2e
         if inc is not None:
             incremental = {
                 "changed_rows": changed,
+                "deleted_rows": deleted,
                 "rows_read": inc.runs[-1].extra.get("rows_read"),
                 "rows_landed": inc.rows,
                 "summary": inc,

@@ -116,7 +116,10 @@ class SyncState:
     delete_log_mark: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, sort_keys=True, ensure_ascii=False)
+        fields = dict(self.__dict__)
+        if fields["delete_log_mark"] is None:
+            del fields["delete_log_mark"]  # so a hub from before delete logs still reads it
+        return json.dumps(fields, sort_keys=True, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | None) -> SyncState:

@@ -459,3 +459,10 @@ def test_sqlite_keys_are_hashed_by_duckdb_a_batch_at_a_time_as_the_reference(
     assert sorted(found, key=str) == sorted(
         (k for k in keys if key_hash(k, buckets)[0] in wanted), key=str
     )
+
+
+def test_a_state_without_a_delete_log_mark_is_written_as_before() -> None:
+    """A hub from before delete logs still reads every state of a source without one."""
+    assert "delete_log_mark" not in SyncState(runs=3).to_json()
+    marked = SyncState(runs=3, delete_log_mark="2026-10-01 08:00:00.000000")
+    assert SyncState.from_json(marked.to_json()) == marked
