@@ -255,11 +255,13 @@ class SnapshotSource:
         where, params = _where(conditions, (), "?")
         what = f"DISTINCT {quote_ident(distinct)}" if distinct else "*"
         connection, rows = self._connection(resource, version)
-        row = connection.execute(
+        # fetchall: the statement runs to its end, so no read snapshot stays open on the
+        # connection kept for the next request (it would not see a later commit)
+        found = connection.execute(
             f"SELECT count({what}) FROM records WHERE {where} AND {rows}",
             [served_value(p) for p in params],
-        ).fetchone()
-        return int(row[0]) if row else 0
+        ).fetchall()
+        return int(found[0][0]) if found else 0
 
     def batches(
         self, resource: Resource, version: VersionInfo, columns: Sequence[str], rows: int
