@@ -80,8 +80,15 @@ class KeyDigests:
     @classmethod
     def from_rows(cls, bucket_count: int, rows: Iterable[Sequence[Any]]) -> KeyDigests:
         """From (bucket, rows, sum) rows as a DB-API driver returns them (Decimal too)."""
-        columns = list(zip(*((int(b), int(n), int(t)) for b, n, t in rows), strict=True))
-        return cls(bucket_count, *columns) if columns else cls(bucket_count)
+        listed = list(rows)
+        if not listed:
+            return cls(bucket_count)
+        try:  # in C, not a Python int per value (numpy reads a Decimal as int() does)
+            table = np.array(listed, dtype=np.int64).reshape(len(listed), 3)
+        except (OverflowError, TypeError, ValueError):
+            columns = list(zip(*((int(b), int(n), int(t)) for b, n, t in listed), strict=True))
+            return cls(bucket_count, *columns)
+        return cls(bucket_count, table[:, 0], table[:, 1], table[:, 2])
 
     @classmethod
     def from_arrow(cls, bucket_count: int, table: pa.Table) -> KeyDigests:
