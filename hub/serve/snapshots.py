@@ -17,7 +17,10 @@ generation ``G`` (:mod:`hub.history`; ``B``: the version it was first written at
   each version the file serves says: rows, gate run, dates). Every version the warehouse
   wrote is then in the file, one the serving hook missed included, and none is exported
   twice: the daily cost is the day's changes, not the table (scale 100: the whole-file
-  copy of the former layout was 5.3 s of a 33 s day, 1.9 GB a version).
+  copy of the former layout was 5.3 s of a 33 s day, 1.9 GB a version). The changes cost
+  more than on a scratch copy (each dirtied page is written to the WAL, fsync'd, then
+  checkpointed): at scale 30, where the copy took 0.4 s from the page cache, a day's
+  serving is no faster than before (bench/README.md).
 - WAL journal, ``synchronous = FULL``: the transaction is durable (fsync'd) when it
   commits; readers read the last committed state throughout a statement while it is
   written, and a crash mid-write leaves the file as the last commit left it (SQLite rolls
