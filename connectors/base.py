@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -116,14 +116,19 @@ class SyncState:
     delete_log_mark: str | None = None
 
     def to_json(self) -> str:
-        fields = dict(self.__dict__)
-        if fields["delete_log_mark"] is None:
-            del fields["delete_log_mark"]  # so a hub from before delete logs still reads it
-        return json.dumps(fields, sort_keys=True, ensure_ascii=False)
+        stored = dict(self.__dict__)
+        if stored["delete_log_mark"] is None:
+            del stored["delete_log_mark"]  # so a hub from before delete logs still reads it
+        return json.dumps(stored, sort_keys=True, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | None) -> SyncState:
-        return cls(**json.loads(text)) if text else cls()
+        """The state a hub wrote, this version or a later one: a field this version does
+        not know is left out (a rollback keeps syncing)."""
+        if not text:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
 
 class Extraction(Protocol):
