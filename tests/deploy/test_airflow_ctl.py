@@ -19,13 +19,18 @@ import pytest
 from hub import airflow_ctl
 from hub.settings import PROJECT_ROOT, Settings
 
-# a parent that starts a child in its group, then waits; each ignores what it is told to
+# a parent that starts a child in its group, then waits; each ignores what it is told to.
+# Both take SIGINT as Python does by default even when started from a background job (a
+# shell's `cmd &` without job control starts them with SIGINT ignored, and Python keeps an
+# inherited SIG_IGN): the test is of the stop logic, not of how pytest was started.
 DUMMY = textwrap.dedent(
     """
     import signal, subprocess, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ignore = sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] else []
     child = subprocess.Popen([sys.executable, "-c", (
         "import signal, sys, time\\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\\n"
         f"for name in {ignore!r}: signal.signal(getattr(signal, name), signal.SIG_IGN)\\n"
         "print('child', flush=True)\\n"
         "time.sleep(120)")])
