@@ -39,6 +39,7 @@ from connectors.base import (
     schema_fingerprint,
 )
 from hub.catalog.models import Resource
+from hub.storage.files import fsync_path
 
 MANIFEST = "_manifest.json"
 QUARANTINE = "_quarantine.jsonl"
@@ -178,7 +179,7 @@ class BatchWriter:
         files = []
         for name in self._file_names:
             path = self.partial_dir / name
-            _fsync(path)  # the data is on disk before the manifest that names it
+            fsync_path(path)  # the data is on disk before the manifest that names it
             files.append(
                 {
                     "name": name,
@@ -212,9 +213,9 @@ class BatchWriter:
             json.dump(manifest, out, ensure_ascii=False, indent=2)
             out.flush()
             os.fsync(out.fileno())
-        _fsync(self.partial_dir)  # the names of the files, before the folder is renamed
+        fsync_path(self.partial_dir)  # the names of the files, before the folder is renamed
         os.replace(self.partial_dir, self.final_dir)
-        _fsync(self.final_dir.parent)
+        fsync_path(self.final_dir.parent)
         self._release()
         return LandedBatch(self.final_dir, manifest)
 
@@ -307,12 +308,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file, or a folder's entries, to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -83,6 +83,7 @@ from hub.history import reads as history_reads
 from hub.hooks import PublishEvent, PublishHook, register
 from hub.publish import PRUNED, PublishedVersion, current_version, published_versions
 from hub.settings import Settings
+from hub.storage.files import fsync_path
 from hub.storage.interface import Warehouse
 from hub.storage.sql import quote_ident
 
@@ -333,7 +334,7 @@ def write_generation(
     with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
     partial.replace(target)
-    _fsync_dir(target.parent)
+    fsync_path(target.parent)
     return written
 
 
@@ -436,14 +437,6 @@ def _companions(path: Path) -> list[Path]:
     return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
 
 
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 # ---------------------------------------------------------------------- the pointer
 
 
@@ -454,7 +447,7 @@ def write_pointer(folder: Path, serving: ServingVersion) -> None:
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     temporary.replace(folder / POINTER)
-    _fsync_dir(folder)
+    fsync_path(folder)
 
 
 def read_pointer(folder: Path) -> ServingVersion | None:

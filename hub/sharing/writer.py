@@ -73,6 +73,7 @@ from hub.sharing.layout import (
     write_json_atomically,
 )
 from hub.sharing.shapes import GrantShape, is_bulk_grant, mask_column
+from hub.storage.files import fsync_path
 from hub.storage.interface import Warehouse
 from hub.storage.sql import quote_ident
 
@@ -473,21 +474,8 @@ def _publish_folder(building: Path, target: Path) -> bool:
         if target.exists():
             return False
         raise
-    _fsync_dir(target.parent)
+    fsync_path(target.parent)
     return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
 
 
 def _write_file(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> int:
@@ -497,7 +485,7 @@ def _write_file(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]
         for batch in batches:
             writer.write_batch(batch)
             rows += batch.num_rows
-    _fsync(path)
+    fsync_path(path)
     return rows
 
 
@@ -516,7 +504,7 @@ def _write_parts(
         if writer is not None:
             writer.close()
             path = folder / parts[-1][0]
-            _fsync(path)
+            fsync_path(path)
             parts[-1] = (parts[-1][0], rows, path.stat().st_size)
             writer = None
 

@@ -12,4 +12,6 @@ tables, and how each store is brought to what the code needs.
   the audit store, defined once (SQLAlchemy Core MetaData); the dbt macro generated from it.
 - :mod:`hub.storage.migrate`: the check on open, ``hub db upgrade`` (Alembic revisions in
   ``migrations/versions``, one branch per store).
+- :mod:`hub.storage.files`: a file or a folder's entries fsync'd (landing, serving and
+  sharing files are durable before anything names them).
 """
