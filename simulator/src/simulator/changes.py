@@ -11,17 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from simulator.clock import office_hours, parse_timestamps, timestamps_text
-from simulator.faults import FaultRates, Injected, Spoiler, draw_count, inject_faults
+from simulator.faults import (
+    FaultRates,
+    Injected,
+    Spoiler,
+    draw_count,
+    inject_faults,
+    inject_faults_apart,
+)
 from simulator.identities import party_valid_check
 from simulator.manifest import DayCounts
 from simulator.rows import Column, Rows
+
+if TYPE_CHECKING:
+    from simulator.sqlstore import SqlStore
+    from simulator.world import Context
 
 LATE_MIN_S = 60
 LATE_MAX_S = 30 * 60
@@ -281,3 +292,38 @@ def apply_day(
     if count_lines:
         counts.lines = counts.inserted + counts.updated + counts.deleted
     return DayResult(counts, injected, fresh, removed)
+
+
+def write_day0(ctx: Context, store: SqlStore, spec: TableSpec, rows: Rows, system: str) -> None:
+    """Day 0 of ``spec``'s table in ``store``: faults injected into ``rows`` (random stream
+    ``<system>.faults.<resource>``), the table created, the rows inserted and then their
+    duplicates (as one table would be written: not copied to join), the counts recorded."""
+    rows, copies, injected = inject_faults_apart(
+        ctx.rng(f"{system}.faults.{spec.resource}"),
+        rows,
+        ctx.rates,
+        id_column=spec.id_column,
+        missing_columns=spec.fault_columns,
+        duplicates=True,
+    )
+    store.create_table(spec.table, ctx.catalog.resource(spec.resource), spec.lengths)
+    store.insert(spec.table, rows)
+    store.insert(spec.table, copies)
+    inserted = len(rows) + len(copies)
+    del rows, copies  # let go before the count (memory: the table is written)
+    record_day(ctx, spec, DayCounts(day=0, inserted=inserted), injected, store)
+
+
+def record_day(
+    ctx: Context, spec: TableSpec, counts: DayCounts, injected: Injected, store: SqlStore
+) -> None:
+    """A day's counts and injected faults of ``spec``'s table into the manifest, and the
+    rows the table holds after it."""
+    manifest = ctx.resource(spec.resource)
+    manifest.record(
+        counts,
+        bad=injected.bad_check_digit,
+        duplicates=injected.duplicate_key,
+        missing=injected.missing_value,
+    )
+    manifest.source_rows = store.count(spec.table)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from simulator.changes import DayPlan, TableSpec, apply_day
+from simulator.changes import DayPlan, TableSpec, apply_day, record_day, write_day0
 from simulator.clock import (
     dates_text,
     day0_close,
@@ -23,9 +23,8 @@ from simulator.clock import (
     timestamps_text,
     yuan,
 )
-from simulator.faults import Injected, inject_faults_apart
 from simulator.identities import BANK_WEIGHTS, BANKS, DISTRICTS, digits, districts, pick
-from simulator.manifest import DayCounts, ResourceManifest
+from simulator.manifest import ResourceManifest
 from simulator.rows import Lazy, Lookup, Rows, TextPool, lazy, rank_within
 from simulator.sqlstore import SqlStore
 from simulator.world import Context
@@ -300,22 +299,8 @@ def build(ctx: Context) -> HousingFacts:
     tables, facts = _day0_tables(ctx)
     store = SqlStore(ctx.settings.sim_housing_url)
     try:
-        for spec in SPECS:
-            # each table is let go once written (memory: the tables not yet written)
-            rows, copies, injected = inject_faults_apart(
-                ctx.rng(f"housing.faults.{spec.resource}"),
-                tables.pop(spec.resource),
-                ctx.rates,
-                id_column=spec.id_column,
-                missing_columns=spec.fault_columns,
-                duplicates=True,
-            )
-            store.create_table(spec.table, ctx.catalog.resource(spec.resource), spec.lengths)
-            store.insert(spec.table, rows)
-            store.insert(spec.table, copies)
-            inserted = len(rows) + len(copies)
-            del rows, copies
-            _record(ctx, spec, DayCounts(day=0, inserted=inserted), injected, store)
+        for spec in SPECS:  # each table is let go once written (memory: those not yet)
+            write_day0(ctx, store, spec, tables.pop(spec.resource), "housing")
     finally:
         store.close()
     return facts
@@ -496,19 +481,6 @@ def contract_numbers(
     )
 
 
-def _record(
-    ctx: Context, spec: TableSpec, counts: DayCounts, injected: Injected, store: SqlStore
-) -> None:
-    manifest = ctx.resource(spec.resource)
-    manifest.record(
-        counts,
-        bad=injected.bad_check_digit,
-        duplicates=injected.duplicate_key,
-        missing=injected.missing_value,
-    )
-    manifest.source_rows = store.count(spec.table)
-
-
 def manifests() -> dict[str, ResourceManifest]:
     return {
         spec.resource: ResourceManifest(
@@ -649,7 +621,7 @@ def advance(ctx: Context) -> None:
                 ctx.rates,
                 count_lines=False,
             )
-            _record(ctx, spec, result.counts, result.injected, store)
+            record_day(ctx, spec, result.counts, result.injected, store)
         ctx.notes["certificates"] = (
             Rows.concat(new_certificates)
             if new_certificates

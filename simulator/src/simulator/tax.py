@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from simulator.changes import DayPlan, TableSpec, apply_day
+from simulator.changes import DayPlan, TableSpec, apply_day, record_day, write_day0
 from simulator.clock import (
     dates_text,
     day0_close,
@@ -23,10 +23,9 @@ from simulator.clock import (
     timestamps_text,
     yuan,
 )
-from simulator.faults import inject_faults_apart
 from simulator.housing import HousingFacts
 from simulator.identities import digits, id_bodies, party_valid_check, pick, ric_valid_check
-from simulator.manifest import DayCounts, ResourceManifest
+from simulator.manifest import ResourceManifest
 from simulator.rows import Lazy, Lookup, Rows, lazy, rank_within
 from simulator.sqlstore import SqlStore
 from simulator.world import CitizenIds, Context
@@ -133,10 +132,10 @@ def build(ctx: Context, facts: HousingFacts) -> None:
     taxpayer_ids = taxpayer_ids.copy()  # the clearances name them before faults
     store = SqlStore(ctx.settings.sim_tax_url)
     try:
-        _write(ctx, store, TAXPAYERS, taxpayers)
+        write_day0(ctx, store, TAXPAYERS, taxpayers, "tax")
         del taxpayers
-        _write(ctx, store, PAYMENTS, _payments(ctx, facts, person_index))
-        _write(ctx, store, CLEARANCES, _clearances(ctx, taxpayer_ids))
+        write_day0(ctx, store, PAYMENTS, _payments(ctx, facts, person_index), "tax")
+        write_day0(ctx, store, CLEARANCES, _clearances(ctx, taxpayer_ids), "tax")
     finally:
         store.close()
 
@@ -275,30 +274,6 @@ def _clearances(ctx: Context, taxpayer_ids: Lazy) -> Rows:
             "updated_at": lazy(timestamps_text, moments_between(rng, issued, day0_close())),
         }
     )
-
-
-def _write(ctx: Context, store: SqlStore, spec: TableSpec, rows: Rows) -> None:
-    """Inject day 0's faults into ``rows``, create the table, insert them, record counts."""
-    rows, copies, injected = inject_faults_apart(
-        ctx.rng(f"tax.faults.{spec.resource}"),
-        rows,
-        ctx.rates,
-        id_column=spec.id_column,
-        missing_columns=spec.fault_columns,
-        duplicates=True,
-    )
-    store.create_table(spec.table, ctx.catalog.resource(spec.resource), spec.lengths)
-    # the duplicates after the rows, as one table would be written (not copied to join)
-    store.insert(spec.table, rows)
-    store.insert(spec.table, copies)
-    manifest = ctx.resource(spec.resource)
-    manifest.record(
-        DayCounts(day=0, inserted=len(rows) + len(copies)),
-        bad=injected.bad_check_digit,
-        duplicates=injected.duplicate_key,
-        missing=injected.missing_value,
-    )
-    manifest.source_rows = store.count(spec.table)
 
 
 def manifests() -> dict[str, ResourceManifest]:
@@ -496,13 +471,6 @@ def advance(ctx: Context) -> None:
                 ctx.rates,
                 count_lines=False,
             )
-            manifest = ctx.resource(spec.resource)
-            manifest.record(
-                result.counts,
-                bad=result.injected.bad_check_digit,
-                duplicates=result.injected.duplicate_key,
-                missing=result.injected.missing_value,
-            )
-            manifest.source_rows = store.count(spec.table)
+            record_day(ctx, spec, result.counts, result.injected, store)
     finally:
         store.close()
