@@ -83,7 +83,7 @@ from hub.history import reads as history_reads
 from hub.hooks import PublishEvent, PublishHook, register
 from hub.publish import PRUNED, PublishedVersion, current_version, published_versions
 from hub.settings import Settings
-from hub.storage.files import fsync_path
+from hub.storage.files import fsync_path, write_json_atomically
 from hub.storage.interface import Warehouse
 from hub.storage.sql import quote_ident
 
@@ -442,12 +442,7 @@ def _companions(path: Path) -> list[Path]:
 
 def write_pointer(folder: Path, serving: ServingVersion) -> None:
     """Point ``current.json`` at ``serving`` in one rename."""
-    temporary = folder / f".{POINTER}.{os.getpid()}"
-    temporary.write_text(json.dumps(asdict(serving), ensure_ascii=False), encoding="utf-8")
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    temporary.replace(folder / POINTER)
-    fsync_path(folder)
+    write_json_atomically(folder / POINTER, asdict(serving))
 
 
 def read_pointer(folder: Path) -> ServingVersion | None:

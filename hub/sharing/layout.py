@@ -19,9 +19,7 @@ rename by each publish, rollback and ``hub share refresh``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,17 +152,6 @@ def read_shape(settings: Settings, code: str, version: int, shape: str) -> Shape
         return ShapeFiles.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return None
-
-
-def write_json_atomically(path: Path, document: Any) -> None:
-    """Replace ``path`` with ``document`` in one rename (fsync'd first)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, ensure_ascii=False, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
 
 
 def utc_iso(moment: datetime | None) -> str | None:

@@ -70,10 +70,9 @@ from hub.sharing.layout import (
     resource_dir,
     shape_dir,
     utc_iso,
-    write_json_atomically,
 )
 from hub.sharing.shapes import GrantShape, is_bulk_grant, mask_column
-from hub.storage.files import fsync_path
+from hub.storage.files import fsync_path, write_json_atomically
 from hub.storage.interface import Warehouse
 from hub.storage.sql import quote_ident
 
